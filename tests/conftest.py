@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests that need ``../shared`` skip when it is absent, and fail under CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HKAFUSION_SHARED", REPO_ROOT.parent / "shared"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_path(path: Path, what: str) -> Path:
+    """Return ``path`` if it exists; otherwise skip (locally) or fail (under ``CI=true``)."""
+    if not path.exists():
+        msg = f"{what} not found at {path} (set HKAFUSION_SHARED to the shared/ folder)"
+        if IN_CI:
+            pytest.fail(f"CI: {msg}")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return require_path(SHARED, "the shared data folder")
+
+
+@pytest.fixture(scope="session")
+def harvard_dir(shared_dir: Path) -> Path:
+    return require_path(shared_dir / "data" / "harvard", "the Harvard pairs")
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    return require_path(shared_dir / "reference", "the metric reference values")
