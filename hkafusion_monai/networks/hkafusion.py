@@ -79,7 +79,9 @@ class HKAEncoder(nn.Module):
             previous = channels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.shallow(self.input_proj(x))]
+        # Channels-last from here on: 1x1 convolutions, the channel LayerNorm and MDTA's token-major views
+        # all run faster on the CPU in this layout (docs/performance.md).
+        feats = [self.shallow(self.input_proj(x).contiguous(memory_format=torch.channels_last))]
         for stage in self.stages:
             feats.append(stage(feats[-1]))
         return feats
@@ -133,7 +135,7 @@ class HKAFusion(nn.Module):
         self,
         in_channels: int = 2,
         out_channels: int = 1,
-        shallow_channels: int = 16,
+        shallow_channels: int = 8,
         shallow_blocks: int = 2,
         stage_channels: Sequence[int] = (32, 48, 64, 96),
         stage_depths: Sequence[int] = (1, 1, 2, 1),

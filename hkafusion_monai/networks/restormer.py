@@ -58,12 +58,19 @@ class MDTA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        q = F.normalize(q.reshape(b, self.num_heads, c // self.num_heads, h * w), dim=-1)
-        k = F.normalize(k.reshape(b, self.num_heads, c // self.num_heads, h * w), dim=-1)
-        v = v.reshape(b, self.num_heads, c // self.num_heads, h * w)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature, dim=-1)
-        out = (attn @ v).reshape(b, c, h, w)
+        heads = self.num_heads
+        qkv = self.qkv_dwconv(self.qkv(x))
+        # Token-major views (B, heads, HW, C/heads): free for channels-last input, which HKAFusion uses.
+        qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3, heads, c // heads)
+        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        # Cosine similarity between channel maps, i.e. F.normalize on q and k, but dividing the small
+        # (C/heads)^2 product by the norms instead of normalising two full-resolution maps.
+        q_norm = torch.linalg.vector_norm(q, dim=2).clamp_min(1e-12)
+        k_norm = torch.linalg.vector_norm(k, dim=2).clamp_min(1e-12)
+        attn = (q.transpose(-2, -1) @ k) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+        attn = torch.softmax(attn * self.temperature, dim=-1)
+        out = v @ attn.transpose(-2, -1)  # (B, heads, HW, C/heads)
+        out = out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
         return self.project_out(out)
 
 
