@@ -1,0 +1,64 @@
+"""The eight fusion metrics of the HKAFusion paper (IV-A): MI, SF, VIF, AG, Qabf, Qcv, CC, SSIM.
+
+``functional`` holds the pure, batched torch maths on the 0-255 grey scale (float64 inside, CPU or GPU),
+plus the one :func:`quantise` and the one :func:`rgb_to_grey`; ``fusion_metric`` the MONAI
+``CumulativeIterationMetric`` classes on top. Conventions and references: docs/metrics.md.
+"""
+
+from hkafusion_monai.metrics.functional import (
+    METRIC_FUNCTIONS,
+    METRIC_NAMES,
+    average_gradient,
+    check_fusion_inputs,
+    compute_fusion_metrics,
+    correlation_coefficient,
+    fusion_metrics_batch,
+    fusion_ssim,
+    mutual_information,
+    qabf,
+    qcv,
+    quantise,
+    rgb_to_grey,
+    spatial_frequency,
+    visual_information_fidelity,
+)
+from hkafusion_monai.metrics.fusion_metric import (
+    FUSION_METRIC_CLASSES,
+    AverageGradientMetric,
+    CorrelationCoefficientMetric,
+    FusionMetric,
+    FusionSSIMMetric,
+    MutualInformationMetric,
+    QabfMetric,
+    QcvMetric,
+    SpatialFrequencyMetric,
+    VIFMetric,
+)
+
+__all__ = [
+    "METRIC_NAMES",
+    "METRIC_FUNCTIONS",
+    "FUSION_METRIC_CLASSES",
+    "quantise",
+    "rgb_to_grey",
+    "check_fusion_inputs",
+    "compute_fusion_metrics",
+    "fusion_metrics_batch",
+    "mutual_information",
+    "spatial_frequency",
+    "visual_information_fidelity",
+    "average_gradient",
+    "qabf",
+    "qcv",
+    "correlation_coefficient",
+    "fusion_ssim",
+    "FusionMetric",
+    "MutualInformationMetric",
+    "SpatialFrequencyMetric",
+    "VIFMetric",
+    "AverageGradientMetric",
+    "QabfMetric",
+    "QcvMetric",
+    "CorrelationCoefficientMetric",
+    "FusionSSIMMetric",
+]

@@ -1,0 +1,137 @@
+"""FusionLoss (paper III-D, eq. 7-12): every term against values worked out by hand on 3 x 3 images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hkafusion_monai.losses import PER_SAMPLE_KEYS, TERM_KEYS, FusionLoss
+
+C1, C2 = 0.01**2, 0.03**2  # SSIM constants for data_range 1
+
+
+def tiny_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """One 3 x 3 sample: I_A a left-to-right ramp, I_B = 0.25, I_f = 0.5, I_A^pre = I_A, I_B^pre = 0."""
+    ramp = torch.tensor([0.0, 0.5, 1.0]).expand(3, 3)
+    image = torch.stack([ramp, torch.full((3, 3), 0.25)])[None]  # (1, 2, 3, 3)
+    pred = torch.stack([torch.full((3, 3), 0.5), ramp, torch.zeros(3, 3)])[None]  # (1, 3, 3, 3)
+    return pred, image
+
+
+# By hand, with one 3 x 3 uniform SSIM window (population variances, as MONAI):
+#   I_A: mean 1/2, E[x^2] = (0 + 1/4 + 1) / 3 = 5/12, var 5/12 - 1/4 = 1/6; I_f: mean 1/2, var 0, cov 0
+#   SSIM(I_f, I_A) = (2/4 + C1) / (1/4 + 1/4 + C1) * C2 / (1/6 + C2) = C2 / (1/6 + C2)
+#   SSIM(I_f, I_B) = (2 * 0.5 * 0.25 + C1) / (0.25 + 0.0625 + C1) * C2 / C2
+#   Sobel with reflect padding: every row of I_A is [0, .5, 1]; [1, 2, 1] down the column makes it [0, 2, 4];
+#   [-1, 0, 1] across the reflect-padded row [2 | 0 2 4 | 2] gives [0, 4, 0]; Gy = 0. I_f, I_B are flat.
+#   L_grad = mean |0 - max([0, 4, 0], 0)| = 4 / 3
+#   max(I_A, I_B) rows [.25, .5, 1]; L_inten = mean |.5 - [.25, .5, 1]| = (.25 + 0 + .5) / 3 = 1 / 4
+#   L_r^A = 0 + 1 - SSIM(I_A, I_A) = 0
+#   L_r^B = mean |.25 - 0| + 1 - (0 + C1) / (0 + 0.0625 + C1) * C2 / C2
+L_SSIM_A = 1 - C2 / (1 / 6 + C2)
+L_SSIM_B = 1 - (0.25 + C1) / (0.3125 + C1)
+L_GRAD = 4 / 3
+L_INTEN = 0.25
+L_REC_A = 0.0
+L_REC_B = 0.25 + 1 - C1 / (0.0625 + C1)
+
+
+def tiny_loss(**kwargs) -> FusionLoss:
+    return FusionLoss(kernel_type="uniform", win_size=3, **kwargs)
+
+
+def test_each_term_by_hand():
+    pred, image = tiny_case()
+    out = tiny_loss(mu=1.0)(pred, image)
+    assert set(out) == set(TERM_KEYS) | set(PER_SAMPLE_KEYS)
+    expected = {
+        "l_ssim_a": L_SSIM_A,
+        "l_ssim_b": L_SSIM_B,
+        "l_s": L_SSIM_A + L_SSIM_B,
+        "l_grad": L_GRAD,
+        "l_inten": L_INTEN,
+        "l_rec_a": L_REC_A,
+        "l_rec_b": L_REC_B,
+    }
+    for key, value in expected.items():
+        assert out[key].item() == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert out["l_ssim_a_per_sample"].tolist() == pytest.approx([L_SSIM_A], rel=1e-5)
+    assert out["l_ssim_b_per_sample"].tolist() == pytest.approx([L_SSIM_B], rel=1e-5)
+
+
+@pytest.mark.parametrize("lambdas, mu", [((1.0, 1.0, 0.5), 1.0), ((1.0, 1.0, 0.5), 2.5), ((2.0, 0.5, 3.0), 0.25)])
+def test_total_by_hand(lambdas, mu):
+    pred, image = tiny_case()
+    loss = tiny_loss(lambda_s=lambdas[0], lambda_grad=lambdas[1], lambda_inten=lambdas[2], mu=mu)
+    out = loss(pred, image)
+    l_s = L_SSIM_A + mu * L_SSIM_B
+    total = lambdas[0] * l_s + lambdas[1] * L_GRAD + lambdas[2] * L_INTEN + L_REC_A + L_REC_B
+    assert out["l_s"].item() == pytest.approx(l_s, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(total, rel=1e-5)
+
+
+def test_mu_is_settable_and_validated():
+    pred, image = tiny_case()
+    loss = tiny_loss()
+    assert loss.mu == 1.0
+    loss.mu = 3.0
+    assert loss(pred, image)["l_s"].item() == pytest.approx(L_SSIM_A + 3.0 * L_SSIM_B, rel=1e-5)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            loss.mu = bad
+
+
+def test_fused_only_output_has_no_reconstruction_terms():
+    pred, image = tiny_case()
+    out = tiny_loss(mu=2.0)(pred[:, :1], image)
+    assert out["l_rec_a"].item() == 0.0 and out["l_rec_b"].item() == 0.0
+    expected = (L_SSIM_A + 2.0 * L_SSIM_B) + L_GRAD + 0.5 * L_INTEN
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_reductions_and_batch():
+    torch.manual_seed(0)
+    pred, image = torch.rand(3, 3, 16, 16), torch.rand(3, 2, 16, 16)
+    per_sample = FusionLoss(win_size=7, reduction="none")(pred, image)
+    mean = FusionLoss(win_size=7)(pred, image)
+    total = FusionLoss(win_size=7, reduction="sum")(pred, image)
+    for key in TERM_KEYS:
+        assert per_sample[key].shape == (3,)
+        assert mean[key].item() == pytest.approx(per_sample[key].mean().item(), rel=1e-6)
+        assert total[key].item() == pytest.approx(per_sample[key].sum().item(), rel=1e-6)
+    torch.testing.assert_close(per_sample["l_ssim_a"], per_sample["l_ssim_a_per_sample"])
+
+
+def test_gradients_flow_to_all_outputs():
+    torch.manual_seed(0)
+    pred = torch.rand(2, 3, 24, 24, requires_grad=True)
+    image = torch.rand(2, 2, 24, 24)
+    out = FusionLoss()(pred, image)
+    out["loss"].backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+    for channel in range(3):
+        assert pred.grad[:, channel].abs().sum() > 0, f"no gradient reaches channel {channel}"
+    assert not out["l_ssim_a_per_sample"].requires_grad
+
+
+def test_default_configuration():
+    loss = FusionLoss()
+    assert (loss.lambda_s, loss.lambda_grad, loss.lambda_inten, loss.mu) == (1.0, 1.0, 0.5, 1.0)
+    assert loss.ssim_loss.data_range == 1.0
+    assert loss.ssim_loss.kernel_type == "gaussian" and tuple(loss.ssim_loss.kernel_size) == (11, 11)
+
+
+@pytest.mark.parametrize(
+    "pred_shape, image_shape",
+    [
+        ((1, 2, 16, 16), (1, 2, 16, 16)),
+        ((1, 3, 16, 16), (1, 3, 16, 16)),
+        ((1, 3, 16, 16), (2, 2, 16, 16)),
+        ((1, 3, 16, 16), (1, 2, 16, 12)),
+        ((3, 16, 16), (2, 16, 16)),
+        ((1, 1, 8, 8), (1, 2, 8, 8)),
+    ],
+)
+def test_wrong_shapes_raise(pred_shape, image_shape):
+    with pytest.raises(ValueError):
+        FusionLoss()(torch.rand(pred_shape), torch.rand(image_shape))
