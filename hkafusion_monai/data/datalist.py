@@ -24,6 +24,12 @@ Command line (``python -m hkafusion_monai.data.datalist -h``)::
     python -m hkafusion_monai.data.datalist splits --splits ../shared/data/harvard/splits.json \\
         --task mri_pet --out pet.json
 
+    # from folders of DICOM files: per study, the MR series paired with its CT, PET (PT) or SPECT (NM) series
+    python -m hkafusion_monai.data.datalist dicom --base-dir DATA --training studies/train \\
+        --test studies/test --modality PET --out pet_dicom.json
+
+The rules of the ``dicom`` mode are in :func:`datalist_from_dicom`.
+
 Unpaired files and duplicate names are reported by name and the command fails (exit status 1) unless
 ``--skip-unpaired`` is given, in which case they are left out with a warning. The output is written
 atomically and an existing file is kept unless ``--overwrite`` is given.
@@ -48,8 +54,10 @@ __all__ = [
     "pair_folder",
     "datalist_from_folders",
     "datalist_from_splits",
+    "datalist_from_dicom",
     "write_datalist",
     "load_fusion_datalist",
+    "harvard_datalist",
     "main",
 ]
 
@@ -279,6 +287,181 @@ def datalist_from_splits(
     return _finish(splits, problems, base, modality, skip_unpaired, extra)
 
 
+def _study_pair(
+    study: Sequence,
+    wanted: Sequence[str],
+    mri_description: str | None,
+    other_description: str | None,
+    min_slices: int,
+) -> tuple[tuple | None, str | None]:
+    """Pair one study's series by the documented rules; returns ``((mri, other, register), None)`` or
+    ``(None, problem)``."""
+    import re
+
+    from hkafusion_monai.transforms.dicom import order_series
+    from hkafusion_monai.transforms.reader import FusionInputError
+
+    usable, ignored = [], []
+    for s in study:
+        reason = None
+        if "LOCALIZER" in s.image_type:
+            reason = "a localizer"
+        elif len(s.slices) < min_slices:
+            reason = f"{len(s.slices)} slice(s), fewer than {min_slices}"
+        elif len(s.folders) > 1:
+            reason = "its files are spread over several folders"
+        else:
+            try:
+                order_series(s)
+            except FusionInputError as e:
+                reason = f"not one regular volume: {str(e).split(': ', 1)[-1]}"
+        if reason:
+            ignored.append(f"ignored {s.summary()}: {reason}")
+        else:
+            usable.append(s)
+
+    def matches(s, pattern: str | None) -> bool:
+        return pattern is None or re.search(pattern, s.description, flags=re.IGNORECASE) is not None
+
+    mris = [s for s in usable if s.modality == "MR" and matches(s, mri_description)]
+    others = [s for s in usable if s.modality in wanted and matches(s, other_description)]
+    first = study[0]
+    folder = os.path.commonpath([str(f) for s in study for f in s.folders])
+    where = f"study {first.study_uid} (patient {first.patient_id or '?'}) in {folder}"
+    notes = "".join(f"\n    {line}" for line in ignored)
+    if not mris or not others:
+        missing = "MR" if not mris else "/".join(wanted)
+        return None, f"unpaired: {where} has no {missing} series to pair{notes}"
+    pairs = [
+        (m, o)
+        for m in mris
+        for o in others
+        if m.frame_of_reference_uid and m.frame_of_reference_uid == o.frame_of_reference_uid
+    ]
+    register = not pairs
+    if register:  # nothing shares the MR's frame of reference: pair anyway, marked for registration
+        pairs = [(m, o) for m in mris for o in others]
+    if len(pairs) > 1:
+        listed = "".join(f"\n    MR candidate: {m.summary()}" for m in mris)
+        listed += "".join(f"\n    other candidate: {o.summary()}" for o in others)
+        return None, (
+            f"ambiguous: {where} gives {len(pairs)} candidate pairs; narrow them with --modality, "
+            f"--mri-description or --other-description{listed}{notes}"
+        )
+    return (*pairs[0], register), None
+
+
+def datalist_from_dicom(
+    folders: Mapping[str, Sequence[str | Path]],
+    base_dir: str | Path,
+    modality: str | None = None,
+    mri_description: str | None = None,
+    other_description: str | None = None,
+    min_slices: int = 2,
+    skip_unpaired: bool = False,
+) -> dict:
+    """Build a datalist from folders of DICOM files: per study, the MR series and its CT/PET/SPECT series.
+
+    Every DICOM file below each folder is read (headers only) and grouped into series, and the series
+    into studies (``StudyInstanceUID``). In each study:
+
+    1. Candidates are image series that form one regular volume (the loader's checks: one orientation,
+       even spacing, ...), have at least ``min_slices`` slices, lie in one folder and are not localizers;
+       other series are ignored (and listed in any problem about the study).
+    2. The MR candidates are the ``MR`` series (whose ``SeriesDescription`` matches ``mri_description``,
+       a case-insensitive regular expression, if given); the other candidates are the ``CT``, ``PT``
+       (PET) and ``NM`` (SPECT) series, only those of ``modality`` if given (and matching
+       ``other_description``).
+    3. Pairs of an MR and an other candidate with the same ``FrameOfReferenceUID`` are preferred; if no
+       pair shares one, every combination is a candidate and the item gets ``"register": true``, which
+       switches on :class:`~hkafusion_monai.transforms.RigidRegisterd` for it.
+    4. Exactly one candidate pair must remain. A study with none (no MR, or no other series) is unpaired;
+       one with several is ambiguous, and the problem lists every candidate. Both are errors unless
+       ``skip_unpaired``.
+
+    Items are ``{"mri", "other", "modality", "mri_series_uid", "other_series_uid", "study_uid",
+    "patient_id"}`` (plus ``"register": true``), with the series folders relative to ``base_dir``; the
+    series UIDs let the loader pick the series when a folder holds several.
+
+    Args:
+        folders: split name to folders (relative to ``base_dir`` or absolute), each searched recursively.
+        base_dir: the directory the datalist's paths are relative to.
+        modality: ``CT``, ``PET`` or ``SPECT``: pair only that modality (needed when studies hold several).
+        mri_description: regular expression the MR series' ``SeriesDescription`` must match.
+        other_description: the same for the other series.
+        min_slices: the fewest slices a candidate series may have.
+        skip_unpaired: leave unpaired and ambiguous studies out (with a warning) instead of raising.
+
+    Raises:
+        DatalistError: listing every unpaired or ambiguous study, unreadable file, and pairs of mixed
+            modalities.
+    """
+    from hkafusion_monai.transforms.dicom import DICOM_MODALITIES, scan_dicom
+
+    base = Path(base_dir)
+    tags = {v: k for k, v in DICOM_MODALITIES.items() if v != "MRI"}  # PET -> PT ...
+    if modality is not None and modality.upper() not in tags:
+        raise ValueError(f"modality must be one of {sorted(tags)}, got {modality!r}")
+    wanted = [tags[modality.upper()]] if modality else sorted(tags.values())
+    problems: list[str] = []
+    items: dict[str, list[dict]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for split, split_folders in folders.items():
+        if split not in DATALIST_SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {DATALIST_SPLITS}")
+        items[split] = []
+        for folder in split_folders:
+            root = base / folder
+            if not root.is_dir():
+                problems.append(f"{root}: folder not found")
+                continue
+            studies: dict[str, list] = {}
+            for s in scan_dicom(root, recursive=True, errors=problems):
+                studies.setdefault(s.study_uid, []).append(s)
+            if not studies:
+                problems.append(f"{root}: no DICOM image series found")
+            for study in sorted(studies.values(), key=lambda ss: (str(ss[0].folders[0]), ss[0].study_uid)):
+                pair, problem = _study_pair(study, wanted, mri_description, other_description, min_slices)
+                if problem:
+                    problems.append(problem)
+                    continue
+                mri, other, register = pair
+                key = (mri.series_uid, other.series_uid)
+                if key in seen:
+                    problems.append(
+                        f"duplicate: MR {mri.series_uid} / {other.series_uid} is listed in {seen[key]} and in {split}"
+                    )
+                    continue
+                seen[key] = split
+                item = {
+                    "mri": _rel(mri.folders[0], base),
+                    "other": _rel(other.folders[0], base),
+                    "modality": DICOM_MODALITIES[other.modality],
+                    "mri_series_uid": mri.series_uid,
+                    "other_series_uid": other.series_uid,
+                    "study_uid": mri.study_uid,
+                    "patient_id": mri.patient_id,
+                }
+                if register:
+                    item["register"] = True
+                items[split].append(item)
+    modalities = sorted({it["modality"] for split_items in items.values() for it in split_items})
+    if len(modalities) > 1:
+        problems.append(f"studies mix modalities {modalities}; pass --modality to build one datalist per modality")
+    if problems:
+        if not skip_unpaired or len(modalities) > 1:
+            raise DatalistError(problems)
+        for p in problems:
+            print(f"warning: skipped: {p}", file=sys.stderr)
+    if not modalities and not modality:
+        raise DatalistError(problems or ["no MR/CT/PET/SPECT pairs found"])
+    out: dict = {"base_dir": str(base.resolve()), "modality": modalities[0] if modalities else modality.upper()}
+    out["source"] = "dicom"
+    for split in DATALIST_SPLITS:
+        out[split] = items.get(split, [])
+    return out
+
+
 def write_datalist(datalist: Mapping, out: str | Path, overwrite: bool = False) -> Path:
     """Write ``datalist`` to ``out`` atomically (a temporary file, then a rename or hard link).
 
@@ -376,6 +559,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True, help="path to splits.json")
     s.add_argument("--task", required=True, help="mri_ct, mri_pet or mri_spect")
     s.add_argument("--base-dir", default=None, help="the Harvard folder (default: the folder of splits.json)")
+
+    d = sub.add_parser(
+        "dicom", parents=[common], help="pair, per DICOM study, the MR series with its CT/PT/NM series (tags)"
+    )
+    d.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
+    for split in DATALIST_SPLITS:
+        d.add_argument(
+            f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"DICOM folder(s) for the {split} list"
+        )
+    d.add_argument("--modality", choices=MODALITIES, default=None, help="pair only this modality")
+    d.add_argument("--mri-description", default=None, metavar="REGEX", help="the MR SeriesDescription must match")
+    d.add_argument("--other-description", default=None, metavar="REGEX", help="the other SeriesDescription must match")
+    d.add_argument("--min-slices", type=int, default=2, help="fewest slices of a candidate series (default 2)")
     return parser
 
 
@@ -398,6 +594,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 modality=args.modality,
                 skip_unpaired=args.skip_unpaired,
             )
+        elif args.mode == "dicom":
+            folders = {s: getattr(args, s) for s in DATALIST_SPLITS if getattr(args, s)}
+            if not folders:
+                raise ValueError("give at least one of --training, --validation, --test")
+            datalist = datalist_from_dicom(
+                folders,
+                args.base_dir,
+                modality=args.modality,
+                mri_description=args.mri_description,
+                other_description=args.other_description,
+                min_slices=args.min_slices,
+                skip_unpaired=args.skip_unpaired,
+            )
         else:
             datalist = datalist_from_splits(args.splits, args.task, args.base_dir, skip_unpaired=args.skip_unpaired)
         write_datalist(datalist, out, overwrite=args.overwrite)
@@ -411,3 +620,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | Path) -> str:
+    """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
+
+    For the bundle's task overlays (``configs/mri_*.json``): the datalist is rebuilt at every run, so it always
+    matches the ``splits.json`` it names, and any missing file is reported by :func:`datalist_from_splits`.
+    """
+    return str(write_datalist(datalist_from_splits(splits_json, task), Path(out_dir) / f"{task}.json", overwrite=True))

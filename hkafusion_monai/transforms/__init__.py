@@ -1,23 +1,62 @@
-"""MONAI transforms for fusion inputs: reading, colour (YCbCr), intensity and pair stacking.
+"""MONAI transforms for fusion inputs: reading, colour (YCbCr), intensity, geometry, registration, slices.
+
+2-D pairs: ``LoadFusionImaged`` -> ``ScaleByBitDepthd`` -> ``SplitYCbCrd`` -> ``StackPaird``.
+Volumes: ``LoadFusionVolumed`` -> ``Orientationd`` -> ``ScaleIntensityByModalityd`` -> (``RigidRegisterd``)
+-> ``CheckOverlapd`` -> ``ResampleToMatchd`` -> ``StackPaird`` -> ``DropEmptySlicesd`` -> slices.
 
 The colour maths lives once, in :mod:`hkafusion_monai.transforms.colour`; import it from there.
 """
 
 from .colour import is_grey_rgb, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from .dicom import DICOM_MODALITIES, DicomSeries, DicomSlice, order_series, pick_series, scan_dicom
 from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
+from .geometry import CheckOverlapd, RestoreOrientationd, world_bounding_box
+from .intensity import CT_BRAIN_WINDOW, ScaleIntensityByModalityd, modality_of
 from .reader import SUPPORTED_2D_SUFFIXES, FusionInputError, FusionPILReader, LoadFusionImaged
+from .registration import RigidRegisterd, rigid_registration, to_sitk_image
+from .slices import DropEmptySlicesd
+from .volume import (
+    DICOM_SUFFIXES,
+    NIFTI_SUFFIXES,
+    SOURCE_META_KEYS,
+    FusionDicomReader,
+    FusionNibabelReader,
+    LoadFusionVolumed,
+)
 
 __all__ = [
+    "CT_BRAIN_WINDOW",
+    "DICOM_MODALITIES",
+    "DICOM_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "SOURCE_META_KEYS",
     "SUPPORTED_2D_SUFFIXES",
+    "CheckOverlapd",
+    "DicomSeries",
+    "DicomSlice",
+    "DropEmptySlicesd",
+    "FusionDicomReader",
     "FusionInputError",
+    "FusionNibabelReader",
     "FusionPILReader",
     "LoadFusionImaged",
+    "LoadFusionVolumed",
     "MergeYCbCrd",
+    "RestoreOrientationd",
+    "RigidRegisterd",
     "ScaleByBitDepthd",
+    "ScaleIntensityByModalityd",
     "SplitYCbCrd",
     "StackPaird",
     "is_grey_rgb",
+    "modality_of",
+    "order_series",
+    "pick_series",
     "rgb_to_y",
     "rgb_to_ycbcr",
+    "rigid_registration",
+    "scan_dicom",
+    "to_sitk_image",
+    "world_bounding_box",
     "ycbcr_to_rgb",
 ]

@@ -1,0 +1,338 @@
+"""Loading volumes for fusion: NIfTI files and DICOM series, with their affines and input validation.
+
+Every volume comes out as a float32 ``MetaTensor`` of shape ``(1, X, Y, Z)`` whose ``affine`` maps voxel
+indices to world coordinates in millimetres, RAS (MONAI's convention: DICOM's LPS is converted), so a
+DICOM series and a NIfTI file of the same scan line up. DICOM values are rescaled (``RescaleSlope`` /
+``RescaleIntercept``): HU for CT, activity (e.g. Bq/ml) for PET. A single 2-D slice (one DICOM file, a
+2-D NIfTI) is a volume of one slice, ``Z == 1``.
+
+Bad inputs raise :class:`~hkafusion_monai.transforms.FusionInputError` (``FileNotFoundError`` for a
+missing path) naming the path and the problem: a DICOM folder with no series or several, a series that
+is not one regular volume (missing slice, uneven spacing, mixed orientations), a truncated or corrupt
+file, NaN or inf voxels, a 4-D volume, a blank volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import zlib
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+from monai.config import KeysCollection, PathLike
+from monai.data import MetaTensor, NibabelReader, PydicomReader
+from monai.transforms import LoadImaged
+from monai.utils import MetaKeys, ensure_tuple
+from pydicom.errors import InvalidDicomError
+
+from .dicom import DicomSeries, order_series, pick_series, scan_dicom
+from .reader import FusionInputError
+
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "DICOM_SUFFIXES",
+    "SOURCE_META_KEYS",
+    "FusionDicomReader",
+    "FusionNibabelReader",
+    "LoadFusionVolumed",
+]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+# metadata every loaded volume carries (empty strings for NIfTI), so that batches of both formats collate
+SOURCE_META_KEYS = (
+    "source_format",
+    "source_modality",
+    "patient_id",
+    "study_instance_uid",
+    "series_instance_uid",
+    "frame_of_reference_uid",
+    "series_description",
+)
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing file or folder (no such file or directory)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise FusionInputError(f"{path}: empty file (0 bytes)")
+
+
+class FusionDicomReader(PydicomReader):
+    """``PydicomReader`` for one DICOM series (a folder or a file), checked and ordered in space.
+
+    MONAI's ``PydicomReader`` stacks every file of a folder, whatever its series, in ``InstanceNumber``
+    order, and only warns about mixed sizes; this reader first groups the folder's files by
+    ``SeriesInstanceUID`` and requires one series (or the one named by ``series_uid``), checks that it is
+    one regular volume and orders the slices by position along the slice normal
+    (:func:`~hkafusion_monai.transforms.dicom.order_series`); then MONAI's own code decodes, rescales and
+    builds the affine. A single file is a one-slice volume whose third axis is the slice normal times
+    ``SliceThickness`` (MONAI gives it the patient z axis whatever the orientation).
+
+    Output (through ``LoadImage``): ``(X, Y, Z)`` with MONAI's defaults ``swap_ij=True`` (X along the
+    columns) and an RAS affine; the metadata adds :data:`SOURCE_META_KEYS` from the DICOM header.
+
+    Args:
+        series_uid: the ``SeriesInstanceUID`` to read when the folder holds several series.
+        recursive: also look for the series' files in sub-folders.
+        kwargs: passed to ``PydicomReader`` (e.g. ``swap_ij``) and on to ``pydicom.dcmread``.
+    """
+
+    def __init__(self, series_uid: str | None = None, recursive: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.series_uid = series_uid
+        self.recursive = recursive
+        self._series: DicomSeries | None = None
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        names = ensure_tuple(filename)
+        if len(names) != 1:
+            return False
+        path = Path(names[0])
+        if path.is_dir() or path.name.lower().endswith(DICOM_SUFFIXES):
+            return True
+        return path.is_file() and pydicom.misc.is_dicom(path)
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs):
+        """Find, check and read the series at ``data`` (one folder or file); returns pydicom datasets."""
+        names = ensure_tuple(data)
+        if len(names) != 1:
+            raise FusionInputError(f"{names}: FusionDicomReader reads one series (one folder or file) at a time")
+        path = Path(names[0])
+        _check_exists(path)
+        candidates = scan_dicom(path, recursive=self.recursive)
+        if not candidates and path.is_dir() and not self.recursive and any(p.is_dir() for p in path.iterdir()):
+            raise FusionInputError(
+                f"{path}: no DICOM image files in this folder (its sub-folders are not searched: name the "
+                "series folder itself, or pass recursive=True)"
+            )
+        series = pick_series(candidates, path, self.series_uid)
+        files, _ = order_series(series)
+        kwargs_ = {**self.kwargs, **kwargs}
+        datasets = []
+        for f in files:
+            try:
+                datasets.append(pydicom.dcmread(f, **kwargs_))
+            except (InvalidDicomError, OSError, EOFError, ValueError) as e:
+                raise FusionInputError(f"{f}: truncated or corrupt DICOM file ({e})") from e
+        self._series = series
+        # the state MONAI's get_data expects from its own read()
+        self.has_series = len(datasets) > 1
+        self.filenames = [[str(f) for f in files]] if self.has_series else [str(files[0])]
+        return datasets if self.has_series else datasets[0]
+
+    def _get_array_data(self, img, filename):
+        try:
+            return super()._get_array_data(img, filename)
+        except (ValueError, AttributeError, EOFError, OSError, NotImplementedError, RuntimeError) as e:
+            raise FusionInputError(f"{filename}: truncated or corrupt pixel data ({e})") from e
+
+    def _combine_dicom_series(self, data: Sequence, filenames: Sequence[PathLike]):
+        """Stack the slices in the order :meth:`read` gave them (by position), as MONAI does otherwise.
+
+        MONAI's version re-sorts by ``InstanceNumber``; the rest (rescaled arrays stacked on the last axis,
+        the first slice's geometry tags plus ``lastImagePositionPatient`` for the affine) is the same.
+        """
+        arrays = [self._get_array_data(ds, fn) for ds, fn in zip(data, filenames, strict=True)]
+        first, last = data[0], data[-1]
+        meta = self._get_meta_dict(first)
+        step = np.linalg.norm(np.subtract(last.ImagePositionPatient, first.ImagePositionPatient, dtype=float))
+        meta["spacing"] = np.asarray([*map(float, first.PixelSpacing), step / (len(data) - 1)])
+        meta["lastImagePositionPatient"] = np.asarray(last.ImagePositionPatient, dtype=float)
+        meta[MetaKeys.SPATIAL_SHAPE] = arrays[0].shape + (len(arrays),)
+        return np.stack(arrays, axis=-1), meta
+
+    def get_data(self, data) -> tuple[np.ndarray, dict]:
+        """Array ``(X, Y, Z)`` and metadata (affine, spacing, source UIDs) of the series from :meth:`read`."""
+        array, meta = super().get_data(data)
+        if array.ndim == 2:  # one slice: give it a third axis along the slice normal
+            array = array[..., None]
+            _, step = order_series(self._series)
+            column = step * np.array([-1.0, -1.0, 1.0])  # LPS -> RAS
+            for key in (MetaKeys.AFFINE, MetaKeys.ORIGINAL_AFFINE):
+                affine = np.array(meta[key], dtype=np.float64)
+                affine[:3, 2] = column
+                meta[key] = affine
+            meta[MetaKeys.SPATIAL_SHAPE] = (*array.shape[:2], 1)
+            meta["spacing"] = np.asarray([*np.asarray(meta["spacing"])[:2], np.linalg.norm(step)])
+        s = self._series
+        meta.update(
+            {
+                "source_format": "dicom",
+                "source_modality": s.modality,
+                "patient_id": s.patient_id,
+                "study_instance_uid": s.study_uid,
+                "series_instance_uid": s.series_uid,
+                "frame_of_reference_uid": s.frame_of_reference_uid,
+                "series_description": s.description,
+            }
+        )
+        return array, meta
+
+
+class FusionNibabelReader(NibabelReader):
+    """``NibabelReader`` for one NIfTI volume, with errors that name the file and the problem.
+
+    Compared with MONAI's ``NibabelReader``: a 4-D (or higher) image with more than one volume is refused
+    (MONAI would make its fourth axis the channel axis), trailing axes of size 1 are dropped, a 2-D image
+    becomes a one-slice volume, and a missing, empty, unreadable or truncated file raises an error naming it.
+
+    Args:
+        kwargs: passed to ``NibabelReader`` (``squeeze_non_spatial_dims`` is always on).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs["squeeze_non_spatial_dims"] = True
+        super().__init__(**kwargs)
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        names = ensure_tuple(filename)
+        return len(names) == 1 and _is_nifti(Path(names[0]))
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs):
+        names = ensure_tuple(data)
+        if len(names) != 1:
+            raise FusionInputError(f"{names}: FusionNibabelReader reads one file at a time")
+        path = Path(names[0])
+        _check_exists(path)
+        if path.is_dir():
+            raise FusionInputError(f"{path}: is a folder, not a NIfTI file")
+        try:
+            img = super().read(str(path), **kwargs)
+            shape = tuple(int(v) for v in img.header.get_data_shape())
+        except Exception as e:  # nibabel raises many kinds (ImageFileError, EOFError, gzip/zlib errors)
+            raise FusionInputError(f"{path}: not a NIfTI file, or a corrupt one ({e})") from e
+        extra = shape[3:]
+        if len(shape) < 2 or any(v > 1 for v in extra):
+            what = f"{len(shape)}-D" if len(shape) != 4 else f"4-D ({shape[3]} volumes)"
+            raise FusionInputError(
+                f"{path}: {what} image of shape {shape}; one 3-D volume is expected "
+                "(select one time point or channel first)"
+            )
+        if 0 in shape:
+            raise FusionInputError(f"{path}: empty image (shape {shape})")
+        return img
+
+    def _get_array_data(self, img, filename):
+        try:
+            return super()._get_array_data(img, filename)
+        except (EOFError, OSError, ValueError, zlib.error) as e:
+            raise FusionInputError(f"{filename}: truncated or corrupt image data ({e})") from e
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        """Array ``(X, Y, Z)`` and metadata; a 2-D image gets ``Z == 1``."""
+        array, meta = super().get_data(img)
+        if array.ndim == 2:
+            array = array[..., None]
+            meta[MetaKeys.SPATIAL_SHAPE] = np.asarray((*array.shape[:2], 1))
+        meta.update({k: "" for k in SOURCE_META_KEYS})
+        meta["source_format"] = "nifti"
+        return array, meta
+
+
+class LoadFusionVolumed(LoadImaged):
+    """Load each key's volume (NIfTI file, DICOM series folder or DICOM file) as ``(1, X, Y, Z)`` float32.
+
+    ``LoadImaged`` with the reader chosen by the path, so that a bad input raises that reader's own error
+    (:class:`FusionNibabelReader` for ``.nii``/``.nii.gz``, :class:`FusionDicomReader` for a folder or a
+    DICOM file), then checks of the loaded voxels. When a folder holds several series, the data item can
+    name the one to read: ``"<key>_series_uid"`` (e.g. ``mri_series_uid``, as the DICOM-study datalist
+    writes it).
+
+    Output per key: a ``MetaTensor`` ``(1, X, Y, Z)`` with an RAS ``affine``, ``original_affine``,
+    ``filename_or_obj`` and :data:`SOURCE_META_KEYS` in its ``meta``.
+
+    Args:
+        keys: keys of the paths, e.g. ``["mri", "other"]``.
+        series_uid_suffix: the item key naming a DICOM series is the image key plus this.
+        allow_blank: accept volumes whose voxels all have one value.
+        recursive: let DICOM folders hold their series' files in sub-folders.
+        allow_missing_keys: don't raise when a key is absent.
+        kwargs: passed to ``LoadImaged`` (``image_only``, ``ensure_channel_first`` and ``dtype`` are fixed).
+
+    Raises:
+        FileNotFoundError: a missing path.
+        FusionInputError: a path that is no volume, the readers' errors, NaN/inf voxels, a blank volume.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        series_uid_suffix: str = "_series_uid",
+        allow_blank: bool = False,
+        recursive: bool = False,
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ) -> None:
+        self.nifti_reader = FusionNibabelReader()
+        self.dicom_reader = FusionDicomReader(recursive=recursive)
+        self.series_uid_suffix = series_uid_suffix
+        self.allow_blank = allow_blank
+        self.recursive = recursive
+        # LoadImage also instantiates MONAI's default readers, never used here; keep their notices quiet
+        plugin_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+        level = plugin_log.level
+        plugin_log.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+                super().__init__(
+                    keys,
+                    reader=[self.nifti_reader, self.dicom_reader],
+                    dtype=np.float32,
+                    ensure_channel_first=True,
+                    image_only=True,
+                    allow_missing_keys=allow_missing_keys,
+                    **kwargs,
+                )
+        finally:
+            plugin_log.setLevel(level)
+
+    def _reader_for(self, path: Path, series_uid: str | None) -> FusionNibabelReader | FusionDicomReader:
+        if _is_nifti(path):
+            return self.nifti_reader
+        _check_exists(path)
+        if path.is_dir() or path.name.lower().endswith(DICOM_SUFFIXES) or pydicom.misc.is_dicom(path):
+            if series_uid:
+                return FusionDicomReader(series_uid=series_uid, recursive=self.recursive)
+            return self.dicom_reader
+        raise FusionInputError(
+            f"{path}: not a volume: expected a NIfTI file (.nii, .nii.gz), a DICOM file or a DICOM series folder"
+        )
+
+    def __call__(self, data: Mapping[Hashable, object], reader=None) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, (list, tuple)):
+                raise FusionInputError(f"{key}: {value}: one volume path per key is expected, not a list")
+            path = Path(str(value)).expanduser()
+            uid = d.get(f"{key}{self.series_uid_suffix}")
+            img = self._loader(str(path), reader or self._reader_for(path, str(uid) if uid else None))
+            self._check(img, path)
+            d[key] = img
+        return d
+
+    def _check(self, img: torch.Tensor, path: Path) -> None:
+        if img.ndim != 4 or img.shape[0] != 1:
+            raise FusionInputError(f"{path}: loaded shape {tuple(img.shape)}; expected one 3-D volume (1, X, Y, Z)")
+        finite = torch.isfinite(img)
+        if not bool(finite.all()):
+            bad = ~finite
+            first = tuple(int(v) for v in torch.nonzero(bad[0])[0])
+            n_nan, n_inf = int(torch.isnan(img).sum()), int(torch.isinf(img).sum())
+            raise FusionInputError(f"{path}: {n_nan} NaN and {n_inf} inf voxel(s), the first at (x, y, z) {first}")
+        lo, hi = float(img.min()), float(img.max())
+        if lo == hi and not self.allow_blank:
+            raise FusionInputError(f"{path}: blank volume (every voxel is {lo:g}); pass allow_blank=True to accept it")
+        if isinstance(img, MetaTensor):
+            for k in SOURCE_META_KEYS:
+                img.meta.setdefault(k, "")
