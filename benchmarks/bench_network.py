@@ -189,6 +189,7 @@ def main() -> int:
             flush=True,
         )
     profile = _run_worker("__profile__", args)["profile"] if "default" in names else ""
+    load_end = os.getloadavg()[0]
 
     checks = []
     default = next((r for r in results if r["name"] == "default"), None)
@@ -207,7 +208,7 @@ def main() -> int:
         "",
         f"Command: `python benchmarks/bench_network.py --runs {args.runs} --slow-runs {args.slow_runs}"
         f" --threads {args.threads}`, commit {git_commit()}.",
-        f"Machine: {machine}.",
+        f"Machine: {machine}; 1-min load {load_end:.2f} at the end.",
         "",
         "Times are median / min in seconds. Eval: `torch.inference_mode`, 256x256. Training step: forward, backward"
         " and `torch.optim.Adam` on 8 pairs. FLOPs: eval path, one 256x256 pair, `torch.utils.flop_counter`"

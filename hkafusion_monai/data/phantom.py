@@ -45,6 +45,7 @@ __all__ = [
     "Grid",
     "Subject",
     "dicom_values",
+    "ensure_phantom",
     "main",
     "make_subject",
     "make_volume",
@@ -685,3 +686,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def ensure_phantom(out: str | Path, subjects: int = 4, seed: int = 0) -> str:
+    """The phantom folder ``out``, generated first when it holds no ``phantom.json`` (the demo overlay's data).
+
+    An existing phantom is used as it is, whatever arguments made it; delete the folder to regenerate.
+    """
+    out = Path(out)
+    if not (out / "phantom.json").is_file():
+        write_phantom(out, subjects=subjects, seed=seed)
+    return str(out)

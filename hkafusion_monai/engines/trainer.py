@@ -1,0 +1,82 @@
+"""The fusion trainer: MONAI's ``SupervisedTrainer`` with the 2-channel source image as its own target and
+every term of the HKAFusion loss (eq. 7-12) in ``engine.state.output``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.utils import CommonKeys
+
+from hkafusion_monai.losses import PER_SAMPLE_KEYS, TERM_KEYS
+
+__all__ = ["FusionTrainer", "prepare_fusion_batch", "loss_terms"]
+
+
+def prepare_fusion_batch(
+    batchdata: Mapping[str, Any], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image, image)``: fusion is unsupervised, so the 2-channel sources are the input and the loss's target.
+
+    Args:
+        batchdata: a batch dictionary with ``"image"`` of shape (B, 2, H, W).
+        device, non_blocking, kwargs: passed to ``Tensor.to``.
+    """
+    if CommonKeys.IMAGE not in batchdata:
+        raise KeyError(f"the batch has no {CommonKeys.IMAGE!r} key; it has {sorted(batchdata)}.")
+    image = batchdata[CommonKeys.IMAGE].to(device=device, non_blocking=non_blocking, **kwargs)
+    return image, image
+
+
+def loss_terms(output: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The scalar loss terms of a trainer iteration's output as floats (for ``StatsHandler`` and ``MLFlowHandler``)."""
+    if isinstance(output, Sequence) and not isinstance(output, Mapping):
+        output = output[0]  # decollated: every item carries the same batch-level terms
+    return {k: float(torch.as_tensor(output[k]).detach()) for k in TERM_KEYS if k in output}
+
+
+class _TermRecordingLoss(torch.nn.Module):
+    """Calls the fusion loss, writes all its terms into the engine's output, returns the total to back-propagate."""
+
+    def __init__(self, loss_function: Callable[..., Mapping[str, torch.Tensor]], trainer: SupervisedTrainer) -> None:
+        super().__init__()
+        self.loss = loss_function
+        self._trainer = [trainer]  # a list, so that the engine is not registered as a submodule
+
+    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        terms = self.loss(pred, image)
+        output = self._trainer[0].state.output
+        for key in TERM_KEYS + PER_SAMPLE_KEYS:
+            output[key] = terms[key].detach()
+        return terms["loss"]
+
+
+class FusionTrainer(SupervisedTrainer):
+    """``SupervisedTrainer`` for unsupervised fusion with the HKAFusion loss.
+
+    Differences from the parent, and nothing else (AMP, gradient accumulation and ``torch.compile`` are the
+    parent's):
+
+    - the batch's ``"image"`` (B, 2, H, W) is both the network input and the loss target
+      (:func:`prepare_fusion_batch`), so no label is needed;
+    - ``loss_function`` is a :class:`~hkafusion_monai.losses.FusionLoss` (or any callable with its
+      ``(pred, image) -> dict`` interface): the total ``"loss"`` is back-propagated and every term of
+      :data:`~hkafusion_monai.losses.TERM_KEYS`, plus the per-sample structural losses the dynamic-mu handler
+      reads, is put (detached) into ``engine.state.output``;
+    - ``decollate`` defaults to False: handlers read batch tensors.
+
+    ``engine.state.output`` therefore holds ``"image"``, ``"pred"`` (the network's training output,
+    (B, 3, H, W) = [fused, reconstructed MRI, reconstructed other], or (B, 1, H, W)), ``"loss"`` and each term.
+
+    Args:
+        loss_function: the fusion loss.
+        args, kwargs: as for :class:`monai.engines.SupervisedTrainer`.
+    """
+
+    def __init__(self, *args: Any, loss_function: Callable, decollate: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("prepare_batch", prepare_fusion_batch)
+        super().__init__(*args, loss_function=loss_function, decollate=decollate, **kwargs)
+        self.fusion_loss = loss_function
+        self.loss_function = _TermRecordingLoss(loss_function, self)

@@ -1,0 +1,153 @@
+"""Side-by-side evaluation: several methods (HKAFusion and the pixel rules) scored by the same evaluation
+pipeline, their per-pair metrics written as one CSV and their summary as JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from hkafusion_monai.metrics import METRIC_NAMES
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["FusionEvaluationReport", "MethodMetricsCollector", "metric_display_name"]
+
+
+def metric_display_name(key: str) -> str:
+    """``"val_qabf"`` -> ``"Qabf"``: the handler key without its prefix, spelt as in ``METRIC_NAMES``."""
+    bare = key.split("_", 1)[1] if "_" in key else key
+    for name in METRIC_NAMES:
+        if name.lower() == bare.lower():
+            return name
+    return bare
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+class FusionEvaluationReport:
+    """Per-pair fusion metrics of several methods, written as ``metrics_per_pair.csv`` and ``summary.json``.
+
+    Each method's evaluator gets a :class:`MethodMetricsCollector` (``report.collector(method)`` or from a
+    config); after all evaluators ran, :meth:`write` writes both files (atomically) into ``output_dir`` and,
+    given the evaluation's ``MLFlowHandler``, logs them as artifacts and each method's means as metrics
+    ``test_<method>_<metric>``.
+
+    Args:
+        output_dir: folder of the two files (created).
+        mlflow_handler: the evaluator's MLFlowHandler, or None.
+        extra: more fields for ``summary.json`` (e.g. the checkpoint and datalist).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, mlflow_handler: Any = None, extra: dict | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.mlflow_handler = mlflow_handler
+        self.extra = dict(extra or {})
+        self.methods: dict[str, dict[str, Any]] = {}
+
+    def collector(self, method: str) -> MethodMetricsCollector:
+        return MethodMetricsCollector(self, method)
+
+    def add(self, method: str, pairs: Sequence[str], details: dict[str, np.ndarray]) -> None:
+        """Record ``details[metric]`` = per-pair values (same order as ``pairs``) for ``method``."""
+        for name, values in details.items():
+            if len(values) != len(pairs):
+                raise ValueError(f"{method}: {len(values)} values of {name} for {len(pairs)} pairs.")
+        self.methods[method] = {"pairs": list(pairs), "details": details}
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"methods": {}, **self.extra}
+        for method, rec in self.methods.items():
+            out["methods"][method] = {
+                name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": int(len(v))}
+                for name, v in rec["details"].items()
+            }
+        return out
+
+    def write(self) -> dict[str, str]:
+        """Write the CSV and JSON; return their paths."""
+        if not self.methods:
+            raise RuntimeError("FusionEvaluationReport.write: no method was evaluated.")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        names = [n for n in METRIC_NAMES if any(n in r["details"] for r in self.methods.values())]
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["pair", "method", *names])
+        for method, rec in self.methods.items():
+            for i, pair in enumerate(rec["pairs"]):
+                row = [f"{float(rec['details'][n][i]):.6g}" if n in rec["details"] else "" for n in names]
+                writer.writerow([pair, method, *row])
+        csv_path, json_path = self.output_dir / "metrics_per_pair.csv", self.output_dir / "summary.json"
+        _write_atomic(csv_path, buf.getvalue())
+        summary = self.summary()
+        _write_atomic(json_path, json.dumps(summary, indent=2))
+
+        handler = self.mlflow_handler
+        if handler is not None and getattr(handler, "cur_run", None) is not None:
+            run_id = handler.cur_run.info.run_id
+            metrics = {
+                f"test_{method}_{name}": stats["mean"]
+                for method, per in summary["methods"].items()
+                for name, stats in per.items()
+            }
+            handler._log_metrics(metrics)
+            for path in (csv_path, json_path):
+                handler.client.log_artifact(run_id, str(path), artifact_path="evaluation")
+        return {"csv": str(csv_path), "json": str(json_path)}
+
+
+class MethodMetricsCollector:
+    """Attach to one method's evaluator: at its completion, hand the per-pair values of every metric handler
+    (``engine.state.metric_details``; the fusion metric handlers keep them) and the pair names to the report.
+
+    Pair names come from the batch's ``image`` metadata (``mri_filename``, set by ``StackPaird``), else the
+    pair's index.
+    """
+
+    def __init__(self, report: FusionEvaluationReport, method: str) -> None:
+        self.report = report
+        self.method = method
+        self._pairs: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_names)
+        engine.add_event_handler(Events.COMPLETED, self._hand_over)
+
+    def _reset(self, engine: Engine) -> None:
+        self._pairs = []
+
+    def _collect_names(self, engine: Engine) -> None:
+        image = engine.state.batch["image"]
+        names = getattr(image, "meta", {}).get("mri_filename") if hasattr(image, "meta") else None
+        n = image.shape[0]
+        if isinstance(names, (list, tuple)) and len(names) == n:
+            self._pairs += [Path(str(p)).name for p in names]
+        else:
+            start = len(self._pairs)
+            self._pairs += [f"pair_{i:04d}" for i in range(start, start + n)]
+
+    def _hand_over(self, engine: Engine) -> None:
+        details = {
+            metric_display_name(key): torch.as_tensor(values).detach().cpu().reshape(-1).double().numpy()
+            for key, values in (getattr(engine.state, "metric_details", None) or {}).items()
+        }
+        self.report.add(self.method, self._pairs, details)
