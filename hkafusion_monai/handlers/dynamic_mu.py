@@ -124,6 +124,13 @@ class DynamicMuHandler:
             return high
         return min(max(sum_b / sum_a, low), high)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """mu, so that a resumed training continues with the weight the last epoch set (CheckpointSaver)."""
+        return {"mu": torch.tensor(self.mu, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss.mu = float(state["mu"])
+
     def epoch_completed(self, engine: Engine) -> None:
         """Set the loss's mu for the next epoch (and log it under ``metric_name``)."""
         self.loss.mu = self.compute()

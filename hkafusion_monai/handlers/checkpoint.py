@@ -1,0 +1,134 @@
+"""Resumable training: the latest full training state (network, optimiser, lr scheduler, trainer epoch and
+iteration, the loss's mu, the RNG states) saved every epoch, and restored with ``--resume``.
+
+MONAI's ``CheckpointSaver`` / ``CheckpointLoader`` do the work; these subclasses only add what a bundle config
+cannot declare: the trainer itself (a handler inside ``train#trainer`` cannot reference ``@train#trainer``
+without a circular reference), the random number generators, and the MLflow run name to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.utils import IgniteInfo, min_version, optional_import
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["RNGState", "TrainingStateSaver", "TrainingStateLoader", "latest_checkpoint", "resume_run_name"]
+
+_RUN_FILE = "run.json"
+_CHECKPOINT = re.compile(r"checkpoint_(?:epoch|iteration)=(\d+)\.pt$")
+
+
+class RNGState:
+    """The torch, numpy and Python global random states as tensors (so ``torch.load(weights_only=True)`` works)."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "numpy_rest": torch.tensor([pos, has_gauss, gauss], dtype=torch.float64),
+            "python": torch.tensor(internal, dtype=torch.int64),
+            "python_rest": torch.tensor([version, -1.0 if gauss_next is None else gauss_next], dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["torch"])
+        pos, has_gauss, gauss = state["numpy_rest"].tolist()
+        np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), gauss))
+        version, gauss_next = state["python_rest"].tolist()
+        random.setstate((int(version), tuple(int(v) for v in state["python"].tolist()), None if gauss_next < 0 else gauss_next))
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The ``checkpoint_epoch=N.pt`` (or ``iteration=N``) with the largest N in ``ckpt_dir``, or None."""
+    found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob("checkpoint_*.pt") if (m := _CHECKPOINT.search(p.name))]
+    return max(found)[1] if found else None
+
+
+def resume_run_name(ckpt_dir: str | os.PathLike, resume: Any) -> str | None:
+    """The MLflow run name of the training being resumed (from ``ckpt_dir/run.json``), or None when not resuming."""
+    if not resume:
+        return None
+    path = Path(ckpt_dir) / _RUN_FILE
+    return json.loads(path.read_text())["run_name"] if path.is_file() else None
+
+
+class TrainingStateSaver(CheckpointSaver):
+    """``CheckpointSaver`` of the latest full training state; adds the trainer and the RNG states when attached.
+
+    Args:
+        save_dir: the checkpoint folder.
+        save_dict: the objects to save besides the trainer, e.g. network, optimiser, lr scheduler, the
+            dynamic-mu handler.
+        run_name: the MLflow run name, written to ``save_dir/run.json`` so that ``--resume`` continues that run.
+        kwargs: as for ``CheckpointSaver`` (e.g. ``save_interval=1``, ``n_saved=1``, ``epoch_level=True``).
+    """
+
+    def __init__(self, save_dir: str, save_dict: dict, run_name: str | None = None, **kwargs: Any) -> None:
+        # the Checkpoint objects built by the parent keep this same dict, so adding the trainer later reaches them
+        save_dict = dict(save_dict, rng=RNGState())
+        super().__init__(save_dir, save_dict, **kwargs)
+        self.run_name = run_name
+        # MONAI writes in place (atomic=False); a training killed mid-write would leave a truncated latest
+        # checkpoint and nothing to resume from. ignite's atomic mode writes a temporary file and renames it
+        # (the file is then readable by its owner only, which suits a training state).
+        for checkpoint in (self._interval_checkpoint, self._final_checkpoint):
+            if checkpoint is not None:
+                checkpoint.save_handler._atomic = True
+
+    def attach(self, engine: Engine) -> None:
+        self.save_dict["trainer"] = engine
+        super().attach(engine)
+        if self.run_name:
+            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+            tmp = Path(self.save_dir) / f".{_RUN_FILE}.tmp"
+            tmp.write_text(json.dumps({"run_name": self.run_name}))
+            tmp.replace(Path(self.save_dir) / _RUN_FILE)
+
+
+class TrainingStateLoader(CheckpointLoader):
+    """Restore a :class:`TrainingStateSaver` checkpoint (and the trainer and RNG states) when training starts.
+
+    Args:
+        resume: ``True`` for the latest checkpoint in ``ckpt_dir``, or the path of a checkpoint.
+        ckpt_dir: where to look when ``resume`` is True.
+        load_dict: the objects to restore besides the trainer and the RNG states (as saved).
+        kwargs: as for ``CheckpointLoader`` (e.g. ``map_location``).
+
+    Raises:
+        FileNotFoundError: nothing to resume from.
+    """
+
+    def __init__(self, resume: bool | str, ckpt_dir: str, load_dict: dict, **kwargs: Any) -> None:
+        if isinstance(resume, str) and resume.lower() not in ("true", "1", "yes"):
+            path: Path | None = Path(resume)
+            if not path.is_file():
+                raise FileNotFoundError(f"--resume {resume}: no such checkpoint file.")
+        else:
+            path = latest_checkpoint(ckpt_dir)
+            if path is None:
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to resume from; start without --resume."
+                )
+        super().__init__(load_path=str(path), load_dict=dict(load_dict, rng=RNGState()), **kwargs)
+
+    def attach(self, engine: Engine) -> None:
+        self.load_dict["trainer"] = engine
+        super().attach(engine)
