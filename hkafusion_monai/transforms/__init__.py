@@ -4,6 +4,9 @@
 Volumes: ``LoadFusionVolumed`` -> ``Orientationd`` -> ``ScaleIntensityByModalityd`` -> (``RigidRegisterd``)
 -> ``CheckOverlapd`` -> ``ResampleToMatchd`` -> ``StackPaird`` -> ``DropEmptySlicesd`` -> slices.
 
+The one preprocessing/postprocessing contract of evaluation, inference and ``load_fuser`` is
+:mod:`hkafusion_monai.transforms.contract`.
+
 The colour maths lives once, in :mod:`hkafusion_monai.transforms.colour`; import it from there.
 """
 
@@ -24,7 +27,11 @@ from .volume import (
     LoadFusionVolumed,
 )
 
+from . import contract  # noqa: E402  (after the transforms it builds on)
+from .contract import FusionPostprocessd, FusionPreprocessd  # noqa: E402
+
 __all__ = [
+    "contract",
     "CT_BRAIN_WINDOW",
     "DICOM_MODALITIES",
     "DICOM_SUFFIXES",
@@ -39,6 +46,8 @@ __all__ = [
     "FusionInputError",
     "FusionNibabelReader",
     "FusionPILReader",
+    "FusionPostprocessd",
+    "FusionPreprocessd",
     "LoadFusionImaged",
     "LoadFusionVolumed",
     "MergeYCbCrd",

@@ -1,0 +1,105 @@
+"""The MLflow record of an inference run: what was fused (count and hash, never paths), with which model,
+and how long it took. It works beside MONAI's ``MLFlowHandler`` and uses its client and run."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from hkafusion_monai.handlers.tracking import git_commit
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["InferenceRunRecorder"]
+
+
+class InferenceRunRecorder:
+    """Log an inference run to the ``MLFlowHandler``'s run; attach it after that handler.
+
+    - at the start, params: ``inputs_count`` and ``inputs_sha256`` (:func:`hkafusion_monai.inference.inputs_summary`),
+      ``model_version`` (the bundle's ``metadata.json``), ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
+    - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written``.
+
+    The timing is also kept in :attr:`timing` when no MLflow handler is given.
+
+    Args:
+        mlflow_handler: the evaluator's ``monai.handlers.MLFlowHandler`` (or None).
+        items: the run's data items (``mri``, ``other`` paths).
+        model_version: the bundle version.
+        ckpt_path: the checkpoint loaded.
+        extra_params: more params, e.g. ``{"task": "mri_pet"}``.
+    """
+
+    def __init__(
+        self,
+        mlflow_handler: Any = None,
+        items: Sequence[Mapping[str, Any]] = (),
+        model_version: str = "unknown",
+        ckpt_path: str | os.PathLike | None = None,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.mlflow_handler = mlflow_handler
+        self.items = list(items)
+        self.model_version = model_version
+        self.ckpt_path = ckpt_path
+        self.extra_params = dict(extra_params or {})
+        self.timing: dict[str, float] = {}
+        self._start = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.started)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.completed)
+
+    def _run(self) -> tuple[Any, str] | tuple[None, None]:
+        handler = self.mlflow_handler
+        if handler is None or getattr(handler, "cur_run", None) is None:
+            return None, None
+        return handler.client, handler.cur_run.info.run_id
+
+    def started(self, engine: Engine) -> None:
+        from hkafusion_monai.inference import file_sha256, inputs_summary
+
+        self._start = time.perf_counter()
+        client, run_id = self._run()
+        if client is None:
+            return
+        params = {k: str(v) for k, v in inputs_summary(self.items).items()}
+        params["model_version"] = str(self.model_version)
+        if self.ckpt_path is not None and Path(self.ckpt_path).is_file():
+            params["checkpoint"] = Path(self.ckpt_path).name
+            params["checkpoint_sha256"] = file_sha256(self.ckpt_path)
+        params["git_commit"] = git_commit(Path(__file__).parent)
+        params.update({k: str(v)[:500] for k, v in self.extra_params.items()})
+        import mlflow
+
+        logged = client.get_run(run_id).data.params
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items() if k not in logged])
+        client.set_tag(run_id, "model_version", str(self.model_version))
+
+    def completed(self, engine: Engine) -> None:
+        seconds = time.perf_counter() - self._start
+        pairs = int(engine.state.iteration)
+        self.timing = {
+            "inference_seconds": seconds,
+            "seconds_per_pair": seconds / max(pairs, 1),
+            "outputs_written": float(pairs),
+        }
+        client, run_id = self._run()
+        if client is None:
+            return
+        ms = int(time.time() * 1000)
+        import mlflow
+
+        metrics = [mlflow.entities.Metric(k, float(v), ms, 0) for k, v in self.timing.items()]
+        client.log_batch(run_id, metrics=metrics)

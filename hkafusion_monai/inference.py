@@ -1,0 +1,443 @@
+"""Inference: the notebook API :func:`load_fuser`, and the pieces ``bundle/configs/inference.json`` declares.
+
+>>> from hkafusion_monai import load_fuser
+>>> fuser = load_fuser(bundle_dir="bundle", task="mri_pet", weights="model.pt")   # doctest: +SKIP
+>>> fused = fuser(mri, pet)                                                          # doctest: +SKIP
+
+Both use the bundle's one preprocessing/postprocessing contract,
+:mod:`hkafusion_monai.transforms.contract`, so a pair fuses to the same pixels through ``load_fuser``, the
+inference workflow and the evaluation workflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+from monai.inferers import Inferer, SliceInferer
+
+from hkafusion_monai.io.writers import as_bool, output_name
+from hkafusion_monai.transforms.contract import FusionPostprocessd, FusionPreprocessd, is_2d_path
+from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
+
+__all__ = [
+    "NO_WEIGHTS_MESSAGE",
+    "TASK_MODALITY",
+    "Fuser",
+    "FusionInferer",
+    "bundle_version",
+    "export_onnx",
+    "file_sha256",
+    "check_outputs",
+    "inference_items",
+    "inputs_summary",
+    "load_fuser",
+    "load_weights",
+]
+
+_PLS_DIAGONAL = (-1.0, -1.0, 1.0, 1.0)  # voxel axes towards posterior, left, superior (RAS world)
+
+#: the other modality of each task
+TASK_MODALITY = {"mri_ct": "CT", "mri_pet": "PET", "mri_spect": "SPECT"}
+
+NO_WEIGHTS_MESSAGE = (
+    "no trained HKAFusion weights are shipped yet, and no checkpoint was found at {path}. Train one "
+    "(README: 'Train') and pass it: on the command line --ckpt_path PATH/model.pt, in Python "
+    "load_fuser(weights='PATH/model.pt'). Any checkpoint of this network works: a state dict, or a "
+    "CheckpointSaver file holding it under 'model'."
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# weights and metadata
+# ---------------------------------------------------------------------------------------------------------
+def load_weights(
+    network: torch.nn.Module, path: str | os.PathLike | None, map_location: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """Load a checkpoint into ``network`` (strictly) and put it in eval mode; returns ``network``.
+
+    ``path`` holds a state dict, or a ``CheckpointSaver`` dict with the state dict under ``"model"`` (the
+    full training state). Loaded with ``torch.load(weights_only=True)``: no code runs from the file.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (no trained weights are shipped yet; the message says how to
+            pass some).
+        ValueError: the file holds no state dict of this network.
+    """
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(NO_WEIGHTS_MESSAGE.format(path=path))
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: not a state dict (found {type(state).__name__})")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: not a checkpoint of this network ({e})") from e
+    return network.eval()
+
+
+def bundle_version(meta_file: str | os.PathLike) -> str:
+    """The bundle's ``version`` from its ``metadata.json`` (``"unknown"`` if the file is missing)."""
+    try:
+        return str(json.loads(Path(meta_file).read_text()).get("version", "unknown"))
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def _hash_path(h: Any, path: Path) -> None:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+        with f.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                h.update(block)
+
+
+def inputs_summary(items: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("mri", "other")) -> dict[str, Any]:
+    """Count and SHA-256 of an inference run's inputs (file bytes, in order; a DICOM folder's files sorted),
+    enough to identify them without logging their paths, which can identify patients."""
+    h = hashlib.sha256()
+    for item in items:
+        for key in keys:
+            _hash_path(h, Path(str(item[key])))
+    return {"inputs_count": len(items), "inputs_sha256": h.hexdigest()}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (the checkpoint's identity in the MLflow record)."""
+    h = hashlib.sha256()
+    _hash_path(h, Path(path))
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the workflow's data items and outputs
+# ---------------------------------------------------------------------------------------------------------
+def inference_items(
+    mri: str | None = None,
+    other: str | None = None,
+    datalist: str | None = None,
+    split: str = "test",
+    task: str = "mri_pet",
+    modality: str | None = None,
+    output_dir: str | os.PathLike = ".",
+) -> list[dict[str, Any]]:
+    """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``.
+
+    Each item gets ``"output"``: ``<output_dir>/<MRI name>_fused.png`` (2-D) or ``..._fused.nii.gz``
+    (volume) unless the datalist item names one, and ``"modality"``: ``modality``, else the item's own,
+    else the task's; a DICOM ``other`` series without an explicit modality is left to its Modality tag.
+
+    Raises:
+        ValueError: neither or both of a pair and a datalist, or half a pair.
+        FileNotFoundError: an input path that does not exist.
+    """
+    if (mri is None) != (other is None):
+        raise ValueError("give both --mri PATH and --other PATH (or a --datalist)")
+    if mri is not None and datalist is not None:
+        raise ValueError("give either a pair (--mri, --other) or a --datalist, not both")
+    if mri is None and datalist is None:
+        raise ValueError("nothing to fuse: give --mri PATH --other PATH, or --datalist PATH [--split test]")
+    if task not in TASK_MODALITY:
+        raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
+    if datalist is not None:
+        from hkafusion_monai.data import load_fusion_datalist
+
+        items = load_fusion_datalist(datalist, split)
+        if not items:
+            raise ValueError(f"{datalist}: the {split!r} list is empty")
+    else:
+        items = [{"mri": str(mri), "other": str(other)}]
+    out = []
+    for item in items:
+        item = dict(item)
+        for key in ("mri", "other"):
+            if not Path(str(item[key])).exists():
+                raise FileNotFoundError(f"{item[key]}: missing {key} input (no such file or directory)")
+        kind = "2d" if is_2d_path(item["mri"]) else "volume"
+        if is_2d_path(item["other"]) != (kind == "2d"):
+            raise ValueError(
+                f"{item['mri']} and {item['other']}: a pair is two 2-D images or two volumes, not one of each"
+            )
+        if modality is not None:
+            item["modality"] = modality
+        elif "modality" not in item and (kind == "2d" or not Path(str(item["other"])).is_dir()):
+            item["modality"] = TASK_MODALITY[task]
+        item["output"] = str(Path(output_dir) / item["output"]) if "output" in item else str(
+            Path(output_dir) / output_name(item["mri"], kind)
+        )
+        out.append(item)
+    return out
+
+
+def check_outputs(items: Sequence[Mapping[str, Any]], overwrite: bool | str = False) -> list[str]:
+    """Fail before any work when two items would write one file, or an output exists and not ``overwrite``.
+
+    Returns:
+        the output paths.
+    """
+    paths = [str(Path(item["output"]).resolve()) for item in items]
+    seen: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        if p in seen:
+            raise ValueError(
+                f"pairs {seen[p]} and {i} ({items[seen[p]]['mri']}, {items[i]['mri']}) would both write {p}; "
+                "give the items distinct 'output' names"
+            )
+        seen[p] = i
+    if not as_bool(overwrite):
+        existing = [p for p in paths if os.path.exists(p)]
+        if existing:
+            shown = "\n  ".join(existing[:10]) + ("\n  ..." if len(existing) > 10 else "")
+            raise FileExistsError(
+                f"{len(existing)} output(s) exist and are kept; pass --overwrite true to replace them:\n  {shown}"
+            )
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the inferer
+# ---------------------------------------------------------------------------------------------------------
+class FusionInferer(Inferer):
+    """Run the network on a 2-D batch ``(B, 2, H, W)`` at once, or on a volume batch ``(B, 2, H, W, D)``
+    slice by slice along the last axis (axial slices of the ``PLS`` volume chain) with
+    ``monai.inferers.SliceInferer``; returns ``(B, 1, H, W)`` or ``(B, 1, H, W, D)``.
+
+    Args:
+        sw_batch_size: slices per network call.
+        progress: a progress bar over a volume's slices (tqdm).
+    """
+
+    def __init__(self, sw_batch_size: int = 8, progress: bool = False) -> None:
+        super().__init__()
+        self.sw_batch_size = sw_batch_size
+        self.progress = progress
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        if inputs.ndim == 4:
+            return network(inputs, *args, **kwargs)
+        if inputs.ndim != 5:
+            raise ValueError(f"FusionInferer: expected (B, 2, H, W) or (B, 2, H, W, D), got {tuple(inputs.shape)}")
+        slicer = SliceInferer(
+            spatial_dim=2,
+            roi_size=tuple(int(s) for s in inputs.shape[2:4]),
+            sw_batch_size=self.sw_batch_size,
+            progress=self.progress,
+            cache_roi_weight_map=False,
+        )
+        return slicer(inputs, network, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the notebook API
+# ---------------------------------------------------------------------------------------------------------
+def _as_array(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array or a torch tensor, got {type(x).__name__}")
+    if x.dtype.kind not in "uif":
+        raise TypeError(f"{name}: dtype {x.dtype} is not supported; give integer or float intensities")
+    if x.size == 0:
+        raise ValueError(f"{name}: empty array (shape {x.shape})")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        first = tuple(int(v) for v in np.argwhere(~np.isfinite(x))[0])
+        n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        raise ValueError(f"{name}: {n_nan} NaN and {n_inf} inf value(s), the first at {first}")
+    return x
+
+
+def _bit_depth_max(x: np.ndarray, name: str) -> float:
+    """The full-white value of a 2-D array, as the PNG reader gives it for a file of that type."""
+    if x.dtype.kind == "f":
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{name}: float 2-D images must lie in [0, 1] (got [{lo:g}, {hi:g}]), like a float TIFF; "
+                "scale them, or pass the uint8/uint16 pixels as read from the file"
+            )
+        return 1.0
+    if x.dtype.kind == "i" and int(x.min()) < 0:
+        raise ValueError(f"{name}: negative pixel values (min {int(x.min())}); 2-D inputs must be >= 0")
+    return float(np.iinfo(x.dtype).max)
+
+
+def _is_2d_colour(x: np.ndarray) -> bool:
+    # a (H, W, 3|4) uint8 array is a picture, never a 3- or 4-slice volume
+    return x.ndim == 3 and x.shape[-1] in (3, 4) and x.dtype == np.uint8
+
+
+class Fuser:
+    """Fuse an MRI with a CT/PET/SPECT image or volume: ``fused = fuser(mri, other)``.
+
+    Made by :func:`load_fuser`. Inputs are raw intensities, never modified:
+
+    - 2-D: ``mri`` ``(H, W)`` (or ``(H, W, 3)`` grey-as-RGB uint8), ``other`` ``(H, W)`` grey or
+      ``(H, W, 3)`` RGB (pseudo-colour PET/SPECT). Integer arrays are divided by their type's maximum
+      (255, 65535), as the file reader does; float arrays must lie in [0, 1].
+    - volumes: ``mri`` and ``other`` ``(H, W, D)`` on one grid, fused slice by slice along the last axis;
+      each is scaled by its modality over the whole volume (MRI, PET, SPECT percentiles; CT the HU window).
+
+    Output: grey ``(H, W)`` / ``(H, W, D)``, or RGB ``(H, W, 3)`` with the colour re-attached when
+    ``other`` was RGB (unless ``colour=False``). uint8 in (the MRI's dtype) gives uint8 out (0..255, the one
+    quantisation :func:`hkafusion_monai.metrics.quantise`); anything else gives float in [0, 1], in the
+    MRI's float dtype (float32 for integer volumes).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        task: str = "mri_pet",
+        device: str | torch.device = "cpu",
+        ct_window: Sequence[float] = CT_BRAIN_WINDOW,
+        sw_batch_size: int = 8,
+    ) -> None:
+        if task not in TASK_MODALITY:
+            raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
+        self.network = network.to(device).eval()
+        self.task = task
+        self.modality = TASK_MODALITY[task]
+        self.device = torch.device(device)
+        self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
+        self.inferer = FusionInferer(sw_batch_size=sw_batch_size)
+
+    def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[str, Any]:
+        """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
+        if _is_2d_colour(mri) or mri.ndim == 2:
+            for name, x in (("mri", mri), ("other", other)):
+                if x.ndim == 3 and x.shape[-1] == 4:
+                    raise ValueError(
+                        f"{name}: RGBA image {x.shape}; the alpha channel is not supported, give RGB or grey"
+                    )
+                if not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)):
+                    raise ValueError(f"{name}: shape {x.shape}; a 2-D image is (H, W) grey or (H, W, 3) RGB")
+            if mri.shape[:2] != other.shape[:2]:
+                raise ValueError(f"shape mismatch: mri is {mri.shape[:2]} (H, W) but other is {other.shape[:2]}")
+            item: dict[str, Any] = {"modality": self.modality}
+            for name, x in (("mri", mri), ("other", other)):
+                chw = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
+                meta = {"filename_or_obj": f"<{name} array>", "bit_depth_max": _bit_depth_max(x, name)}
+                item[name] = MetaTensor(torch.from_numpy(np.array(chw, dtype=np.float32)), meta=meta)
+            return item
+        if mri.ndim != 3 or other.ndim != 3:
+            raise ValueError(
+                f"mri {mri.shape} and other {other.shape}: expected 2-D images (H, W) / (H, W, 3) or "
+                "3-D volumes (H, W, D)"
+            )
+        if mri.shape != other.shape:
+            raise ValueError(
+                f"shape mismatch: mri is {mri.shape} but other is {other.shape}; volumes must share a grid"
+            )
+        # an affine with the chain's own axis codes (PLS): the orientation step and the resampling are no-ops
+        affine = torch.diag(torch.tensor(_PLS_DIAGONAL, dtype=torch.float64))
+        item = {"modality": self.modality}
+        for name, x in (("mri", mri), ("other", other)):
+            vol = torch.from_numpy(np.array(x, dtype=np.float32))[None]
+            meta = {"filename_or_obj": f"<{name} array>", "original_affine": affine.numpy().copy()}
+            item[name] = MetaTensor(vol, affine=affine.clone(), meta=meta)
+        return item
+
+    @torch.no_grad()
+    def __call__(self, mri: Any, other: Any, colour: bool = True) -> np.ndarray:
+        """Fuse one pair; see the class docstring for shapes and types.
+
+        Args:
+            mri: the MRI image or volume.
+            other: the CT, PET or SPECT image or volume.
+            colour: re-attach the colour of an RGB ``other``; ``False`` returns the fused luminance.
+
+        Raises:
+            TypeError: not an array, or a non-numeric dtype.
+            ValueError: empty, NaN/inf, RGBA, wrong dimensions, mismatched shapes, out-of-range values.
+        """
+        mri, other = _as_array(mri, "mri"), _as_array(other, "other")
+        data = self.preprocess(self._items(mri, other))
+        image = data["image"]
+        pred = self.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
+        uint8 = mri.dtype == np.uint8
+        data["pred"] = pred
+        out = FusionPostprocessd("pred", colour=colour, uint8=uint8)(data)["pred"]
+        arr = out.as_tensor().numpy() if isinstance(out, MetaTensor) else np.asarray(out)
+        arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (H, W[, D]) or (H, W, 3)
+        if not uint8:
+            arr = arr.astype(mri.dtype if mri.dtype.kind == "f" else np.float32, copy=False)
+        return np.ascontiguousarray(arr)
+
+
+def load_fuser(
+    bundle_dir: str | os.PathLike = "bundle",
+    task: str = "mri_pet",
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    config_file: str | os.PathLike | None = None,
+) -> Fuser:
+    """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
+
+    Args:
+        bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network).
+        task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
+        weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``); default
+            ``<bundle_dir>/models/model.pt``, which is not shipped yet.
+        device: default CUDA when available, else CPU.
+        config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
+
+    Raises:
+        FileNotFoundError: no checkpoint (no trained weights are shipped yet; the message says how to pass one).
+    """
+    bundle_dir = Path(bundle_dir)
+    if weights is None:
+        weights = bundle_dir / "models" / "model.pt"
+    if not Path(weights).is_file():
+        raise FileNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
+    parser = ConfigParser()
+    parser.read_config(str(config_file or bundle_dir / "configs" / "inference.json"))
+    network = parser.get_parsed_content("network_def", instantiate=True)
+    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    load_weights(network, weights, map_location="cpu")
+    ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
+    return Fuser(network, task=task, device=device, ct_window=ct_window)
+
+
+def export_onnx(
+    network: torch.nn.Module,
+    filepath: str | os.PathLike,
+    example_size: Sequence[int] = (64, 64),
+    dynamic: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Export the network to ONNX with ``torch.onnx.export(..., dynamo=True)`` (optional extra
+    ``pip install -e ".[onnx]"``), input ``image`` ``(1, 2, H, W)``, output ``pred`` ``(1, 1, H, W)``.
+
+    With ``dynamic``, H and W are free multiples of 32 (the network's own padding to 32 is then a no-op;
+    pad other sizes before calling the ONNX model); otherwise the model is fixed to ``example_size``. The
+    TorchScript-based exporter cannot export the re-parameterised depthwise kernel, hence dynamo. Written
+    atomically.
+    """
+    from hkafusion_monai.io.writers import atomic_write
+
+    network = network.eval()
+    h, w = (int(s) for s in example_size)
+    if dynamic and (h % 32 or w % 32):
+        raise ValueError(f"example_size {tuple(example_size)}: a dynamic export needs multiples of 32")
+    example = torch.rand(1, 2, h, w)
+    dims = None
+    if dynamic:
+        h32, w32 = torch.export.Dim("h32", min=1, max=128), torch.export.Dim("w32", min=1, max=128)
+        dims = {"image": {2: 32 * h32, 3: 32 * w32}}
+
+    def write(tmp: str) -> None:
+        torch.onnx.export(
+            network, (example,), tmp, input_names=["image"], output_names=["pred"], dynamo=True, dynamic_shapes=dims
+        )
+
+    return atomic_write(filepath, write, overwrite)

@@ -1,0 +1,169 @@
+"""Atomic writers for fused results: PNG for 2-D pairs, NIfTI (with the MRI's affine) for volumes.
+
+Every file is written under a temporary name in its own folder, then renamed (``overwrite``) or hard-linked
+into place (never replacing a file that appeared meanwhile), so a reader never sees half a file and an
+existing result is never replaced unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor, NibabelWriter
+from monai.transforms import MapTransform
+from monai.utils import convert_data_type
+
+__all__ = ["FusedImageWriterd", "as_bool", "atomic_write", "output_name", "write_nifti", "write_png"]
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def as_bool(value: object) -> bool:
+    """A config or command-line flag as a bool: ``--overwrite true`` arrives as the string ``"true"``."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "y", "on"):
+            return True
+        if low in ("0", "false", "no", "n", "off", "", "none"):
+            return False
+        raise ValueError(f"not a yes/no value: {value!r} (use true or false)")
+    return bool(value)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    for suffix in _NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if dot else (name, "")
+
+
+def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused") -> str:
+    """The output file name of a pair: the MRI's name plus ``postfix``, ``.png`` (2-D) or ``.nii.gz`` (volume).
+
+    A DICOM series folder ``.../sub-000/MR`` gives ``sub-000_MR_fused.nii.gz`` (series folders often share
+    a name such as ``MR``).
+    """
+    path = Path(mri_path)
+    if kind == "2d":
+        return _split_suffix(path.name)[0] + postfix + ".png"
+    if path.is_dir() or not path.name.lower().endswith(_NIFTI_SUFFIXES):
+        stem = f"{path.parent.name}_{path.name}" if path.parent.name else path.name
+        stem = stem if path.is_dir() else _split_suffix(stem)[0]
+    else:
+        stem = _split_suffix(path.name)[0]
+    return stem + postfix + ".nii.gz"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it to ``path``.
+
+    Raises:
+        FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem, suffix = _split_suffix(path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it") from None
+            except OSError:  # no hard links on this file system
+                if path.exists():
+                    raise FileExistsError(f"{path} exists; pass --overwrite true to replace it") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_png(image: NdarrayOrTensor, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a uint8 ``(1, H, W)`` grey or ``(3, H, W)`` RGB image as PNG, row 0 at the top (PIL's layout)."""
+    from PIL import Image
+
+    arr = convert_data_type(image, np.ndarray)[0]
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[0] not in (1, 3):
+        raise ValueError(f"write_png: expected a uint8 (1|3, H, W) image, got {arr.dtype} {arr.shape} for {path}")
+    pixels = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
+    picture = Image.fromarray(np.ascontiguousarray(pixels))
+    return atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"), overwrite)
+
+
+def write_nifti(
+    volume: NdarrayOrTensor, affine: NdarrayOrTensor, path: str | os.PathLike, overwrite: bool = False
+) -> Path:
+    """Write a ``(1, X, Y, Z)`` volume as NIfTI with the given RAS ``affine`` (MONAI's ``NibabelWriter``,
+    no resampling), keeping its dtype (float32 in [0, 1], or uint8)."""
+    arr = convert_data_type(volume, torch.Tensor)[0]
+    if arr.ndim != 4 or arr.shape[0] != 1:
+        raise ValueError(f"write_nifti: expected a (1, X, Y, Z) volume, got {tuple(arr.shape)} for {path}")
+    affine = convert_data_type(affine, np.ndarray, dtype=np.float64)[0]
+
+    def write(tmp: str) -> None:
+        writer = NibabelWriter(output_dtype=np.asarray(arr[:1, :1, :1, :1]).dtype)
+        writer.set_data_array(arr, channel_dim=0, squeeze_end_dims=True)
+        writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
+        writer.write(tmp, verbose=False)
+
+    return atomic_write(path, write, overwrite)
+
+
+class FusedImageWriterd(MapTransform):
+    """Write each item's fused result to the path in ``output_key``: PNG for 2-D, NIfTI for volumes.
+
+    2-D results must be uint8 ``(1|3, H, W)`` (see ``FusionPostprocessd``); volumes ``(1, X, Y, Z)`` with
+    an ``affine`` in their metadata (the MRI's, after ``RestoreOrientationd``). The written path goes to
+    ``"<key>_path"``.
+
+    Args:
+        keys: the result key(s), e.g. ``"pred"``.
+        output_key: the item key holding the output path.
+        overwrite: replace existing files (``"true"``/``"false"`` strings are accepted, as from a command line).
+    """
+
+    def __init__(
+        self, keys: KeysCollection = "pred", output_key: str = "output", overwrite: bool | str = False
+    ) -> None:
+        super().__init__(keys)
+        self.output_key = output_key
+        self.overwrite = as_bool(overwrite)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict:
+        d = dict(data)
+        path = d.get(self.output_key)
+        if not path:
+            raise KeyError(f"FusedImageWriterd: the item has no {self.output_key!r} path")
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim == 4:
+                affine = img.affine if isinstance(img, MetaTensor) else None
+                if affine is None:
+                    raise ValueError(f"FusedImageWriterd: the volume for {path} carries no affine")
+                written = write_nifti(img, affine, path, self.overwrite)
+            else:
+                written = write_png(img, path, self.overwrite)
+            d[f"{key}_path"] = str(written)
+        return d
