@@ -41,10 +41,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from hkafusion_monai.io.atomic import atomic_write
 
 __all__ = [
     "DATALIST_SPLITS",
@@ -463,7 +464,7 @@ def datalist_from_dicom(
 
 
 def write_datalist(datalist: Mapping, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``datalist`` to ``out`` atomically (a temporary file, then a rename or hard link).
+    """Write ``datalist`` to ``out`` atomically (:func:`hkafusion_monai.io.atomic.atomic_write`).
 
     An absolute ``base_dir`` is stored relative to ``out``'s folder, so that the datalist and its data can
     move together. An existing ``out`` is kept (and ``FileExistsError`` raised) unless ``overwrite``.
@@ -472,31 +473,15 @@ def write_datalist(datalist: Mapping, out: str | Path, overwrite: bool = False) 
     data = dict(datalist)
     if os.path.isabs(str(data.get("base_dir", ""))):
         data["base_dir"] = Path(os.path.relpath(data["base_dir"], out.parent.resolve())).as_posix()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)  # fails if out appeared meanwhile: never clobbers
-            except FileExistsError:
-                raise FileExistsError(f"{out} exists; pass --overwrite to replace it") from None
-            except OSError:  # no hard links on this file system
-                if out.exists():
-                    raise FileExistsError(f"{out} exists; pass --overwrite to replace it") from None
-                os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+
+    return atomic_write(out, dump, overwrite=overwrite)
 
 
 def load_fusion_datalist(

@@ -8,7 +8,6 @@ existing result is never replaced unless asked.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 
@@ -19,9 +18,11 @@ from monai.data import MetaTensor, NibabelWriter
 from monai.transforms import MapTransform
 from monai.utils import convert_data_type
 
+from hkafusion_monai.io.atomic import NIFTI_SUFFIXES as _NIFTI_SUFFIXES
+from hkafusion_monai.io.atomic import atomic_write, split_suffix as _split_suffix
+
 __all__ = ["FusedImageWriterd", "as_bool", "atomic_write", "output_name", "write_nifti", "write_png"]
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def as_bool(value: object) -> bool:
@@ -34,20 +35,6 @@ def as_bool(value: object) -> bool:
             return False
         raise ValueError(f"not a yes/no value: {value!r} (use true or false)")
     return bool(value)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _split_suffix(name: str) -> tuple[str, str]:
-    for suffix in _NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)], name[-len(suffix) :]
-    stem, dot, ext = name.rpartition(".")
-    return (stem, dot + ext) if dot else (name, "")
 
 
 def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused") -> str:
@@ -65,39 +52,6 @@ def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused")
     else:
         stem = _split_suffix(path.name)[0]
     return stem + postfix + ".nii.gz"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it to ``path``.
-
-    Raises:
-        FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stem, suffix = _split_suffix(path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it") from None
-            except OSError:  # no hard links on this file system
-                if path.exists():
-                    raise FileExistsError(f"{path} exists; pass --overwrite true to replace it") from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def write_png(image: NdarrayOrTensor, path: str | os.PathLike, overwrite: bool = False) -> Path:

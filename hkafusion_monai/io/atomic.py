@@ -1,0 +1,63 @@
+"""Atomic file publication: write to a temporary file beside the target, then move it into place.
+
+Kept free of MONAI and torch imports: the datalist and phantom command-line tools use it and start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["NIFTI_SUFFIXES", "atomic_write", "split_suffix"]
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def split_suffix(name: str) -> tuple[str, str]:
+    """``"a.nii.gz"`` -> ``("a", ".nii.gz")``; ``"a.png"`` -> ``("a", ".png")``."""
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if dot else (name, "")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it to ``path``.
+
+    Raises:
+        FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem, suffix = split_suffix(path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it") from None
+            except OSError:  # no hard links on this file system
+                if path.exists():
+                    raise FileExistsError(f"{path} exists; pass --overwrite true to replace it") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
