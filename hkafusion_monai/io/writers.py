@@ -8,7 +8,7 @@ existing result is never replaced unless asked.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,24 @@ class FusionPILReader(PILReader):
             raise _fail(name, f"blank image (every pixel is {lo:g}); pass allow_blank=True to accept it")
 
 
+@contextmanager
+def quiet_default_readers() -> Iterator[None]:
+    """Silence MONAI's nvImageCodec notice while a ``LoadImage(d)`` is built.
+
+    ``LoadImage`` also instantiates MONAI's default readers, which our loaders never use; the DICOM one
+    announces a missing nvImageCodec plugin every time.
+    """
+    plugin_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = plugin_log.level
+    plugin_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+            yield
+    finally:
+        plugin_log.setLevel(level)
+
+
 class LoadFusionImaged(LoadImaged):
     """``LoadImaged`` with :class:`FusionPILReader` only, so that a bad file raises that reader's error.
 
@@ -212,25 +231,16 @@ class LoadFusionImaged(LoadImaged):
         **kwargs,
     ) -> None:
         self.fusion_reader = reader if reader is not None else FusionPILReader(allow_blank=allow_blank)
-        # LoadImage also instantiates MONAI's default readers, which are never used here; keep the
-        # nvImageCodec notice of its DICOM reader from repeating for every 2-D loader
-        plugin_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
-        level = plugin_log.level
-        plugin_log.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-                super().__init__(
-                    keys,
-                    reader=self.fusion_reader,
-                    dtype=np.float32,
-                    ensure_channel_first=True,
-                    image_only=True,
-                    allow_missing_keys=allow_missing_keys,
-                    **kwargs,
-                )
-        finally:
-            plugin_log.setLevel(level)
+        with quiet_default_readers():
+            super().__init__(
+                keys,
+                reader=self.fusion_reader,
+                dtype=np.float32,
+                ensure_channel_first=True,
+                image_only=True,
+                allow_missing_keys=allow_missing_keys,
+                **kwargs,
+            )
 
     def __call__(self, data: Mapping[Hashable, object], reader: FusionPILReader | None = None) -> dict:
         return super().__call__(data, reader if reader is not None else self.fusion_reader)

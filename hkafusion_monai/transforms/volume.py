@@ -14,8 +14,6 @@ file, NaN or inf voxels, a 4-D volume, a blank volume.
 
 from __future__ import annotations
 
-import logging
-import warnings
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +28,7 @@ from monai.utils import MetaKeys, ensure_tuple
 from pydicom.errors import InvalidDicomError
 
 from .dicom import DicomSeries, order_series, pick_series, scan_dicom
-from .reader import FusionInputError
+from .reader import FusionInputError, quiet_default_readers
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -277,24 +275,16 @@ class LoadFusionVolumed(LoadImaged):
         self.series_uid_suffix = series_uid_suffix
         self.allow_blank = allow_blank
         self.recursive = recursive
-        # LoadImage also instantiates MONAI's default readers, never used here; keep their notices quiet
-        plugin_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
-        level = plugin_log.level
-        plugin_log.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-                super().__init__(
-                    keys,
-                    reader=[self.nifti_reader, self.dicom_reader],
-                    dtype=np.float32,
-                    ensure_channel_first=True,
-                    image_only=True,
-                    allow_missing_keys=allow_missing_keys,
-                    **kwargs,
-                )
-        finally:
-            plugin_log.setLevel(level)
+        with quiet_default_readers():
+            super().__init__(
+                keys,
+                reader=[self.nifti_reader, self.dicom_reader],
+                dtype=np.float32,
+                ensure_channel_first=True,
+                image_only=True,
+                allow_missing_keys=allow_missing_keys,
+                **kwargs,
+            )
 
     def _reader_for(self, path: Path, series_uid: str | None) -> FusionNibabelReader | FusionDicomReader:
         if _is_nifti(path):
