@@ -1,8 +1,7 @@
 """The small phantom data set, generated once per test session and shared by the volume test modules.
 
-A fixture defined in one module is not visible to the others (and ``conftest.py`` is not theirs to
-change), so each module declares its own session fixture that calls :func:`small_phantom`; the data is
-written once, into the session's base temporary folder, and reused.
+The ``phantom`` fixture of ``conftest.py`` calls :func:`small_phantom`; the data is written once, into the
+session's base temporary folder, and reused (also by tests that call it with their own factory).
 """
 
 from __future__ import annotations

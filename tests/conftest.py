@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HKAFUSION_SHARED", REPO_ROOT.parent / "shared"))
@@ -35,3 +36,20 @@ def harvard_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def reference_dir(shared_dir: Path) -> Path:
     return require_path(shared_dir / "reference", "the metric reference values")
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small synthetic phantom (tests/_phantom.py), generated once per session."""
+    from _phantom import small_phantom
+
+    return small_phantom(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small-tensor tests: intra-op threads only add contention on 2 cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from _phantom import small_phantom
 from pydicom.data import get_testdata_file
 
 from hkafusion_monai.data.datalist import DatalistError, datalist_from_dicom, load_fusion_datalist, main, write_datalist
@@ -17,10 +16,6 @@ from hkafusion_monai.transforms import LoadFusionVolumed
 
 DICOMDIR_TESTS = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
 
-
-@pytest.fixture(scope="session")
-def phantom(tmp_path_factory) -> Path:
-    return small_phantom(tmp_path_factory)
 
 
 def copy_series(src: Path, dst: Path, **changes) -> Path:

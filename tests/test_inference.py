@@ -16,7 +16,6 @@ from monai.bundle import run
 from PIL import Image
 
 from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
-from _phantom import small_phantom
 from hkafusion_monai.inference import check_outputs, inference_items
 from hkafusion_monai.io import atomic_write, output_name
 from hkafusion_monai.transforms import LoadFusionVolumed
@@ -25,11 +24,6 @@ from hkafusion_monai.transforms import LoadFusionVolumed
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_phantom(tmp_path_factory)
 
 
 def _item(phantom: Path, datalist: str) -> dict:

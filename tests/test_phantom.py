@@ -12,7 +12,6 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _phantom import small_phantom
 from monai.transforms import Orientationd
 from PIL import Image
 
@@ -22,10 +21,6 @@ from hkafusion_monai.transforms import LoadFusionImaged, LoadFusionVolumed, Scal
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="session")
-def phantom(tmp_path_factory) -> Path:
-    return small_phantom(tmp_path_factory)
 
 
 def _digest(folder: Path) -> dict[str, str]:

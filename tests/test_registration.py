@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _phantom import small_phantom
 from monai.data import MetaTensor
 from monai.transforms import Orientationd
 
@@ -16,17 +15,8 @@ from hkafusion_monai.data.phantom import PROFILES, make_subject, make_volume
 from hkafusion_monai.transforms import LoadFusionVolumed, RigidRegisterd, ScaleIntensityByModalityd, to_sitk_image
 
 
-@pytest.fixture(scope="session")
-def phantom(tmp_path_factory) -> Path:
-    return small_phantom(tmp_path_factory)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rigid(angles_deg, shift_mm) -> np.ndarray:

@@ -29,13 +29,7 @@ from hkafusion_monai.transforms import (
 KEYS = ["mri", "other"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small tensors: torch's intra-op threads only add contention on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def phantom(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:

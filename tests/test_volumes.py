@@ -13,7 +13,6 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _phantom import small_phantom
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import SliceInferer
@@ -37,17 +36,8 @@ PYDICOM_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 DICOMDIR_TESTS = PYDICOM_FILES / "dicomdirtests"
 
 
-@pytest.fixture(scope="session")
-def phantom(tmp_path_factory) -> Path:
-    return small_phantom(tmp_path_factory)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load(path, key: str = "img", **item) -> MetaTensor:
