@@ -567,10 +567,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if out.exists() and not args.overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        if args.mode == "folders":
+        if args.mode in ("folders", "dicom"):
             folders = {s: getattr(args, s) for s in DATALIST_SPLITS if getattr(args, s)}
             if not folders:
                 raise ValueError("give at least one of --training, --validation, --test")
+        if args.mode == "folders":
             datalist = datalist_from_folders(
                 folders,
                 args.base_dir,
@@ -580,9 +581,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 skip_unpaired=args.skip_unpaired,
             )
         elif args.mode == "dicom":
-            folders = {s: getattr(args, s) for s in DATALIST_SPLITS if getattr(args, s)}
-            if not folders:
-                raise ValueError("give at least one of --training, --validation, --test")
             datalist = datalist_from_dicom(
                 folders,
                 args.base_dir,
