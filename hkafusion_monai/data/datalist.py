@@ -601,14 +601,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+#: the task name of one model trained on every Harvard task (``configs/joint.json``)
+JOINT_TASK = "joint"
 
 
 def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | Path) -> str:
     """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
 
-    For the bundle's task overlays (``configs/mri_*.json``): the datalist is rebuilt at every run, so it always
-    matches the ``splits.json`` it names, and any missing file is reported by :func:`datalist_from_splits`.
+    For the bundle's task overlays (``configs/mri_*.json``, ``configs/joint.json``): the datalist is rebuilt at
+    every run, so it always matches the ``splits.json`` it names, and any missing file is reported by
+    :func:`datalist_from_splits`. ``task="joint"`` concatenates every task of ``splits.json``, split by split;
+    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``.
     """
-    return str(write_datalist(datalist_from_splits(splits_json, task), Path(out_dir) / f"{task}.json", overwrite=True))
+    if task != JOINT_TASK:
+        datalist = datalist_from_splits(splits_json, task)
+    else:
+        tasks = sorted(json.loads(Path(splits_json).read_text()).get("tasks", {}))
+        parts = [datalist_from_splits(splits_json, t) for t in tasks]
+        datalist = {
+            "base_dir": parts[0]["base_dir"],
+            "modality": "+".join(p["modality"] for p in parts),
+            "task": JOINT_TASK,
+            "tasks": tasks,
+            "source": Path(splits_json).name,
+        }
+        for split in DATALIST_SPLITS:
+            datalist[split] = [item for p in parts for item in p[split]]
+    return str(write_datalist(datalist, Path(out_dir) / f"{task}.json", overwrite=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
