@@ -23,6 +23,30 @@ def require_path(path: Path, what: str) -> Path:
     return path
 
 
+def require_tool(name: str, package: str) -> str:
+    """The path of command-line tool ``name``; skip (locally) or fail (under ``CI=true``) when it is absent."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        msg = f"{name} not found on PATH (Debian package {package}; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(f"CI: {msg}")
+        pytest.skip(msg)
+    return path
+
+
+def require_module(name: str, requirement: str) -> None:
+    """Import check for an optional dependency; skip (locally) or fail (under ``CI=true``) when absent."""
+    import importlib.util
+
+    if importlib.util.find_spec(name.split(".")[0]) is None or importlib.util.find_spec(name) is None:
+        msg = f"{name} is not installed ({requirement}; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(f"CI: {msg}")
+        pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return require_path(SHARED, "the shared data folder")

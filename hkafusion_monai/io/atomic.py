@@ -6,11 +6,12 @@ Kept free of MONAI and torch imports: the datalist and phantom command-line tool
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["NIFTI_SUFFIXES", "atomic_write", "split_suffix"]
+__all__ = ["NIFTI_SUFFIXES", "atomic_write", "atomic_write_dir", "split_suffix"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -60,4 +61,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp_dir)`` on a temporary folder beside ``path``, then rename it to ``path``: a reader (a
+    PACS import watching the folder) sees the whole series or nothing.
+
+    Raises:
+        FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    old = None
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+            old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
+            os.rename(path, os.path.join(old, "previous"))
+        os.rename(tmp, path)  # an atomic rename; fails rather than merging if path appeared meanwhile
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return path

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from monai.config import NdarrayOrTensor
 
-__all__ = ["rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "is_grey_rgb"]
+__all__ = ["colour_rendering", "hot_metal", "is_grey_rgb", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
 # float32 coefficients, exactly as OpenCV holds them
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
@@ -149,3 +149,31 @@ def is_grey_rgb(rgb: NdarrayOrTensor, channel_dim: int = 0, atol: float = 0.0) -
         return True
     diff = max(float(abs(r - g).max()), float(abs(r - b).max()))
     return diff <= atol
+
+
+def hot_metal(x: np.ndarray) -> np.ndarray:
+    """The "hot" pseudo-colour scale of nuclear medicine displays: black, red, yellow, white.
+
+    ``x`` in [0, 1] (any shape) -> float RGB in [0, 1] along a new last axis: red rises over the first third,
+    green over the second, blue over the last.
+    """
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    return np.stack([np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1)], axis=-1)
+
+
+def colour_rendering(fused: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The colour rendering of a PET/SPECT fusion, as the Harvard pairs show it: the fused luminance under
+    the chroma of the functional image in :func:`hot_metal` pseudo-colour (the 2-D path keeps the source's own
+    chroma the same way).
+
+    Args:
+        fused: fused luminance in [0, 1], any shape ``S``.
+        other: the PET/SPECT intensities in [0, 1] on the same grid, shape ``S``.
+
+    Returns:
+        uint8 RGB, shape ``(*S, 3)``.
+    """
+    ycbcr = rgb_to_ycbcr(hot_metal(other), channel_dim=-1)
+    ycbcr[..., 0] = np.asarray(fused, dtype=np.float32)
+    rgb = ycbcr_to_rgb(ycbcr, channel_dim=-1)
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)

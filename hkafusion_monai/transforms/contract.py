@@ -247,7 +247,8 @@ class FusionPostprocessd(MapTransform):
         self.cbcr_key = cbcr_key
         self.colour = colour
         self.uint8 = uint8
-        self.restore = RestoreOrientationd(keys, ref_key=ref_key, allow_missing_keys=allow_missing_keys)
+        # called with one key at a time, so the other keys are absent from its input
+        self.restore = RestoreOrientationd(keys, ref_key=ref_key, allow_missing_keys=True)
         self.merge = MergeYCbCrd(keys, cbcr_key=cbcr_key, allow_missing_keys=allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict:

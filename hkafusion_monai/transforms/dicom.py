@@ -29,9 +29,11 @@ __all__ = [
     "DICOM_MODALITIES",
     "DicomSeries",
     "DicomSlice",
+    "lps_affine",
     "order_series",
     "pick_series",
     "scan_dicom",
+    "series_of",
 ]
 
 # DICOM Modality tag -> the modality name of the datalists
@@ -166,18 +168,35 @@ def scan_dicom(root: str | Path, recursive: bool = False, errors: list[str] | No
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root}: missing file or folder (no such file or directory)")
-    series: dict[str, DicomSeries] = {}
-    for path in _iter_files(root, recursive):
-        try:
-            if not pydicom.misc.is_dicom(path):
+
+    def headers() -> Iterable[tuple[Path, pydicom.Dataset]]:
+        for path in _iter_files(root, recursive):
+            try:
+                if not pydicom.misc.is_dicom(path):
+                    continue
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as e:
+                problem = f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})"
+                if errors is None:
+                    raise FusionInputError(problem) from e
+                errors.append(problem)
                 continue
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as e:
-            problem = f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})"
-            if errors is None:
-                raise FusionInputError(problem) from e
-            errors.append(problem)
-            continue
+            yield path, ds
+
+    return series_of(headers())
+
+
+def series_of(datasets: Iterable[tuple[str | Path, pydicom.Dataset]]) -> list[DicomSeries]:
+    """Group already-read ``(path, dataset)`` pairs into series (the grouping :func:`scan_dicom` applies),
+    e.g. the instances a MONAI Deploy ``DICOMDataLoaderOperator`` has read, for :func:`order_series`.
+
+    Returns:
+        The series, sorted by study, modality, series number and UID; DICOMDIR files and datasets without
+        pixel rows/columns are left out.
+    """
+    series: dict[str, DicomSeries] = {}
+    for path, ds in datasets:
+        path = Path(path)
         if str(ds.get("SOPClassUID", "")) == _MEDIA_DIRECTORY_SOP or ds.get("Rows") is None:
             continue
         uid = str(ds.get("SeriesInstanceUID", "")) or f"<no SeriesInstanceUID: {path}>"
@@ -301,6 +320,33 @@ def order_series(series: DicomSeries) -> tuple[list[Path], np.ndarray]:
         )
     step = (ordered[-1].position - ordered[0].position) / (len(ordered) - 1)
     return [s.path for s in ordered], step
+
+
+def lps_affine(slices: Sequence[pydicom.Dataset]) -> np.ndarray:
+    """The ``(4, 4)`` LPS affine of a volume of single-frame slices in spatial order: voxel
+    ``(column, row, slice)`` to millimetres (ITK's index order).
+
+    Column ``i`` steps along the row direction (``ImageOrientationPatient[:3]``) by the column spacing
+    (``PixelSpacing[1]``), row ``j`` along the column direction by the row spacing (``PixelSpacing[0]``),
+    slice ``k`` from the first to the last ``ImagePositionPatient`` (one slice: the normal times
+    ``SliceThickness``, or 1 mm).
+    """
+    if not slices:
+        raise ValueError("lps_affine: no slices")
+    first, last = slices[0], slices[-1]
+    o = np.asarray(first.ImageOrientationPatient, dtype=float)
+    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    p0 = np.asarray(first.ImagePositionPatient, dtype=float)
+    if len(slices) > 1:
+        step = (np.asarray(last.ImagePositionPatient, dtype=float) - p0) / (len(slices) - 1)
+    else:
+        step = np.cross(o[:3], o[3:]) * float(first.get("SliceThickness") or 1.0)
+    affine = np.eye(4)
+    affine[:3, 0] = o[:3] * col_spacing
+    affine[:3, 1] = o[3:] * row_spacing
+    affine[:3, 2] = step
+    affine[:3, 3] = p0
+    return affine
 
 
 def pick_series(candidates: Sequence[DicomSeries], where: str | Path, series_uid: str | None = None) -> DicomSeries:

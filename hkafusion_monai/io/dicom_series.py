@@ -1,0 +1,393 @@
+"""The fused volume as a derived DICOM series that viewers and PACS accept (the deploy issue).
+
+:func:`write_fused_series` writes one **MR Image Storage** instance per MRI slice, on the MRI's own grid:
+
+- identity: the Patient and General Study modules are copied from the MRI; a new ``SeriesInstanceUID`` and
+  new ``SOPInstanceUID`` s come from highdicom's UID generator (root ``1.2.826.0.1.3680043.10.511.``);
+- ``ImageType`` ``DERIVED\\SECONDARY\\OTHER`` (the MR IOD requires a third value; none of its defined terms
+  describes a fusion); ``SeriesDescription`` and ``DerivationDescription`` name HKAFusion
+  and the model version; every instance references both source series (``ReferencedSeriesSequence``,
+  Common Instance Reference module) and its MRI slice plus the nearest slice of the other series
+  (``SourceImageSequence``);
+- geometry: ``FrameOfReferenceUID``, ``ImagePositionPatient``, ``ImageOrientationPatient``, ``PixelSpacing``,
+  ``SliceThickness`` (and ``SpacingBetweenSlices``) per slice, copied from the MRI slice it replaces;
+- pixels: 16-bit unsigned ``MONOCHROME2``, ``round(65535 * clip(x, 0, 1))``, with no rescale (the MR IOD
+  has none) and a full-range window;
+- limits: :data:`RESEARCH_USE_COMMENT` in ``ImageComments``.
+
+Why MR Image Storage: the result lives on the MRI's grid and in its frame of reference, and every viewer
+places MR slices in 3-D from the Image Plane module. A Parametric Map would claim a quantity with units
+(the fused intensity has none), and few clinical viewers display it. The optional colour rendering is a
+separate **RGB Secondary Capture** series (highdicom's ``SCImage``) carrying the same plane attributes.
+
+pydicom builds the MR instances because highdicom has no single-frame MR constructor; highdicom builds the
+Secondary Capture instances and the UIDs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian
+
+from hkafusion_monai.io.atomic import atomic_write_dir
+
+__all__ = [
+    "MR_IMAGE_STORAGE",
+    "RESEARCH_USE_COMMENT",
+    "SECONDARY_CAPTURE_STORAGE",
+    "fused_to_uint16",
+    "new_uid",
+    "slice_geometry",
+    "write_fused_series",
+]
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+MANUFACTURER = "hkafusion-monai"
+
+RESEARCH_USE_COMMENT = (
+    "RESEARCH USE ONLY - NOT FOR DIAGNOSTIC USE. Fused image computed by HKAFusion from an MR series and a "
+    "co-registered CT/PET/SPECT series; its intensities are not quantitative (no HU, no SUV). Trained on 2-D "
+    "axial brain slices (Harvard Whole Brain Atlas); other anatomy, contrasts or devices are outside its "
+    "validated domain."
+)
+
+_PATIENT = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "IssuerOfPatientID")
+_STUDY = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDescription",
+)
+# type 2 attributes that must be present, empty when the MRI lacks them
+_TYPE2_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def new_uid() -> str:
+    """A new UID under highdicom's documented root (``1.2.826.0.1.3680043.10.511.``)."""
+    import highdicom
+
+    return str(highdicom.UID())
+
+
+def fused_to_uint16(volume: np.ndarray) -> np.ndarray:
+    """``round(65535 * clip(x, 0, 1))`` as uint16: the stored value of a fused intensity in [0, 1]."""
+    x = np.asarray(volume, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("the fused volume holds NaN or infinite values")
+    return np.rint(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+def slice_geometry(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(position, orientation, pixel_spacing)`` of one slice (LPS mm), as float arrays."""
+    return (
+        np.asarray(ds.ImagePositionPatient, dtype=float),
+        np.asarray(ds.ImageOrientationPatient, dtype=float),
+        np.asarray(ds.PixelSpacing, dtype=float),
+    )
+
+
+def _normal(ds: Dataset) -> np.ndarray:
+    o = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    return np.cross(o[:3], o[3:])
+
+
+def _copy(src: Dataset, dst: Dataset, names: Sequence[str]) -> None:
+    for name in names:
+        if name in src:
+            setattr(dst, name, src[name].value)
+
+
+def _series_reference(series: Sequence[Dataset]) -> Dataset:
+    item = Dataset()
+    item.SeriesInstanceUID = series[0].SeriesInstanceUID
+    refs = []
+    for ds in series:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = ds.SOPClassUID
+        ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+        refs.append(ref)
+    item.ReferencedInstanceSequence = DicomSequence(refs)
+    return item
+
+
+def _image_reference(ds: Dataset) -> Dataset:
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = ds.SOPClassUID
+    ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    return ref
+
+
+def _nearest(other: Sequence[Dataset], position: np.ndarray, normal: np.ndarray) -> Dataset | None:
+    """The slice of ``other`` nearest to ``position`` along ``normal``, if the other series lies in the same
+    frame of reference and is parallel (else no per-slice source can be named)."""
+    best, best_d = None, np.inf
+    for ds in other:
+        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+            return None
+        if abs(abs(float(_normal(ds) @ normal)) - 1.0) > 1e-3:
+            return None
+        d = abs(float((np.asarray(ds.ImagePositionPatient, dtype=float) - position) @ normal))
+        if d < best_d:
+            best, best_d = ds, d
+    return best
+
+
+def _check_inputs(volume: np.ndarray, mri: Sequence[Dataset], colour: np.ndarray | None) -> None:
+    if volume.ndim != 3:
+        raise ValueError(f"the fused volume must be (slices, rows, columns), got shape {volume.shape}")
+    if len(mri) != volume.shape[0]:
+        raise ValueError(f"the fused volume has {volume.shape[0]} slices but the MR series has {len(mri)}")
+    for i, ds in enumerate(mri):
+        for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "FrameOfReferenceUID"):
+            if name not in ds:
+                raise ValueError(f"MR slice {i} ({ds.get('SOPInstanceUID', '?')}): no {name}; cannot place the slice")
+        if (int(ds.Rows), int(ds.Columns)) != volume.shape[1:]:
+            raise ValueError(
+                f"MR slice {i}: {ds.Rows}x{ds.Columns} pixels but the fused slice is "
+                f"{volume.shape[1]}x{volume.shape[2]} (rows x columns): the volume is not on the MR grid"
+            )
+    if colour is not None and (colour.shape != (*volume.shape, 3) or colour.dtype != np.uint8):
+        raise ValueError(f"the colour rendering must be uint8 {(*volume.shape, 3)}, got {colour.dtype} {colour.shape}")
+
+
+def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    return meta
+
+
+def _mr_instance(
+    pixels: np.ndarray,
+    src: Dataset,
+    index: int,
+    uids: dict[str, str],
+    description: str,
+    derivation: str,
+    series_number: int,
+    references: DicomSequence,
+    sources: list[Dataset],
+    spacing_between: float | None,
+    now: datetime.datetime,
+) -> Dataset:
+    sop_uid = uids["instances"][index]
+    ds = Dataset()
+    ds.file_meta = _file_meta(MR_IMAGE_STORAGE, sop_uid)
+    ds.SpecificCharacterSet = src.get("SpecificCharacterSet", "ISO_IR 192")
+    ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, sop_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    # Patient, General Study
+    for name in _TYPE2_EMPTY:
+        setattr(ds, name, "")
+    _copy(src, ds, _PATIENT + _STUDY)
+    # General Series
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = uids["series"]
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.SeriesDate, ds.SeriesTime = ds.InstanceCreationDate, ds.InstanceCreationTime
+    ds.PatientPosition = src.get("PatientPosition", "")
+    ds.Laterality = src.get("Laterality", "")  # type 2C: empty unless the MR names a side
+    _copy(src, ds, ("BodyPartExamined",))
+    # Frame of Reference: the MR's, since the pixels lie on its grid
+    ds.FrameOfReferenceUID = src.FrameOfReferenceUID
+    ds.PositionReferenceIndicator = src.get("PositionReferenceIndicator", "")
+    # General Equipment
+    ds.Manufacturer = MANUFACTURER
+    ds.SoftwareVersions = uids["version"]
+    # General Image
+    ds.InstanceNumber = index + 1
+    ds.ContentDate, ds.ContentTime = ds.InstanceCreationDate, ds.InstanceCreationTime
+    # value 3 is required for MR images; OTHER: none of the MR defined terms describes a fusion
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    ds.DerivationDescription = derivation
+    ds.SourceImageSequence = DicomSequence(sources)
+    ds.ImageComments = RESEARCH_USE_COMMENT
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    # Image Plane, from the MR slice this one replaces
+    ds.PixelSpacing = src.PixelSpacing
+    ds.ImageOrientationPatient = src.ImageOrientationPatient
+    ds.ImagePositionPatient = src.ImagePositionPatient
+    ds.SliceThickness = src.get("SliceThickness", "")
+    if "SliceLocation" in src:
+        ds.SliceLocation = src.SliceLocation
+    # Image Pixel
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    # MR Image: not an acquisition, so research mode and the acquisition parameters empty (type 2)
+    ds.ScanningSequence = "RM"
+    ds.SequenceVariant = "NONE"
+    for name in ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "EchoTrainLength"):
+        setattr(ds, name, "")
+    if spacing_between is not None:
+        ds.SpacingBetweenSlices = f"{spacing_between:.6g}"
+    # VOI LUT: the full stored range
+    ds.WindowCenter, ds.WindowWidth = "32767.5", "65536"
+    # Common Instance Reference: both source series
+    ds.ReferencedSeriesSequence = references
+    return ds
+
+
+def _sc_instance(
+    rgb: np.ndarray, mr: Dataset, index: int, uids: dict[str, str], description: str, series_number: int
+) -> Dataset:
+    """One RGB Secondary Capture instance (highdicom ``SCImage``) with the MR instance's plane attributes."""
+    import highdicom
+
+    sc = highdicom.sc.SCImage(
+        pixel_array=np.ascontiguousarray(rgb),
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        study_instance_uid=mr.StudyInstanceUID,
+        series_instance_uid=uids["sc_series"],
+        series_number=series_number,
+        sop_instance_uid=uids["sc_instances"][index],
+        instance_number=index + 1,
+        manufacturer=MANUFACTURER,
+        patient_id=mr.PatientID or None,
+        patient_name=mr.PatientName or None,
+        patient_birth_date=mr.PatientBirthDate or None,
+        patient_sex=mr.PatientSex or None,
+        accession_number=mr.AccessionNumber or None,
+        study_id=mr.StudyID or None,
+        study_date=mr.StudyDate or None,
+        study_time=mr.StudyTime or None,
+        referring_physician_name=mr.ReferringPhysicianName or None,
+        pixel_spacing=tuple(float(v) for v in mr.PixelSpacing),
+        patient_orientation=_patient_orientation(mr),
+    )
+    sc.SeriesDescription = description
+    sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.DerivationDescription = mr.DerivationDescription
+    sc.SoftwareVersions = uids["version"]
+    sc.ImageComments = RESEARCH_USE_COMMENT
+    sc.BurnedInAnnotation = "NO"
+    sc.Laterality = mr.Laterality
+    sc.FrameOfReferenceUID = mr.FrameOfReferenceUID
+    sc.ImagePositionPatient = mr.ImagePositionPatient
+    sc.ImageOrientationPatient = mr.ImageOrientationPatient
+    sc.SliceThickness = mr.SliceThickness
+    ref = _image_reference(mr)
+    sc.SourceImageSequence = DicomSequence([ref, *mr.SourceImageSequence])
+    sc.ReferencedSeriesSequence = mr.ReferencedSeriesSequence
+    return sc
+
+
+def _patient_orientation(ds: Dataset) -> tuple[str, str]:
+    """The row and column directions as patient-orientation letters (e.g. ``("L", "P")``)."""
+    o = np.asarray(ds.ImageOrientationPatient, dtype=float)
+
+    def letters(v: np.ndarray) -> str:
+        names = (("L", "R"), ("P", "A"), ("H", "F"))  # +x, +y, +z of LPS and their opposites
+        order = np.argsort(-np.abs(v))
+        out = ""
+        for axis in order:
+            if abs(v[axis]) > 1e-3:
+                out += names[axis][0] if v[axis] > 0 else names[axis][1]
+        return out[:3]
+
+    return letters(o[:3]), letters(o[3:])
+
+
+def write_fused_series(
+    volume: np.ndarray,
+    mri: Sequence[Dataset],
+    other: Sequence[Dataset],
+    out_dir: str | os.PathLike,
+    model_version: str = "unknown",
+    series_description: str | None = None,
+    series_number: int = 9001,
+    colour: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> dict[str, list[Path]]:
+    """Write a fused volume on the MRI's grid as a derived MR series (and, optionally, an RGB SC series).
+
+    Args:
+        volume: the fused intensities in [0, 1], ``(slices, rows, columns)``: slice ``k`` replaces ``mri[k]``
+            (row and column as in its pixel array).
+        mri: the MRI's datasets (headers suffice), one per slice, in the order of ``volume``.
+        other: the CT/PET/SPECT series' datasets (headers), for the references.
+        out_dir: the folder to create; one file per instance, ``MR_<instance>.dcm`` (and ``SC_<instance>.dcm``).
+        model_version: the bundle/model version, for the descriptions.
+        series_description: default ``"HKAFusion MR+<modality> (research use)"``.
+        series_number: the new series' number (the SC series takes the next).
+        colour: optional uint8 ``(slices, rows, columns, 3)`` colour rendering, written as a second series.
+        overwrite: replace an existing ``out_dir``.
+
+    Returns:
+        ``{"mr": [paths], "sc": [paths]}``.
+
+    Raises:
+        ValueError: the volume does not match the MR grid, holds NaN, or a slice lacks geometry.
+        FileExistsError: ``out_dir`` exists and not ``overwrite``; nothing is written.
+    """
+    volume = np.asarray(volume)
+    if not mri:
+        raise ValueError("no MR datasets: the derived series needs the MR series it replaces")
+    if not other:
+        raise ValueError("no datasets of the other series: the derived series references both sources")
+    _check_inputs(volume, mri, colour)
+    pixels = fused_to_uint16(volume)
+    other_modality = str(other[0].get("Modality", "OT"))
+    description = series_description or f"HKAFusion MR+{other_modality} (research use)"
+    derivation = (
+        f"HKAFusion {model_version}: fusion of MR series {mri[0].SeriesInstanceUID} with {other_modality} series "
+        f"{other[0].SeriesInstanceUID}, resampled onto the MR grid; 16-bit, 65535 = fused intensity 1.0"
+    )[:1024]
+    uids = {
+        "series": new_uid(),
+        "instances": [new_uid() for _ in mri],
+        "version": str(model_version)[:64],
+    }
+    if colour is not None:
+        uids["sc_series"] = new_uid()
+        uids["sc_instances"] = [new_uid() for _ in mri]
+    references = DicomSequence([_series_reference(mri), _series_reference(other)])
+    positions = [np.asarray(ds.ImagePositionPatient, dtype=float) for ds in mri]
+    normal = _normal(mri[0])
+    spacing_between = float(abs((positions[-1] - positions[0]) @ normal)) / (len(mri) - 1) if len(mri) > 1 else None
+    now = datetime.datetime.now()
+    written: dict[str, list[str]] = {"mr": [], "sc": []}
+
+    def write(tmp: str) -> None:
+        for k, src in enumerate(mri):
+            sources = [_image_reference(src)]
+            near = _nearest(other, positions[k], normal) if other[0].get("FrameOfReferenceUID") == src.FrameOfReferenceUID else None
+            if near is not None:
+                sources.append(_image_reference(near))
+            ds = _mr_instance(
+                pixels[k], src, k, uids, description, derivation, series_number, references, sources,
+                spacing_between, now,
+            )
+            name = f"MR_{k + 1:04d}.dcm"
+            ds.save_as(os.path.join(tmp, name), enforce_file_format=True)
+            written["mr"].append(name)
+            if colour is not None:
+                sc = _sc_instance(colour[k], ds, k, uids, description + " colour", series_number + 1)
+                name = f"SC_{k + 1:04d}.dcm"
+                sc.save_as(os.path.join(tmp, name), enforce_file_format=True)
+                written["sc"].append(name)
+
+    out = atomic_write_dir(out_dir, write, overwrite)
+    return {kind: [out / name for name in names] for kind, names in written.items()}
