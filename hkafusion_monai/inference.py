@@ -373,6 +373,60 @@ class Fuser:
             arr = arr.astype(mri.dtype if mri.dtype.kind == "f" else np.float32, copy=False)
         return np.ascontiguousarray(arr)
 
+    @torch.no_grad()
+    def fuse_volumes(
+        self,
+        mri: MetaTensor,
+        other: MetaTensor,
+        modality: str | None = None,
+        register: bool = False,
+        return_other: bool = False,
+    ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
+        """Fuse two volumes on their own grids: the result lies on the MRI's grid and axes.
+
+        The contract's volume chain (orientation, per-modality scaling, optional rigid registration, the
+        overlap check, resampling of ``other`` onto the MRI grid), then the network slice by slice, then the
+        MRI's own axes back. This is what the MONAI Deploy application and DICOM output run.
+
+        Args:
+            mri: ``(1, X, Y, Z)`` raw MRI intensities with its RAS ``affine``.
+            other: ``(1, X', Y', Z')`` raw CT (HU), PET or SPECT with its RAS ``affine``.
+            modality: ``"CT"``, ``"PET"`` or ``"SPECT"`` (default: the task's).
+            register: rigidly register ``other`` to the MRI first.
+            return_other: also return the scaled ``other`` as resampled onto the MRI grid (for a colour
+                rendering).
+
+        Returns:
+            float32 ``(1, X, Y, Z)`` in [0, 1] with the MRI's affine (and, with ``return_other``, the other
+            volume on the same grid).
+
+        Raises:
+            ValueError: not ``(1, X, Y, Z)`` MetaTensors, NaN/inf, or volumes that do not overlap in space.
+        """
+        item: dict[str, Any] = {"modality": modality or self.modality, "register": register}
+        for name, vol in (("mri", mri), ("other", other)):
+            if not isinstance(vol, MetaTensor) or vol.ndim != 4 or vol.shape[0] != 1:
+                raise ValueError(
+                    f"{name}: expected a (1, X, Y, Z) MetaTensor with an affine, got {type(vol).__name__} "
+                    f"{tuple(getattr(vol, 'shape', ()))}"
+                )
+            if not torch.isfinite(vol.as_tensor()).all():
+                raise ValueError(f"{name} ({vol.meta.get('filename_or_obj', 'volume')}): NaN or infinite values")
+            vol = vol.clone().float()
+            vol.meta.setdefault("original_affine", vol.affine.numpy().copy())
+            vol.meta.setdefault("filename_or_obj", f"<{name} volume>")
+            item[name] = vol
+        data = self.preprocess(item)
+        pred = self.inferer(data["image"].as_tensor()[None].to(self.device), self.network)[0]
+        data["pred"] = pred
+        keys = ["pred"]
+        if return_other:
+            data["other_on_mri"] = data["image"].as_tensor()[1:2]
+            keys.append("other_on_mri")
+        post = FusionPostprocessd(keys, colour=False, uint8=False)(data)
+        return (post["pred"], post["other_on_mri"]) if return_other else post["pred"]
+
+
 
 def load_fuser(
     bundle_dir: str | os.PathLike = "bundle",
@@ -386,7 +440,8 @@ def load_fuser(
     Args:
         bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network).
         task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
-        weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``); default
+        weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``), or a TorchScript
+            ``.ts`` export; default
             ``<bundle_dir>/models/model.pt``, which is not shipped yet.
         device: default CUDA when available, else CPU.
         config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
@@ -401,9 +456,12 @@ def load_fuser(
         raise FileNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
     parser = ConfigParser()
     parser.read_config(str(config_file or bundle_dir / "configs" / "inference.json"))
-    network = parser.get_parsed_content("network_def", instantiate=True)
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-    load_weights(network, weights, map_location="cpu")
+    if str(weights).endswith(".ts"):  # a TorchScript export (ckpt_export): the network travels with its weights
+        network = torch.jit.load(str(weights), map_location="cpu").eval()
+    else:
+        network = parser.get_parsed_content("network_def", instantiate=True)
+        load_weights(network, weights, map_location="cpu")
     ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
     return Fuser(network, task=task, device=device, ct_window=ct_window)
 
