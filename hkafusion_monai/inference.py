@@ -131,6 +131,7 @@ def inference_items(
     task: str = "mri_pet",
     modality: str | None = None,
     output_dir: str | os.PathLike = ".",
+    output_format: str = "auto",
 ) -> list[dict[str, Any]]:
     """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``.
 
@@ -138,10 +139,19 @@ def inference_items(
     (volume) unless the datalist item names one, and ``"modality"``: ``modality``, else the item's own,
     else the task's; a DICOM ``other`` series without an explicit modality is left to its Modality tag.
 
+    With ``output_format="dicom"`` every pair must be two DICOM series folders; the output is a derived
+    series folder ``<output_dir>/<MRI name>_fused`` and the items keep the folders as ``"mri_series"`` and
+    ``"other_series"`` for the writer.
+
     Raises:
-        ValueError: neither or both of a pair and a datalist, or half a pair.
+        ValueError: neither or both of a pair and a datalist, half a pair, or DICOM output for inputs that
+            are not DICOM series folders.
         FileNotFoundError: an input path that does not exist.
     """
+    from hkafusion_monai.io.writers import OUTPUT_FORMATS
+
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     if (mri is None) != (other is None):
         raise ValueError("give both --mri PATH and --other PATH (or a --datalist)")
     if mri is not None and datalist is not None:
@@ -173,6 +183,14 @@ def inference_items(
             item["modality"] = modality
         elif "modality" not in item and (kind == "2d" or not Path(str(item["other"])).is_dir()):
             item["modality"] = TASK_MODALITY[task]
+        if output_format == "dicom":
+            not_series = [str(item[k]) for k in ("mri", "other") if not Path(str(item[k])).is_dir()]
+            if not_series:
+                raise ValueError(
+                    f"DICOM output needs DICOM series folders as inputs; not a folder: {', '.join(not_series)}"
+                )
+            item["mri_series"], item["other_series"] = str(item["mri"]), str(item["other"])
+            kind = "dicom"
         item["output"] = str(Path(output_dir) / item["output"]) if "output" in item else str(
             Path(output_dir) / output_name(item["mri"], kind)
         )

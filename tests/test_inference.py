@@ -94,6 +94,28 @@ def test_dicom_volume_pair_to_nifti_with_the_mri_affine(tmp_path: Path, ckpt: Pa
     assert values.dtype == np.float32 and 0.0 <= values.min() and values.max() <= 1.0
 
 
+def test_dicom_volume_pair_to_a_derived_dicom_series(tmp_path: Path, ckpt: Path, phantom: Path) -> None:
+    """``--output_format dicom``: the derived MR series on the MRI grid, with the pixels of the NIfTI output."""
+    import pydicom
+
+    item = _item(phantom, "dicom_pet.json")
+    _run(ckpt, tmp_path / "nifti", mri=item["mri"], other=item["other"])
+    _run(ckpt, tmp_path / "dicom", mri=item["mri"], other=item["other"], output_format="dicom")
+    series = tmp_path / "dicom" / output_name(item["mri"], "dicom")
+    files = sorted(series.glob("MR_*.dcm"))
+    assert len(files) == len(list(Path(item["mri"]).iterdir()))
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "HKAFusion" in ds.DerivationDescription
+    fused = LoadFusionVolumed(["v"])({"v": str(series)})["v"]
+    mri = LoadFusionVolumed(["v"])({"v": item["mri"]})["v"]
+    np.testing.assert_allclose(fused.affine.numpy(), mri.affine.numpy(), atol=1e-4)
+    nifti = nib.load(tmp_path / "nifti" / output_name(item["mri"], "volume")).get_fdata()
+    assert np.abs(fused.as_tensor().numpy()[0] / 65535.0 - nifti).max() <= 1.0 / 65535.0 + 1e-6
+    with pytest.raises(ValueError, match="DICOM series folders"):
+        png = _item(phantom, "png_pet.json")
+        inference_items(mri=png["mri"], other=png["other"], output_format="dicom")
+
+
 def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path, ckpt: Path, phantom: Path) -> None:
     item = _item(phantom, "png_ct.json")
     out = tmp_path / "out"

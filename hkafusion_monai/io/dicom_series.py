@@ -47,6 +47,7 @@ __all__ = [
     "new_uid",
     "slice_geometry",
     "write_fused_series",
+    "write_fused_series_from_folders",
 ]
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -391,3 +392,43 @@ def write_fused_series(
 
     out = atomic_write_dir(out_dir, write, overwrite)
     return {kind: [out / name for name in names] for kind, names in written.items()}
+
+
+def _series_headers(folder: str | os.PathLike, role: str) -> list[Dataset]:
+    from hkafusion_monai.transforms.dicom import order_series, scan_dicom
+    from hkafusion_monai.transforms.reader import FusionInputError
+
+    series = scan_dicom(folder)
+    if len(series) != 1:
+        found = "; ".join(s.summary() for s in series) or "none"
+        raise FusionInputError(f"{folder}: DICOM output needs exactly one {role} series in the folder, found: {found}")
+    files, _ = order_series(series[0])
+    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+
+
+def write_fused_series_from_folders(
+    volume: np.ndarray,
+    mri_folder: str | os.PathLike,
+    other_folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model_version: str = "unknown",
+    overwrite: bool = False,
+) -> dict[str, list[Path]]:
+    """:func:`write_fused_series` for a volume fused from two DICOM series folders by the bundle's reader.
+
+    Args:
+        volume: ``(X, Y, Z)`` = (columns, rows, slices in spatial order), the axes of
+            :class:`~hkafusion_monai.transforms.LoadFusionVolumed` on the MRI folder (``FusionPostprocessd``
+            restores them).
+        mri_folder: the MR series folder the volume was fused from (its headers are re-read, in the same order).
+        other_folder: the CT/PET/SPECT series folder.
+        out_dir: the series folder to create.
+        model_version: recorded in the series.
+        overwrite: replace an existing ``out_dir``.
+    """
+    mri = _series_headers(mri_folder, "MR")
+    other = _series_headers(other_folder, "CT/PET/SPECT")
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"expected an (X, Y, Z) volume for {out_dir}, got shape {volume.shape}")
+    return write_fused_series(volume.transpose(2, 1, 0), mri, other, out_dir, model_version, overwrite=overwrite)

@@ -21,8 +21,12 @@ from monai.utils import convert_data_type
 from hkafusion_monai.io.atomic import NIFTI_SUFFIXES as _NIFTI_SUFFIXES
 from hkafusion_monai.io.atomic import atomic_write, split_suffix as _split_suffix
 
-__all__ = ["FusedImageWriterd", "as_bool", "atomic_write", "output_name", "write_nifti", "write_png"]
+__all__ = ["OUTPUT_FORMATS", "FusedImageWriterd", "as_bool", "atomic_write", "output_name", "write_nifti", "write_png"]
 
+
+
+#: ``FusedImageWriterd(output_format=...)``: PNG/NIfTI by kind, or a derived DICOM series
+OUTPUT_FORMATS = ("auto", "dicom")
 
 
 def as_bool(value: object) -> bool:
@@ -38,7 +42,8 @@ def as_bool(value: object) -> bool:
 
 
 def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused") -> str:
-    """The output file name of a pair: the MRI's name plus ``postfix``, ``.png`` (2-D) or ``.nii.gz`` (volume).
+    """The output file name of a pair: the MRI's name plus ``postfix``, ``.png`` (``kind="2d"``) or ``.nii.gz``
+    (``"volume"``), or a folder for a derived DICOM series (``"dicom"``).
 
     A DICOM series folder ``.../sub-000/MR`` gives ``sub-000_MR_fused.nii.gz`` (series folders often share
     a name such as ``MR``).
@@ -46,6 +51,9 @@ def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused")
     path = Path(mri_path)
     if kind == "2d":
         return _split_suffix(path.name)[0] + postfix + ".png"
+    if kind == "dicom":  # a derived series: a folder
+        stem = f"{path.parent.name}_{path.name}" if path.parent.name else path.name
+        return stem + postfix
     if path.is_dir() or not path.name.lower().endswith(_NIFTI_SUFFIXES):
         stem = f"{path.parent.name}_{path.name}" if path.parent.name else path.name
         stem = stem if path.is_dir() else _split_suffix(stem)[0]
@@ -92,18 +100,34 @@ class FusedImageWriterd(MapTransform):
     an ``affine`` in their metadata (the MRI's, after ``RestoreOrientationd``). The written path goes to
     ``"<key>_path"``.
 
+    With ``output_format="dicom"`` a volume fused from two DICOM series folders (the item's ``"mri"`` and
+    ``"other"`` paths, kept by :func:`hkafusion_monai.inference.inference_items` as ``"mri_series"`` and
+    ``"other_series"``) is written as a derived MR series folder instead
+    (:func:`hkafusion_monai.io.dicom_series.write_fused_series_from_folders`).
+
     Args:
         keys: the result key(s), e.g. ``"pred"``.
         output_key: the item key holding the output path.
         overwrite: replace existing files (``"true"``/``"false"`` strings are accepted, as from a command line).
+        output_format: ``"auto"`` (PNG / NIfTI) or ``"dicom"`` (volumes from DICOM series).
+        model_version: recorded in a DICOM series.
     """
 
     def __init__(
-        self, keys: KeysCollection = "pred", output_key: str = "output", overwrite: bool | str = False
+        self,
+        keys: KeysCollection = "pred",
+        output_key: str = "output",
+        overwrite: bool | str = False,
+        output_format: str = "auto",
+        model_version: str = "unknown",
     ) -> None:
         super().__init__(keys)
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
         self.output_key = output_key
         self.overwrite = as_bool(overwrite)
+        self.output_format = output_format
+        self.model_version = model_version
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict:
         d = dict(data)
@@ -112,7 +136,15 @@ class FusedImageWriterd(MapTransform):
             raise KeyError(f"FusedImageWriterd: the item has no {self.output_key!r} path")
         for key in self.key_iterator(d):
             img = d[key]
-            if img.ndim == 4:
+            if img.ndim == 4 and self.output_format == "dicom":
+                from hkafusion_monai.io.dicom_series import write_fused_series_from_folders
+
+                arr = convert_data_type(img, np.ndarray)[0][0]
+                series = write_fused_series_from_folders(
+                    arr, d["mri_series"], d["other_series"], path, self.model_version, overwrite=self.overwrite
+                )
+                written = series["mr"][0].parent
+            elif img.ndim == 4:
                 affine = img.affine if isinstance(img, MetaTensor) else None
                 if affine is None:
                     raise ValueError(f"FusedImageWriterd: the volume for {path} carries no affine")

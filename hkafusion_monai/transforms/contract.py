@@ -193,7 +193,16 @@ class FusionPreprocessd(Transform):
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         kind, load = self.kind_of(data)
-        d = self.chains[(kind, load)](dict(data))
+        try:
+            d = self.chains[(kind, load)](dict(data))
+        except RuntimeError as e:
+            # Compose wraps each failure in "applying transform ..."; the input error inside names the problem
+            cause = e
+            while isinstance(cause, RuntimeError) and isinstance(cause.__cause__, Exception):
+                cause = cause.__cause__
+            if isinstance(cause, (ValueError, OSError)):
+                raise cause from None
+            raise
         image = d["image"]
         if isinstance(image, MetaTensor):
             image.meta["fusion_kind"] = kind

@@ -1,0 +1,155 @@
+"""The MONAI Deploy application end to end on phantom studies, and each selection/geometry failure.
+
+Runs ``python -m hkafusion_monai.deploy`` as a user or a MAP would. Needs requirements-deploy.txt
+(monai-deploy-app-sdk): skipped without it locally, failed under CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from _inference import random_checkpoint
+from conftest import REPO_ROOT, require_module
+
+from hkafusion_monai.inference import load_fuser
+from hkafusion_monai.transforms.volume import LoadFusionVolumed
+
+MODALITY = {"CT": "CT", "PT": "PET"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sdk():
+    require_module("monai.deploy.core", "requirements-deploy.txt: monai-deploy-app-sdk")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return random_checkpoint(tmp_path_factory)
+
+
+def _study(root: Path, subject: Path, series: list[str]) -> Path:
+    """A study folder holding copies of the subject's named series folders."""
+    root.mkdir(parents=True)
+    for name in series:
+        shutil.copytree(subject / name, root / name)
+    return root
+
+
+def _deploy(inp: Path, out: Path, model: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "hkafusion_monai.deploy", "-i", str(inp), "-o", str(out), "-m", str(model)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=environ,
+    )
+
+
+def _load(folder: Path) -> torch.Tensor:
+    return LoadFusionVolumed(["v"])({"v": str(folder)})["v"]
+
+
+@pytest.mark.parametrize("secondary", ["CT", "PT"])
+def test_end_to_end(phantom: Path, tmp_path: Path, checkpoint: Path, secondary: str):
+    subject = phantom / "dicom" / "sub-001"
+    study = _study(tmp_path / "in", subject, ["MR", secondary])
+    before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    proc = _deploy(study, out, checkpoint)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before, "an input was modified"
+    (series_dir,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    files = sorted(series_dir.glob("MR_*.dcm"))
+    mr_files = sorted((study / "MR").iterdir())
+    assert len(files) == len(mr_files)
+
+    # UIDs: same patient, study and frame of reference; a new series of new instances
+    src = pydicom.dcmread(mr_files[0], stop_before_pixels=True)
+    other = pydicom.dcmread(next((study / secondary).iterdir()), stop_before_pixels=True)
+    out_ds = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    assert {d.StudyInstanceUID for d in out_ds} == {src.StudyInstanceUID}
+    assert {d.PatientID for d in out_ds} == {src.PatientID}
+    assert {d.FrameOfReferenceUID for d in out_ds} == {src.FrameOfReferenceUID}
+    (new_series,) = {d.SeriesInstanceUID for d in out_ds}
+    assert new_series not in (src.SeriesInstanceUID, other.SeriesInstanceUID)
+    src_uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in mr_files}
+    assert not src_uids & {d.SOPInstanceUID for d in out_ds}
+    assert {i.SeriesInstanceUID for i in out_ds[0].ReferencedSeriesSequence} == {
+        src.SeriesInstanceUID, other.SeriesInstanceUID
+    }
+
+    # geometry: the fused series lies exactly on the MR grid
+    fused = _load(series_dir)
+    mri, sec = _load(study / "MR"), _load(study / secondary)
+    np.testing.assert_allclose(fused.affine.numpy(), mri.affine.numpy(), atol=1e-4)
+    assert fused.shape == mri.shape
+
+    # pixels: what load_fuser gives on the same volumes, within the 16-bit quantisation
+    fuser = load_fuser(weights=checkpoint, task="mri_pet", device="cpu")
+    expected = fuser.fuse_volumes(mri, sec, modality=MODALITY[secondary]).as_tensor()
+    got = fused.as_tensor().float() / 65535.0
+    assert expected.shape == got.shape
+    assert float((got - expected).abs().max()) <= 1.0 / 65535.0 + 1e-6
+    assert float(expected.max() - expected.min()) > 0.01  # not a constant (a random network varies little)
+
+
+def _shift(folder: Path, mm: float) -> None:
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.ImagePositionPatient = [float(v) + mm for v in ds.ImagePositionPatient]
+        ds.save_as(f)
+
+
+@pytest.mark.parametrize(
+    "series, edit, message",
+    [
+        (["CT"], None, "no MR series matches"),
+        (["MR"], None, "no CT, PET \\(PT\\) or SPECT \\(NM\\) series matches"),
+        (["MR", "CT", "PT"], None, "2 series match the 'secondary' selection rule"),
+        (["MR", "PT"], "shift", "do not overlap"),
+    ],
+    ids=["no-mr", "no-secondary", "two-candidates", "no-overlap"],
+)
+def test_selection_and_geometry_failures(phantom, tmp_path, checkpoint, series, edit, message):
+    study = _study(tmp_path / "in", phantom / "dicom" / "sub-000", series)
+    if edit == "shift":
+        _shift(study / "PT", 2000.0)
+    out = tmp_path / "out"
+    proc = _deploy(study, out, checkpoint)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors, proc.stderr[-3000:]
+    import re
+
+    assert re.search(message, proc.stderr), proc.stderr[-3000:]
+    assert str(study) in proc.stderr or "series" in proc.stderr
+    assert not out.exists() or not any(out.iterdir()), "something was written"
+
+
+def test_rules_decide_between_candidates(phantom, tmp_path, checkpoint):
+    """Several candidates pass when the rules name the modality; the written series references PET."""
+    import json
+
+    from hkafusion_monai.deploy.operators import DEFAULT_RULES
+
+    study = _study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "CT", "PT"])
+    rules = json.loads(DEFAULT_RULES.read_text())
+    rules["selections"][1]["conditions"]["Modality"] = "(?i)^PT$"
+    rules["fusion"]["colour_series"] = True
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(json.dumps(rules))
+    out = tmp_path / "out"
+    proc = _deploy(study, out, checkpoint, env={"HKAFUSION_RULES": str(rules_file)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (series_dir,) = list(out.iterdir())
+    ds = pydicom.dcmread(sorted(series_dir.glob("MR_*.dcm"))[0], stop_before_pixels=True)
+    assert "MR+PT" in ds.SeriesDescription
+    sc = sorted(series_dir.glob("SC_*.dcm"))
+    assert len(sc) == len(list(series_dir.glob("MR_*.dcm")))
+    assert pydicom.dcmread(sc[0]).PhotometricInterpretation == "RGB"
