@@ -43,12 +43,17 @@ def _study(root: Path, subject: Path, series: list[str]) -> Path:
     return root
 
 
-def _deploy(inp: Path, out: Path, model: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def _deploy(
+    inp: Path, out: Path, model: Path, env: dict | None = None, map_env: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the application; ``map_env`` passes the paths as a MAP does (``HOLOSCAN_*_PATH``), not as flags."""
     environ = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "hkafusion_monai.deploy", "-i", str(inp), "-o", str(out), "-m", str(model)],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=environ,
-    )
+    cmd = [sys.executable, "-m", "hkafusion_monai.deploy"]
+    if map_env:
+        environ.update(HOLOSCAN_INPUT_PATH=str(inp), HOLOSCAN_OUTPUT_PATH=str(out), HOLOSCAN_MODEL_PATH=str(model))
+    else:
+        cmd += ["-i", str(inp), "-o", str(out), "-m", str(model)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=environ)
 
 
 def _load(folder: Path) -> torch.Tensor:
@@ -61,7 +66,7 @@ def test_end_to_end(phantom: Path, tmp_path: Path, checkpoint: Path, secondary: 
     study = _study(tmp_path / "in", subject, ["MR", secondary])
     before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
     out = tmp_path / "out"
-    proc = _deploy(study, out, checkpoint)
+    proc = _deploy(study, out, checkpoint, map_env=secondary == "CT")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before, "an input was modified"
     (series_dir,) = [p for p in out.iterdir() if not p.name.startswith(".")]
@@ -153,3 +158,20 @@ def test_rules_decide_between_candidates(phantom, tmp_path, checkpoint):
     sc = sorted(series_dir.glob("SC_*.dcm"))
     assert len(sc) == len(list(series_dir.glob("MR_*.dcm")))
     assert pydicom.dcmread(sc[0]).PhotometricInterpretation == "RGB"
+
+
+def test_app_yaml_matches_the_bundle():
+    """The MAP settings name this bundle's version, and the application folder has what the packager needs."""
+    import json
+
+    import yaml
+
+    deploy = REPO_ROOT / "hkafusion_monai" / "deploy"
+    settings = yaml.safe_load((deploy / "app.yaml").read_text())
+    version = json.loads((REPO_ROOT / "bundle" / "configs" / "metadata.json").read_text())["version"]
+    assert str(settings["application"]["version"]) == version
+    assert settings["application"]["inputFormats"] == ["file"] and settings["application"]["outputFormats"] == ["file"]
+    assert {"cpu", "memory"} <= set(settings["resources"])
+    assert (deploy / "__main__.py").is_file()
+    requirements = (deploy / "requirements.txt").read_text()
+    assert f"hkafusion-monai=={version}" in requirements and "monai-deploy-app-sdk==4.0.0" in requirements
