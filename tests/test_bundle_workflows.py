@@ -208,6 +208,7 @@ def test_evaluate_writes_csv_json_grid_equal_to_function_api(trained: dict, demo
     assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} == {
         "evaluation/metrics_per_pair.csv",
         "evaluation/summary.json",
+        "evaluation/report.html",
     }
 
 

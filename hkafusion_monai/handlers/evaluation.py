@@ -1,5 +1,6 @@
 """Side-by-side evaluation: several methods (HKAFusion and the pixel rules) scored by the same evaluation
-pipeline, their per-pair metrics written as one CSV and their summary as JSON."""
+pipeline, their per-pair metrics written as one CSV, their summary as JSON, and a self-contained HTML report
+(tables with paired confidence intervals, an image grid, per-pair distributions)."""
 
 from __future__ import annotations
 
@@ -57,11 +58,24 @@ class FusionEvaluationReport:
         extra: more fields for ``summary.json`` (e.g. the checkpoint and datalist).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, mlflow_handler: Any = None, extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        mlflow_handler: Any = None,
+        extra: dict | None = None,
+        ours: str = "hkafusion",
+        peer_results: str | os.PathLike | None = None,
+        task: str | None = None,
+        grid_pairs: int = 4,
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.mlflow_handler = mlflow_handler
         self.extra = dict(extra or {})
+        self.ours = ours
+        self.peer = _published_peer(peer_results, task)
+        self.grid_pairs = grid_pairs
         self.methods: dict[str, dict[str, Any]] = {}
+        self.samples: dict[str, list[dict[str, Any]]] = {}
 
     def collector(self, method: str) -> MethodMetricsCollector:
         return MethodMetricsCollector(self, method)
@@ -72,6 +86,30 @@ class FusionEvaluationReport:
             if len(values) != len(pairs):
                 raise ValueError(f"{method}: {len(values)} values of {name} for {len(pairs)} pairs.")
         self.methods[method] = {"pairs": list(pairs), "details": details}
+
+    def add_samples(self, method: str, samples: list[dict[str, Any]]) -> None:
+        """Record the first pairs of ``method`` for the image grid: ``{"pair", "image", "pred", "mri_file",
+        "other_file"}`` with ``image`` ``(2, H, W)`` and ``pred`` ``(H, W)`` in [0, 1]."""
+        self.samples[method] = samples[: self.grid_pairs]
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Rows of the report's image grid: MRI | other | average | max | ours, PET/SPECT in colour."""
+        from hkafusion_monai.handlers.html_report import colourise, load_display_image
+
+        base = self.samples.get(self.ours) or next(iter(self.samples.values()), [])
+        rows = []
+        for i, sample in enumerate(base):
+            image = np.asarray(sample["image"], dtype=np.float32)
+            other_rgb = load_display_image(sample["other_file"]) if sample.get("other_file") else None
+            if other_rgb is not None and (other_rgb.ndim != 3 or other_rgb.shape[:2] != image.shape[1:]):
+                other_rgb = None  # grey source, or resized for the network: show the network's view
+            row = {"pair": sample["pair"], "MRI": colourise(image[0], None)}
+            row["other"] = other_rgb if other_rgb is not None else colourise(image[1], None)
+            for column, method in (("average", "average"), ("max", "max"), ("ours", self.ours)):
+                got = self.samples.get(method, [])
+                row[column] = colourise(got[i]["pred"], other_rgb) if i < len(got) else None
+            rows.append(row)
+        return rows
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"methods": {}, **self.extra}
@@ -96,9 +134,11 @@ class FusionEvaluationReport:
                 row = [f"{float(rec['details'][n][i]):.6g}" if n in rec["details"] else "" for n in names]
                 writer.writerow([pair, method, *row])
         csv_path, json_path = self.output_dir / "metrics_per_pair.csv", self.output_dir / "summary.json"
+        html_path = self.output_dir / "report.html"
         _write_atomic(csv_path, buf.getvalue())
         summary = self.summary()
         _write_atomic(json_path, json.dumps(summary, indent=2))
+        _write_atomic(html_path, self.html())
 
         handler = self.mlflow_handler
         if handler is not None and getattr(handler, "cur_run", None) is not None:
@@ -109,9 +149,27 @@ class FusionEvaluationReport:
                 for name, stats in per.items()
             }
             handler._log_metrics(metrics)
-            for path in (csv_path, json_path):
+            for path in (csv_path, json_path, html_path):
                 handler.client.log_artifact(run_id, str(path), artifact_path="evaluation")
-        return {"csv": str(csv_path), "json": str(json_path)}
+        return {"csv": str(csv_path), "json": str(json_path), "html": str(html_path)}
+
+    def html(self) -> str:
+        """The self-contained HTML report (:func:`hkafusion_monai.handlers.html_report.render_report`)."""
+        from hkafusion_monai.handlers.html_report import render_report
+
+        methods = {m: rec["details"] for m, rec in self.methods.items()}
+        if self.ours in methods:  # ours first, as the table's reference row
+            methods = {self.ours: methods[self.ours], **{k: v for k, v in methods.items() if k != self.ours}}
+        info = {k: v for k, v in self.extra.items() if isinstance(v, (str, int, float))}
+        return render_report(methods, self.ours, grid=self.grid(), peer=self.peer, info=info)
+
+
+def _published_peer(peer_results: str | os.PathLike | None, task: str | None) -> dict[str, float] | None:
+    """CDDFuse_MIF's published means for ``task`` from ``peer_results.json`` (``None`` when unavailable)."""
+    if not peer_results or not task or not Path(peer_results).is_file():
+        return None
+    values = json.loads(Path(peer_results).read_text()).get("published_metrics_from_README", {}).get("values", {})
+    return values.get(task, {}).get("CDDFuse_MIF")
 
 
 class MethodMetricsCollector:
@@ -126,6 +184,7 @@ class MethodMetricsCollector:
         self.report = report
         self.method = method
         self._pairs: list[str] = []
+        self._samples: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
@@ -133,17 +192,31 @@ class MethodMetricsCollector:
         engine.add_event_handler(Events.COMPLETED, self._hand_over)
 
     def _reset(self, engine: Engine) -> None:
-        self._pairs = []
+        self._pairs, self._samples = [], []
 
     def _collect_names(self, engine: Engine) -> None:
         image = engine.state.batch["image"]
-        names = getattr(image, "meta", {}).get("mri_filename") if hasattr(image, "meta") else None
+        meta = getattr(image, "meta", {}) if hasattr(image, "meta") else {}
+        names, others = meta.get("mri_filename"), meta.get("other_filename")
         n = image.shape[0]
+        start = len(self._pairs)
         if isinstance(names, (list, tuple)) and len(names) == n:
             self._pairs += [Path(str(p)).name for p in names]
         else:
-            start = len(self._pairs)
             self._pairs += [f"pair_{i:04d}" for i in range(start, start + n)]
+        output = engine.state.output
+        pred = output.get("pred") if isinstance(output, dict) else None
+        for b in range(n):
+            if len(self._samples) >= self.report.grid_pairs or pred is None or pred.ndim != 4:
+                break
+            self._samples.append(
+                {
+                    "pair": self._pairs[start + b],
+                    "image": torch.as_tensor(image[b]).detach().cpu().float().numpy(),
+                    "pred": torch.as_tensor(pred[b, 0]).detach().cpu().float().numpy(),
+                    "other_file": str(others[b]) if isinstance(others, (list, tuple)) and len(others) == n else None,
+                }
+            )
 
     def _hand_over(self, engine: Engine) -> None:
         details = {
@@ -151,3 +224,4 @@ class MethodMetricsCollector:
             for key, values in (getattr(engine.state, "metric_details", None) or {}).items()
         }
         self.report.add(self.method, self._pairs, details)
+        self.report.add_samples(self.method, self._samples)

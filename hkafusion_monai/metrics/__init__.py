@@ -22,6 +22,7 @@ from hkafusion_monai.metrics.functional import (
     spatial_frequency,
     visual_information_fidelity,
 )
+from hkafusion_monai.metrics.statistics import paired_bootstrap_ci
 from hkafusion_monai.metrics.fusion_metric import (
     FUSION_METRIC_CLASSES,
     AverageGradientMetric,
@@ -36,6 +37,7 @@ from hkafusion_monai.metrics.fusion_metric import (
 )
 
 __all__ = [
+    "paired_bootstrap_ci",
     "METRIC_NAMES",
     "METRIC_FUNCTIONS",
     "FUSION_METRIC_CLASSES",
