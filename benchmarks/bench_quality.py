@@ -1,0 +1,102 @@
+"""Fusion quality on the Harvard test pairs: HKAFusion (the shipped weights) against the pixel rules, the MRI
+itself and CDDFuse_MIF's published means.
+
+    python benchmarks/bench_quality.py [--harvard ../shared/data/harvard] [--weights bundle/models/model.pt]
+
+Every test pair of ``splits.json`` (the test_cddfuse sets: 21 MRI-CT, 42 MRI-PET, 73 MRI-SPECT) is fused
+through ``load_fuser``, quantised (``round(255 * clip(x))``) and scored with the reference-validated metrics
+on grey/Y, 0-255. Per task: mean ± std per method, the paired 95 % bootstrap interval of the difference to
+each rule, and the issue's targets. Writes the "quality" section of docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _quality import (  # noqa: E402
+    TASKS,
+    ci_table,
+    metric_table,
+    rule_average,
+    rule_max,
+    rule_mri,
+    score_method,
+    target_check,
+    test_pairs,
+)
+from _report import git_commit, machine_summary, write_section  # noqa: E402
+
+from hkafusion_monai.inference import load_fuser  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_shared = Path(os.environ.get("HKAFUSION_SHARED", REPO.parent / "shared"))
+    parser.add_argument("--harvard", type=Path, default=default_shared / "data" / "harvard")
+    parser.add_argument("--peer", type=Path, default=default_shared / "reference" / "peer_results.json")
+    parser.add_argument("--weights", default=None, help="default: the bundle's shipped model.pt")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not (args.harvard / "splits.json").is_file():
+        print(f"error: {args.harvard}/splits.json not found (set --harvard or HKAFUSION_SHARED)", file=sys.stderr)
+        return 1
+    peers = json.loads(args.peer.read_text())["published_metrics_from_README"]["values"] if args.peer.is_file() else {}
+    weights = args.weights or str(REPO / "bundle" / "models" / "model.pt")
+
+    sections = [
+        "## Quality on the Harvard test pairs",
+        "",
+        f"Command: `python benchmarks/bench_quality.py`; weights `{Path(weights).relative_to(REPO) if Path(weights).is_relative_to(REPO) else weights}`; "
+        f"commit {git_commit()}; split: `splits.json` test (the test_cddfuse sets); {machine_summary()}.",
+        "Means ± standard deviations over pairs; grey/Y on the 0-255 scale; ↓: lower is better. Intervals: paired "
+        "95 % bootstrap (10,000 resamples, seed 0) of the mean difference; **+** / **−**: the interval excludes 0 "
+        "in our favour / against us.",
+    ]
+    total_pairs, fuse_seconds = 0, 0.0
+    for task in TASKS:
+        pairs = test_pairs(args.harvard, task)
+        fuser = load_fuser(bundle_dir=REPO / "bundle", task=task, weights=weights, device="cpu")
+
+        def ours(mri, other, fuser=fuser):
+            return fuser(mri, other, colour=False)
+
+        start = time.perf_counter()
+        results = {"HKAFusion": score_method(pairs, ours)}
+        fuse_seconds += time.perf_counter() - start
+        total_pairs += len(pairs)
+        results["average"] = score_method(pairs, rule_average)
+        results["max"] = score_method(pairs, rule_max)
+        results["MRI"] = score_method(pairs, rule_mri)
+        peer = peers.get(task, {}).get("CDDFuse_MIF")
+        sections += [
+            "",
+            f"### {task} ({len(pairs)} pairs)",
+            "",
+            metric_table(results, peer),
+            "",
+            ci_table(results, "HKAFusion", ["average", "max", "MRI"]),
+            "",
+            *target_check(results, "HKAFusion", peer),
+        ]
+        print("\n".join(sections[-8:]), flush=True)
+    sections += ["", f"Fusing and scoring the {total_pairs} pairs took {fuse_seconds:.0f} s on this machine."]
+    if not args.no_write:
+        path = write_section("results.md", "quality", "\n".join(sections), title="# Results")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
