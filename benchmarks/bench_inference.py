@@ -1,0 +1,127 @@
+"""End-to-end inference speed and peak memory with the shipped weights, on an idle machine.
+
+    python benchmarks/bench_inference.py [--threads 2]
+
+- ``pairs``: read, fuse (colour re-attached) and write as PNG every Harvard test pair of ``splits.json``
+  (136 pairs), model loading included;
+- ``volume``: fuse a 256×256×150 phantom MRI with a 128×128×75 phantom PET (other grid, resampled onto the
+  MRI's) through ``Fuser.fuse_volumes``, the path of the DICOM output and the Deploy application.
+
+Each part runs in its own process, so its peak resident memory (``ru_maxrss``) is its own. Writes the
+"inference" section of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+VOLUME_SHAPE = (256, 256, 150)  # rows, columns, slices of the MRI
+
+
+def part_pairs(harvard: Path, weights: str) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    from hkafusion_monai.data.datalist import harvard_datalist, load_fusion_datalist
+    from hkafusion_monai.inference import load_fuser
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        items = load_fusion_datalist(harvard_datalist(harvard / "splits.json", "joint", tmp), "test")
+        fuser = load_fuser(bundle_dir=REPO / "bundle", weights=weights, device="cpu")
+        for i, item in enumerate(items):
+            arrays = []
+            for key in ("mri", "other"):
+                with Image.open(item[key]) as im:
+                    arrays.append(np.asarray(im if im.mode == "L" else im.convert("RGB")))
+            fused = fuser(*arrays)
+            Image.fromarray(fused).save(Path(tmp) / f"{i:04d}.png")
+    return {"pairs": len(items), "seconds": time.perf_counter() - start}
+
+
+def part_volume(weights: str) -> dict:
+    import torch
+    from monai.data import MetaTensor
+
+    from hkafusion_monai.data.phantom import Grid, make_subject, make_volume
+    from hkafusion_monai.inference import load_fuser
+
+    subject = make_subject(0, 0)
+    r, c, s = VOLUME_SHAPE
+    grids = {"MRI": Grid((r, c, s), (0.9, 0.9, 1.2)), "PET": Grid((r // 2, c // 2, s // 2), (1.8, 1.8, 2.4))}
+    volumes = {}
+    for modality, grid in grids.items():
+        data = torch.from_numpy(make_volume(subject, modality, grid, seed=0))[None]
+        volumes[modality] = MetaTensor(data, affine=torch.as_tensor(grid.nifti_affine()))
+    fuser = load_fuser(bundle_dir=REPO / "bundle", task="mri_pet", weights=weights, device="cpu")
+    start = time.perf_counter()
+    fused = fuser.fuse_volumes(volumes["MRI"], volumes["PET"], modality="PET")
+    seconds = time.perf_counter() - start
+    return {"shape": list(fused.shape[1:]), "seconds": seconds, "slices_per_s": fused.shape[-1] / seconds}
+
+
+def run_part(part: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--part", part, "--weights", args.weights, "--harvard", str(args.harvard)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    if out.returncode:
+        raise SystemExit(f"{part} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    shared = Path(os.environ.get("HKAFUSION_SHARED", REPO.parent / "shared"))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--harvard", type=Path, default=shared / "data" / "harvard")
+    parser.add_argument("--weights", default=str(REPO / "bundle" / "models" / "model.pt"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--part", choices=["pairs", "volume"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
+    args = parser.parse_args(argv)
+    if args.part:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        result = part_pairs(args.harvard, args.weights) if args.part == "pairs" else part_volume(args.weights)
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return 0
+
+    from _report import git_commit, machine_summary, write_section
+
+    machine = machine_summary()
+    pairs = run_part("pairs", args)
+    volume = run_part("volume", args)
+    lines = [
+        "## Inference, end to end (shipped weights)",
+        "",
+        f"`python benchmarks/bench_inference.py --threads {args.threads}`; commit {git_commit()}; {machine}; "
+        "CPU only (no GPU was lent to this work, so there are no GPU figures).",
+        "",
+        "| workload | time | throughput | peak memory (RSS) |",
+        "|---|---|---|---|",
+        f"| {pairs['pairs']} Harvard test pairs: read, fuse (colour re-attached), write PNG; model load included "
+        f"| {pairs['seconds']:.1f} s | {pairs['pairs'] / pairs['seconds']:.2f} pairs/s | {pairs['peak_rss_mib']:.0f} MiB |",
+        f"| phantom volume {VOLUME_SHAPE[0]}×{VOLUME_SHAPE[1]}×{VOLUME_SHAPE[2]} MRI + 128×128×75 PET: scaling, "
+        f"resampling, slice-by-slice fusion (`Fuser.fuse_volumes`) | {volume['seconds']:.1f} s "
+        f"| {volume['slices_per_s']:.1f} slices/s | {volume['peak_rss_mib']:.0f} MiB |",
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        print(f"wrote {write_section('performance.md', 'inference', chr(10).join(lines))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
