@@ -41,6 +41,7 @@ __all__ = [
     "inputs_summary",
     "load_fuser",
     "load_weights",
+    "shipped_weights",
 ]
 
 _PLS_DIAGONAL = (-1.0, -1.0, 1.0, 1.0)  # voxel axes towards posterior, left, superior (RAS world)
@@ -49,9 +50,9 @@ _PLS_DIAGONAL = (-1.0, -1.0, 1.0, 1.0)  # voxel axes towards posterior, left, su
 TASK_MODALITY = {"mri_ct": "CT", "mri_pet": "PET", "mri_spect": "SPECT"}
 
 NO_WEIGHTS_MESSAGE = (
-    "no trained HKAFusion weights are shipped yet, and no checkpoint was found at {path}. Train one "
-    "(README: 'Train') and pass it: on the command line --ckpt_path PATH/model.pt, in Python "
-    "load_fuser(weights='PATH/model.pt'). Any checkpoint of this network works: a state dict, or a "
+    "no HKAFusion checkpoint at {path}. The bundle ships its trained weights as bundle/models/model.pt "
+    "(docs/results.md); pass another checkpoint on the command line with --ckpt_path PATH/model.pt, in Python "
+    "with load_fuser(weights='PATH/model.pt'). Any checkpoint of this network works: a state dict, or a "
     "CheckpointSaver file holding it under 'model'."
 )
 
@@ -68,8 +69,7 @@ def load_weights(
     full training state). Loaded with ``torch.load(weights_only=True)``: no code runs from the file.
 
     Raises:
-        FileNotFoundError: no file at ``path`` (no trained weights are shipped yet; the message says how to
-            pass some).
+        FileNotFoundError: no file at ``path`` (the message says how to pass one).
         ValueError: the file holds no state dict of this network.
     """
     if path is None or not Path(path).is_file():
@@ -446,6 +446,14 @@ class Fuser:
 
 
 
+def shipped_weights(bundle_dir: str | os.PathLike, task: str) -> Path:
+    """The bundle's weights for ``task``: ``models/model_<task>.pt`` when a task-specific model is shipped,
+    else ``models/model.pt`` (the joint model trained on all three tasks)."""
+    models = Path(bundle_dir) / "models"
+    specific = models / f"model_{task}.pt"
+    return specific if specific.is_file() else models / "model.pt"
+
+
 def load_fuser(
     bundle_dir: str | os.PathLike = "bundle",
     task: str = "mri_pet",
@@ -459,17 +467,17 @@ def load_fuser(
         bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network).
         task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
         weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``), or a TorchScript
-            ``.ts`` export; default
-            ``<bundle_dir>/models/model.pt``, which is not shipped yet.
+            ``.ts`` export; default :func:`shipped_weights` (``models/model_<task>.pt`` if shipped, else the
+            joint ``models/model.pt``).
         device: default CUDA when available, else CPU.
         config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
 
     Raises:
-        FileNotFoundError: no checkpoint (no trained weights are shipped yet; the message says how to pass one).
+        FileNotFoundError: no checkpoint at ``weights`` (the message says how to pass one).
     """
     bundle_dir = Path(bundle_dir)
     if weights is None:
-        weights = bundle_dir / "models" / "model.pt"
+        weights = shipped_weights(bundle_dir, task)
     if not Path(weights).is_file():
         raise FileNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
     parser = ConfigParser()

@@ -130,12 +130,12 @@ def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path, ckpt: Path, 
     assert Image.open(target).mode == "L"  # a grey CT source gives a grey result
 
 
-def test_missing_weights_say_none_are_shipped(tmp_path: Path, phantom: Path) -> None:
+def test_missing_weights_are_named(tmp_path: Path, phantom: Path) -> None:
     item = _item(phantom, "png_pet.json")
     with pytest.raises(Exception) as info:
         _run(tmp_path / "absent.pt", tmp_path / "out", mri=item["mri"], other=item["other"])
     message = _chain(info.value)
-    assert "FileNotFoundError: no trained HKAFusion weights are shipped yet" in message and "--ckpt_path" in message
+    assert "FileNotFoundError: no HKAFusion checkpoint at" in message and "--ckpt_path" in message
     assert not (tmp_path / "out" / output_name(item["mri"], "2d")).exists()
 
 

@@ -77,8 +77,8 @@ def test_checkpoint_saver_dict_and_missing_weights(tmp_path: Path, ckpt: Path) -
     a = load_fuser(BUNDLE, weights=full, device="cpu")(mri, pet)
     b = load_fuser(BUNDLE, weights=ckpt, device="cpu")(mri, pet)
     np.testing.assert_array_equal(a, b)
-    with pytest.raises(FileNotFoundError, match="no trained HKAFusion weights are shipped yet"):
-        load_fuser(BUNDLE)  # bundle/models/model.pt is not shipped
+    with pytest.raises(FileNotFoundError, match="no HKAFusion checkpoint at"):
+        load_fuser(tmp_path / "bundle-without-weights")
     wrong = tmp_path / "wrong.pt"
     torch.save({"conv.weight": torch.zeros(1)}, wrong)
     with pytest.raises(ValueError, match="not a checkpoint of this network"):
