@@ -7,6 +7,7 @@ Runs ``python -m hkafusion_monai.deploy`` as a user or a MAP would. Needs requir
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,23 +122,25 @@ def _shift(folder: Path, mm: float) -> None:
     ],
     ids=["no-mr", "no-secondary", "two-candidates", "no-overlap"],
 )
-def test_selection_and_geometry_failures(phantom, tmp_path, checkpoint, series, edit, message):
+def test_selection_and_geometry_failures(phantom, tmp_path, checkpoint, capfd, series, edit, message):
     study = _study(tmp_path / "in", phantom / "dicom" / "sub-000", series)
     if edit == "shift":
         _shift(study / "PT", 2000.0)
     out = tmp_path / "out"
-    proc = _deploy(study, out, checkpoint)
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors, proc.stderr[-3000:]
-    import re
+    # in this process (the entry point's main(), as the command line calls it): no interpreter start-up per case
+    from hkafusion_monai.deploy.__main__ import main
 
-    assert re.search(message, proc.stderr), proc.stderr[-3000:]
-    assert str(study) in proc.stderr or "series" in proc.stderr
+    code = main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)])
+    stderr = capfd.readouterr().err
+    assert code == 1, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors, stderr[-3000:]
+    assert re.search(message, stderr), stderr[-3000:]
+    assert str(study) in stderr or "series" in stderr
     assert not out.exists() or not any(out.iterdir()), "something was written"
 
 
-def test_rules_decide_between_candidates(phantom, tmp_path, checkpoint):
+def test_rules_decide_between_candidates(phantom, tmp_path, checkpoint, monkeypatch):
     """Several candidates pass when the rules name the modality; the written series references PET."""
     import json
 
@@ -150,8 +153,10 @@ def test_rules_decide_between_candidates(phantom, tmp_path, checkpoint):
     rules_file = tmp_path / "rules.json"
     rules_file.write_text(json.dumps(rules))
     out = tmp_path / "out"
-    proc = _deploy(study, out, checkpoint, env={"HKAFUSION_RULES": str(rules_file)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.setenv("HKAFUSION_RULES", str(rules_file))
+    from hkafusion_monai.deploy.__main__ import main
+
+    assert main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
     (series_dir,) = list(out.iterdir())
     ds = pydicom.dcmread(sorted(series_dir.glob("MR_*.dcm"))[0], stop_before_pixels=True)
     assert "MR+PT" in ds.SeriesDescription
