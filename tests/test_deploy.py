@@ -44,11 +44,9 @@ def _study(root: Path, subject: Path, series: list[str]) -> Path:
     return root
 
 
-def _deploy(
-    inp: Path, out: Path, model: Path, env: dict | None = None, map_env: bool = False
-) -> subprocess.CompletedProcess:
-    """Run the application; ``map_env`` passes the paths as a MAP does (``HOLOSCAN_*_PATH``), not as flags."""
-    environ = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+def _deploy(inp: Path, out: Path, model: Path, map_env: bool = False) -> subprocess.CompletedProcess:
+    """Run the application's command line; ``map_env`` passes the paths as a MAP does (``HOLOSCAN_*_PATH``)."""
+    environ = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "hkafusion_monai.deploy"]
     if map_env:
         environ.update(HOLOSCAN_INPUT_PATH=str(inp), HOLOSCAN_OUTPUT_PATH=str(out), HOLOSCAN_MODEL_PATH=str(model))

@@ -133,7 +133,7 @@ def render_report(
                f"implementations; {n} pairs.</p>")
     if info:
         out.append("<ul>" + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in info.items()) + "</ul>")
-    out.append(f"<p id='decode-status' data-decoded='0' data-total='0'>images not decoded yet</p>")
+    out.append("<p id='decode-status' data-decoded='0' data-total='0'>images not decoded yet</p>")
 
     out.append("<h2>Metrics</h2><table id='metrics'><thead><tr><th>method</th>")
     out += [f"<th>{m}{' ↓' if m in LOWER_IS_BETTER else ''}</th>" for m in names]
