@@ -16,11 +16,9 @@ from PIL import Image
 
 from _report import git_commit, machine_summary, write_section
 from hkafusion_monai.data.datalist import datalist_from_splits
-from hkafusion_monai.metrics import METRIC_NAMES, compute_fusion_metrics, paired_bootstrap_ci, rgb_to_grey
+from hkafusion_monai.metrics import LOWER_IS_BETTER, METRIC_NAMES, compute_fusion_metrics, paired_comparison, rgb_to_grey
 
 TASKS = ("mri_ct", "mri_pet", "mri_spect")
-#: metrics where lower is better (Qcv: the Chen-Varshney distortion)
-LOWER_IS_BETTER = {"Qcv"}
 #: the metrics CDDFuse published for the medical model (peer_results.json), which the target names
 TARGET_PEER_METRICS = ("MI", "SF", "VIF", "Qabf", "SSIM")
 
@@ -98,10 +96,8 @@ def ci_table(results: dict[str, dict[str, np.ndarray]], ours: str, others: Seque
     for other in others:
         cells = []
         for m in METRIC_NAMES:
-            d, lo, hi = paired_bootstrap_ci(results[ours][m], results[other][m])
-            better = (hi < 0) if m in LOWER_IS_BETTER else (lo > 0)
-            worse = (lo > 0) if m in LOWER_IS_BETTER else (hi < 0)
-            mark = " **+**" if better else (" **−**" if worse else "")
+            d, lo, hi, verdict = paired_comparison(results[ours][m], results[other][m], m)
+            mark = {1: " **+**", -1: " **−**"}.get(verdict, "")
             cells.append(f"{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]{mark}")
         lines.append(f"| {ours} − {other} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -13,13 +13,17 @@ SHARED = Path(os.environ.get("HKAFUSION_SHARED", REPO_ROOT.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def missing(msg: str) -> None:
+    """Skip the test (locally) or fail it (under ``CI=true``), where CI provides what is missing."""
+    if IN_CI:
+        pytest.fail(f"CI: {msg}")
+    pytest.skip(msg)
+
+
 def require_path(path: Path, what: str) -> Path:
     """Return ``path`` if it exists; otherwise skip (locally) or fail (under ``CI=true``)."""
     if not path.exists():
-        msg = f"{what} not found at {path} (set HKAFUSION_SHARED to the shared/ folder)"
-        if IN_CI:
-            pytest.fail(f"CI: {msg}")
-        pytest.skip(msg)
+        missing(f"{what} not found at {path} (set HKAFUSION_SHARED to the shared/ folder)")
     return path
 
 
@@ -29,10 +33,7 @@ def require_tool(name: str, package: str) -> str:
 
     path = shutil.which(name)
     if path is None:
-        msg = f"{name} not found on PATH (Debian package {package}; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(f"CI: {msg}")
-        pytest.skip(msg)
+        missing(f"{name} not found on PATH (Debian package {package}; .ci/run installs it)")
     return path
 
 
@@ -41,10 +42,7 @@ def require_module(name: str, requirement: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(name.split(".")[0]) is None or importlib.util.find_spec(name) is None:
-        msg = f"{name} is not installed ({requirement}; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(f"CI: {msg}")
-        pytest.skip(msg)
+        missing(f"{name} is not installed ({requirement}; .ci/run installs it)")
 
 
 @pytest.fixture(scope="session")

@@ -223,3 +223,19 @@ def test_cuda_matches_cpu():
     for name in METRIC_NAMES:
         assert gpu[name].device.type == "cuda"
         torch.testing.assert_close(gpu[name].cpu(), cpu[name], rtol=1e-9, atol=1e-9)
+
+
+def test_paired_bootstrap_interval_and_verdicts() -> None:
+    from hkafusion_monai.metrics import paired_bootstrap_ci, paired_comparison
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(10.0, 3.0, 60)  # large between-pair spread, small paired shift: only pairing resolves it
+    shifted = base + 0.2 + rng.normal(0.0, 0.05, 60)
+    d, lo, hi = paired_bootstrap_ci(shifted, base)
+    assert lo < d < hi and lo > 0.15 and hi < 0.25
+    assert paired_bootstrap_ci(shifted, base) == (d, lo, hi)  # seeded: repeatable
+    assert paired_comparison(shifted, base, "Qabf")[3] == 1
+    assert paired_comparison(shifted, base, "Qcv")[3] == -1  # lower is better for Qcv
+    assert paired_comparison(base + rng.normal(0, 0.05, 60), base, "MI")[3] == 0
+    with pytest.raises(ValueError, match="must match"):
+        paired_bootstrap_ci(base, base[:-1])

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from hkafusion_monai.metrics import METRIC_NAMES, paired_bootstrap_ci
+from hkafusion_monai.metrics import LOWER_IS_BETTER, METRIC_NAMES, paired_comparison
 
 __all__ = ["GRID_COLUMNS", "colourise", "png_data_uri", "render_report"]
 
 GRID_COLUMNS = ("MRI", "other", "average", "max", "ours")
-LOWER_IS_BETTER = {"Qcv"}
 
 _SCRIPT = """
 window.addEventListener('load', function () {
@@ -157,10 +156,8 @@ def render_report(
         for other in others:
             cells = []
             for m in names:
-                d, lo, hi = paired_bootstrap_ci(methods[ours][m], methods[other][m])
-                good = (hi < 0) if m in LOWER_IS_BETTER else (lo > 0)
-                bad = (lo > 0) if m in LOWER_IS_BETTER else (hi < 0)
-                cls = " class='better'" if good else (" class='worse'" if bad else "")
+                d, lo, hi, verdict = paired_comparison(methods[ours][m], methods[other][m], m)
+                cls = {1: " class='better'", -1: " class='worse'"}.get(verdict, "")
                 cells.append(f"<td{cls}>{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]</td>")
             out.append(f"<tr class='interval'><td>{html.escape(ours)} − {html.escape(other)}</td>{''.join(cells)}</tr>")
         out.append("</tbody></table>")

@@ -31,16 +31,22 @@ def split_suffix(name: str) -> tuple[str, str]:
     return (stem, dot + ext) if dot else (name, "")
 
 
+def _prepare(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing ``path`` unless ``overwrite``; create its parent folder."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it to ``path``.
 
     Raises:
         FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _prepare(path, overwrite)
     stem, suffix = split_suffix(path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
@@ -71,10 +77,7 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], over
     Raises:
         FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _prepare(path, overwrite)
     tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     old = None
     try:

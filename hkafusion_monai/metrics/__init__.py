@@ -22,7 +22,7 @@ from hkafusion_monai.metrics.functional import (
     spatial_frequency,
     visual_information_fidelity,
 )
-from hkafusion_monai.metrics.statistics import paired_bootstrap_ci
+from hkafusion_monai.metrics.statistics import LOWER_IS_BETTER, paired_bootstrap_ci, paired_comparison
 from hkafusion_monai.metrics.fusion_metric import (
     FUSION_METRIC_CLASSES,
     AverageGradientMetric,
@@ -37,7 +37,9 @@ from hkafusion_monai.metrics.fusion_metric import (
 )
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "paired_bootstrap_ci",
+    "paired_comparison",
     "METRIC_NAMES",
     "METRIC_FUNCTIONS",
     "FUSION_METRIC_CLASSES",

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["paired_bootstrap_ci"]
+__all__ = ["LOWER_IS_BETTER", "paired_bootstrap_ci", "paired_comparison"]
+
+#: the metrics where a lower value is better (Qcv: the Chen-Varshney distortion)
+LOWER_IS_BETTER = frozenset({"Qcv"})
 
 
 def paired_bootstrap_ci(
@@ -51,3 +54,18 @@ def paired_bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(d.mean()), float(low), float(high)
+
+
+def paired_comparison(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, metric: str
+) -> tuple[float, float, float, int]:
+    """:func:`paired_bootstrap_ci` of ``a - b`` plus a verdict for ``metric``: ``1`` when the 95 % interval
+    excludes 0 in favour of ``a`` (higher, or lower for :data:`LOWER_IS_BETTER`), ``-1`` against it, ``0``
+    when it includes 0."""
+    d, low, high = paired_bootstrap_ci(a, b)
+    lower = metric in LOWER_IS_BETTER
+    if (high < 0) if lower else (low > 0):
+        return d, low, high, 1
+    if (low > 0) if lower else (high < 0):
+        return d, low, high, -1
+    return d, low, high, 0
