@@ -110,7 +110,7 @@ def score(variants: list[str], harvard: Path) -> dict:
             continue
         network = load_weights(HKAFusion(in_channels=2, out_channels=1, **VARIANTS[name]), ckpt)
         fuser = Fuser(network, task=TASK, device="cpu")
-        results[name] = score_method(pairs, lambda m, o, f=fuser: f(m, o))
+        results[name] = score_method(pairs, lambda m, o, f=fuser: f(m, o, colour=False))
         print(name, {k: round(float(v.mean()), 4) for k, v in results[name].items()}, flush=True)
     return results
 
