@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="default: the bundle's shipped model.pt")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
+    parser.add_argument("--json", type=Path, default=None, help="also write every method's means per task here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not (args.harvard / "splits.json").is_file():
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "in our favour / against us.",
     ]
     total_pairs, fuse_seconds = 0, 0.0
+    means: dict[str, dict] = {}
     for task in TASKS:
         pairs = test_pairs(args.harvard, task)
         fuser = load_fuser(bundle_dir=REPO / "bundle", task=task, weights=weights, device="cpu")
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         results["max"] = score_method(pairs, rule_max)
         results["MRI"] = score_method(pairs, rule_mri)
         peer = peers.get(task, {}).get("CDDFuse_MIF")
+        means[task] = {m: {k: round(float(v.mean()), 4) for k, v in per.items()} for m, per in results.items()}
         sections += [
             "",
             f"### {task} ({len(pairs)} pairs)",
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print("\n".join(sections[-8:]), flush=True)
     sections += ["", f"Fusing and scoring the {total_pairs} pairs took {fuse_seconds:.0f} s on this machine."]
+    if args.json is not None:
+        args.json.write_text(json.dumps({"weights": str(weights), "commit": git_commit(), "means": means}, indent=2))
     if not args.no_write:
         path = write_section("results.md", "quality", "\n".join(sections), title="# Results")
         print(f"wrote {path}")
