@@ -8,7 +8,7 @@ refer to them by dotted path.
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "load_fuser"]
 

@@ -167,7 +167,7 @@ def test_evaluate_writes_csv_json_grid_equal_to_function_api(trained: dict, demo
         workflow_type="eval",
         logging_file=False,
         run_id="evaluating",
-        **_overrides(demo, run_name="evaluation"),
+        **_overrides(demo, run_name="evaluation", ckpt_path=str(Path(demo["output_dir"]) / "checkpoints" / "model.pt")),
     )
     workflow.initialize()
     network = workflow.parser.get_parsed_content("network")
