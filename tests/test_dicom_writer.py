@@ -150,3 +150,51 @@ def test_bad_volume_writes_nothing(sources, fused, tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         write_fused_series(change(fused), mri, pet, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_oblique_mr_and_another_study(sources, fused, tmp_path):
+    """A tilted MR (oblique orientation letters) still gets its colour series; a secondary from another study is
+    referenced under its own study, as the Common Instance Reference module asks."""
+    import copy
+
+    mri, pet = sources
+    c, s = np.cos(np.deg2rad(10)), np.sin(np.deg2rad(10))
+    tilted = []
+    for ds in mri:
+        ds = copy.deepcopy(ds)
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, c, s]  # 10 degrees about the left-right axis
+        tilted.append(ds)
+    other = [copy.deepcopy(ds) for ds in pet]
+    for ds in other:
+        ds.StudyInstanceUID = "1.2.3.4.5"
+    colour = np.zeros((*fused.shape, 3), dtype=np.uint8)
+    written = write_fused_series(fused, tilted, other, tmp_path / "out", colour=colour)
+    sc = pydicom.dcmread(written["sc"][0], stop_before_pixels=True)
+    assert list(sc.PatientOrientation) == ["L", "PH"]  # column direction: posterior, tilted towards the head
+    mr = pydicom.dcmread(written["mr"][0], stop_before_pixels=True)
+    assert [i.SeriesInstanceUID for i in mr.ReferencedSeriesSequence] == [mri[0].SeriesInstanceUID]
+    (study,) = mr.StudiesContainingOtherReferencedInstancesSequence
+    assert study.StudyInstanceUID == "1.2.3.4.5"
+    assert study.ReferencedSeriesSequence[0].SeriesInstanceUID == pet[0].SeriesInstanceUID
+
+
+def test_failed_overwrite_keeps_the_previous_series(tmp_path, monkeypatch):
+    import os
+
+    from hkafusion_monai.io.atomic import atomic_write_dir
+
+    target = tmp_path / "series"
+    atomic_write_dir(target, lambda d: Path(d, "old.dcm").write_text("old"))
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if str(src).endswith(".tmp"):  # the new series' publication fails
+            raise OSError("disk full")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_dir(target, lambda d: Path(d, "new.dcm").write_text("new"), overwrite=True)
+    monkeypatch.undo()
+    assert [p.name for p in target.iterdir()] == ["old.dcm"]
+    assert [p.name for p in tmp_path.iterdir()] == ["series"]  # no temporary folder left

@@ -195,7 +195,9 @@ class FusionOperator(Operator):
             )
         mri_for = str(mri_ds[0].get("FrameOfReferenceUID", ""))
         other_for = str(other_ds[0].get("FrameOfReferenceUID", ""))
-        register = self.registration == "always" or (self.registration == "auto" and (not mri_for or mri_for != other_for))
+        if not mri_for:  # the derived series lies in the MR's frame of reference: it must have one
+            raise FusionInputError(f"MR series {mri_series.SeriesInstanceUID}: no FrameOfReferenceUID")
+        register = self.registration == "always" or (self.registration == "auto" and mri_for != other_for)
         if register:
             logger.info("registering %s to MR (frames of reference %s / %s)", modality, mri_for, other_for)
         mri, other = _volume(mri_image, mri_ds), _volume(other_image, other_ds)

@@ -40,8 +40,11 @@ def metric_display_name(key: str) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class FusionEvaluationReport:
@@ -121,7 +124,7 @@ class FusionEvaluationReport:
         return out
 
     def write(self) -> dict[str, str]:
-        """Write the CSV and JSON; return their paths."""
+        """Write the CSV, the JSON summary and the HTML report; return their paths."""
         if not self.methods:
             raise RuntimeError("FusionEvaluationReport.write: no method was evaluated.")
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -135,10 +138,11 @@ class FusionEvaluationReport:
                 writer.writerow([pair, method, *row])
         csv_path, json_path = self.output_dir / "metrics_per_pair.csv", self.output_dir / "summary.json"
         html_path = self.output_dir / "report.html"
-        _write_atomic(csv_path, buf.getvalue())
         summary = self.summary()
+        page = self.html()  # built first: a failure leaves none of the three files half-updated
+        _write_atomic(csv_path, buf.getvalue())
         _write_atomic(json_path, json.dumps(summary, indent=2))
-        _write_atomic(html_path, self.html())
+        _write_atomic(html_path, page)
 
         handler = self.mlflow_handler
         if handler is not None and getattr(handler, "cur_run", None) is not None:
@@ -157,6 +161,10 @@ class FusionEvaluationReport:
         """The self-contained HTML report (:func:`hkafusion_monai.handlers.html_report.render_report`)."""
         from hkafusion_monai.handlers.html_report import render_report
 
+        first = next(iter(self.methods.values()))["pairs"]
+        for method, rec in self.methods.items():
+            if rec["pairs"] != first:  # the paired intervals compare pair i with pair i
+                raise ValueError(f"FusionEvaluationReport: {method} scored other pairs, or in another order")
         methods = {m: rec["details"] for m, rec in self.methods.items()}
         if self.ours in methods:  # ours first, as the table's reference row
             methods = {self.ours: methods[self.ours], **{k: v for k, v in methods.items() if k != self.ours}}

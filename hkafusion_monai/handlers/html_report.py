@@ -78,13 +78,11 @@ def _fmt(x: float) -> str:
 
 
 def _distribution_plot(methods: Mapping[str, Mapping[str, np.ndarray]]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     names = [m for m in METRIC_NAMES if all(m in d for d in methods.values())]
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6), squeeze=False)
+    fig = Figure(figsize=(14, 6))
+    axes = fig.subplots(2, 4, squeeze=False)
     labels = list(methods)
     for ax, name in zip(axes.ravel(), names):
         data = [np.asarray(methods[m][name], dtype=float) for m in labels]
@@ -99,7 +97,6 @@ def _distribution_plot(methods: Mapping[str, Mapping[str, np.ndarray]]) -> str:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -187,9 +184,11 @@ def load_display_image(path: str | Path) -> np.ndarray | None:
 
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im if im.mode in ("L", "RGB") else im.convert("RGB"))
+            # 16-bit and float images keep their values (scaled below); palettes and the like become RGB
+            wide = im.mode.startswith("I") or im.mode == "F"
+            arr = np.asarray(im if im.mode in ("L", "RGB") or wide else im.convert("RGB"))
     except (OSError, ValueError):
         return None
     if arr.dtype != np.uint8:
-        arr = np.rint(arr.astype(np.float64) / max(float(arr.max()), 1.0) * 255.0).astype(np.uint8)
+        arr = np.rint(np.clip(arr.astype(np.float64), 0, None) / max(float(arr.max()), 1.0) * 255.0).astype(np.uint8)
     return arr

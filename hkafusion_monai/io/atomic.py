@@ -78,18 +78,28 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], over
         FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
     """
     path = _prepare(path, overwrite)
+    exists = f"{path} exists; pass --overwrite true (overwrite=True) to replace it"
     tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    old = None
+    old, previous, published = None, None, False
     try:
         write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private
         if path.exists():
             if not overwrite:
-                raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+                raise FileExistsError(exists)
             old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
-            os.rename(path, os.path.join(old, "previous"))
-        os.rename(tmp, path)  # an atomic rename; fails rather than merging if path appeared meanwhile
+            previous = os.path.join(old, "previous")
+            os.rename(path, previous)
+        try:
+            os.rename(tmp, path)  # atomic; refuses (ENOTEMPTY) rather than merging if path appeared meanwhile
+        except OSError as e:
+            if path.exists():
+                raise FileExistsError(exists) from e
+            raise
+        published = True
     finally:
+        if previous is not None and not published and not path.exists():
+            os.rename(previous, path)  # the new series did not land: put the old one back
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:

@@ -276,8 +276,10 @@ def _sc_instance(
         study_time=mr.StudyTime or None,
         referring_physician_name=mr.ReferringPhysicianName or None,
         pixel_spacing=tuple(float(v) for v in mr.PixelSpacing),
-        patient_orientation=_patient_orientation(mr),
+        # highdicom takes one letter per direction; the full (oblique) letters are set below
+        patient_orientation=tuple(d[0] for d in _patient_orientation(mr)),
     )
+    sc.PatientOrientation = list(_patient_orientation(mr))
     sc.SeriesDescription = description
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.DerivationDescription = mr.DerivationDescription
@@ -292,6 +294,8 @@ def _sc_instance(
     ref = _image_reference(mr)
     sc.SourceImageSequence = DicomSequence([ref, *mr.SourceImageSequence])
     sc.ReferencedSeriesSequence = mr.ReferencedSeriesSequence
+    if "StudiesContainingOtherReferencedInstancesSequence" in mr:
+        sc.StudiesContainingOtherReferencedInstancesSequence = mr.StudiesContainingOtherReferencedInstancesSequence
     return sc
 
 
@@ -364,7 +368,17 @@ def write_fused_series(
     if colour is not None:
         uids["sc_series"] = new_uid()
         uids["sc_instances"] = [new_uid() for _ in mri]
-    references = DicomSequence([_series_reference(mri), _series_reference(other)])
+    references = DicomSequence([_series_reference(mri)])
+    other_study = str(other[0].get("StudyInstanceUID", ""))
+    if other_study and other_study != str(mri[0].StudyInstanceUID):
+        # Common Instance Reference: series of another study go under that study's item
+        study = Dataset()
+        study.StudyInstanceUID = other_study
+        study.ReferencedSeriesSequence = DicomSequence([_series_reference(other)])
+        other_studies = DicomSequence([study])
+    else:
+        references.append(_series_reference(other))
+        other_studies = None
     positions = [np.asarray(ds.ImagePositionPatient, dtype=float) for ds in mri]
     normal = _normal(mri[0])
     spacing_between = float(abs((positions[-1] - positions[0]) @ normal)) / (len(mri) - 1) if len(mri) > 1 else None
@@ -381,6 +395,8 @@ def write_fused_series(
                 pixels[k], src, k, uids, description, derivation, series_number, references, sources,
                 spacing_between, now,
             )
+            if other_studies is not None:
+                ds.StudiesContainingOtherReferencedInstancesSequence = other_studies
             name = f"MR_{k + 1:04d}.dcm"
             ds.save_as(os.path.join(tmp, name), enforce_file_format=True)
             written["mr"].append(name)
@@ -394,15 +410,11 @@ def write_fused_series(
     return {kind: [out / name for name in names] for kind, names in written.items()}
 
 
-def _series_headers(folder: str | os.PathLike, role: str) -> list[Dataset]:
-    from hkafusion_monai.transforms.dicom import order_series, scan_dicom
-    from hkafusion_monai.transforms.reader import FusionInputError
+def _series_headers(folder: str | os.PathLike, role: str, series_uid: str | None = None) -> list[Dataset]:
+    """The headers of the series the reader fused, in its order (the reader's own series choice rules)."""
+    from hkafusion_monai.transforms.dicom import order_series, pick_series, scan_dicom
 
-    series = scan_dicom(folder)
-    if len(series) != 1:
-        found = "; ".join(s.summary() for s in series) or "none"
-        raise FusionInputError(f"{folder}: DICOM output needs exactly one {role} series in the folder, found: {found}")
-    files, _ = order_series(series[0])
+    files, _ = order_series(pick_series(scan_dicom(folder), folder, series_uid))
     return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
 
 
@@ -413,6 +425,8 @@ def write_fused_series_from_folders(
     out_dir: str | os.PathLike,
     model_version: str = "unknown",
     overwrite: bool = False,
+    mri_series_uid: str | None = None,
+    other_series_uid: str | None = None,
 ) -> dict[str, list[Path]]:
     """:func:`write_fused_series` for a volume fused from two DICOM series folders by the bundle's reader.
 
@@ -425,9 +439,12 @@ def write_fused_series_from_folders(
         out_dir: the series folder to create.
         model_version: recorded in the series.
         overwrite: replace an existing ``out_dir``.
+        mri_series_uid: the series the reader chose in ``mri_folder`` (a datalist's ``mri_series_uid``), when
+            the folder holds several.
+        other_series_uid: the same for ``other_folder``.
     """
-    mri = _series_headers(mri_folder, "MR")
-    other = _series_headers(other_folder, "CT/PET/SPECT")
+    mri = _series_headers(mri_folder, "MR", mri_series_uid)
+    other = _series_headers(other_folder, "CT/PET/SPECT", other_series_uid)
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"expected an (X, Y, Z) volume for {out_dir}, got shape {volume.shape}")
