@@ -110,6 +110,13 @@ def _shift(folder: Path, mm: float) -> None:
         ds.save_as(f)
 
 
+def _drop_position(folder: Path) -> None:
+    f = sorted(folder.iterdir())[0]
+    ds = pydicom.dcmread(f)
+    del ds.ImagePositionPatient
+    ds.save_as(f)
+
+
 @pytest.mark.parametrize(
     "series, edit, message",
     [
@@ -117,13 +124,16 @@ def _shift(folder: Path, mm: float) -> None:
         (["MR"], None, "no CT, PET \\(PT\\) or SPECT \\(NM\\) series matches"),
         (["MR", "CT", "PT"], None, "2 series match the 'secondary' selection rule"),
         (["MR", "PT"], "shift", "do not overlap"),
+        (["MR", "PT"], "no-position", "no valid ImagePositionPatient"),
     ],
-    ids=["no-mr", "no-secondary", "two-candidates", "no-overlap"],
+    ids=["no-mr", "no-secondary", "two-candidates", "no-overlap", "slice-without-position"],
 )
 def test_selection_and_geometry_failures(phantom, tmp_path, checkpoint, capfd, series, edit, message):
     study = _study(tmp_path / "in", phantom / "dicom" / "sub-000", series)
     if edit == "shift":
         _shift(study / "PT", 2000.0)
+    elif edit == "no-position":  # the SDK would drop this slice and fuse a shorter series
+        _drop_position(study / "MR")
     out = tmp_path / "out"
     # in this process (the entry point's main(), as the command line calls it): no interpreter start-up per case
     from hkafusion_monai.deploy.__main__ import main

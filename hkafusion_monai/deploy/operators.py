@@ -1,7 +1,8 @@
 """The MONAI Deploy operators of the fusion application (docs/deploy.md).
 
 - :class:`FusionSeriesSelectorOperator`: the SDK's ``DICOMSeriesSelectorOperator`` that insists on exactly
-  one study and exactly one series per rule, and says which series it saw when it finds none or several;
+  one study and exactly one series per rule, says which series it saw when it finds none or several, and
+  checks the chosen series is one regular volume (the bundle reader's ``order_series``);
 - :class:`FusionOperator`: both volumes to the fused volume on the MR grid, through :meth:`Fuser.fuse_volumes`
   (the bundle's one preprocessing contract; registration when the frames of reference differ);
 - :class:`DICOMFusedSeriesWriterOperator`: :func:`hkafusion_monai.io.dicom_series.write_fused_series`.
@@ -108,6 +109,9 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         selected = super().filter(selection_rules, dicom_study_list, True, sort_by_sop_instance_count)
         series = [s.series for study in selected for s in study.selected_series]
         if len(series) == 1:
+            # here, before DICOMSeriesToVolumeOperator silently drops slices without position or orientation
+            datasets = [sop.get_native_sop_instance() for sop in series[0].get_sop_instances()]
+            _check_volume(series[0], datasets, "MR" if self.selection == "MR" else str(series[0].Modality))
             return selected
         seen = "\n  ".join(_describe(s) for s in dicom_study_list[0].get_all_series()) or "(none)"
         rule = json.dumps(self.rule_conditions)
