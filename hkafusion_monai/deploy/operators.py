@@ -159,7 +159,8 @@ class FusionOperator(Operator):
     """Fuse the selected MR volume with the selected CT/PET/SPECT volume, on the MR grid.
 
     Named inputs: ``mri_image`` and ``other_image`` (``DICOMSeriesToVolumeOperator`` outputs), ``mri_series``
-    and ``other_series`` (the selectors' outputs, for the instances and their headers). Named output
+    and ``other_series`` (the selectors' outputs, for the instances and their headers; the selectors have
+    checked each series is one regular volume). Named output
     ``fused``: a dict with ``volume`` (float32 ``(slices, rows, columns)`` in [0, 1], slice ``k`` on MR
     instance ``k``), ``mri`` and ``other`` (the datasets), ``colour`` (uint8 RGB or ``None``), ``registered``.
 
@@ -189,8 +190,6 @@ class FusionOperator(Operator):
         mri_image, other_image = op_input.receive("mri_image"), op_input.receive("other_image")
         mri_series, mri_ds = _datasets(op_input.receive("mri_series"))
         other_series, other_ds = _datasets(op_input.receive("other_series"))
-        _check_volume(mri_series, mri_ds, "MR")
-        _check_volume(other_series, other_ds, str(other_series.Modality))
         modality = DICOM_MODALITIES.get(str(other_series.Modality).upper())
         if modality not in ("CT", "PET", "SPECT"):
             raise FusionInputError(

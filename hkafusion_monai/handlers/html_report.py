@@ -20,7 +20,7 @@ import numpy as np
 
 from hkafusion_monai.metrics import LOWER_IS_BETTER, METRIC_NAMES, paired_comparison
 
-__all__ = ["GRID_COLUMNS", "colourise", "png_data_uri", "render_report"]
+__all__ = ["GRID_COLUMNS", "colourise", "load_display_image", "png_data_uri", "render_report"]
 
 GRID_COLUMNS = ("MRI", "other", "average", "max", "ours")
 

@@ -45,7 +45,6 @@ __all__ = [
     "SECONDARY_CAPTURE_STORAGE",
     "fused_to_uint16",
     "new_uid",
-    "slice_geometry",
     "write_fused_series",
     "write_fused_series_from_folders",
 ]
@@ -89,15 +88,6 @@ def fused_to_uint16(volume: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError("the fused volume holds NaN or infinite values")
     return np.rint(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
-
-
-def slice_geometry(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(position, orientation, pixel_spacing)`` of one slice (LPS mm), as float arrays."""
-    return (
-        np.asarray(ds.ImagePositionPatient, dtype=float),
-        np.asarray(ds.ImageOrientationPatient, dtype=float),
-        np.asarray(ds.PixelSpacing, dtype=float),
-    )
 
 
 def _normal(ds: Dataset) -> np.ndarray:

@@ -209,17 +209,9 @@ class FusionPreprocessd(Transform):
         return d
 
 
-def preprocessing(
-    keys: Sequence[str] = KEYS,
-    image_size: Sequence[int] | None = None,
-    keep_cbcr: bool = True,
-    ct_window: Sequence[float] = CT_BRAIN_WINDOW,
-    register: bool = False,
-    allow_blank: bool = False,
-) -> FusionPreprocessd:
-    """The inference preprocessing for 2-D pairs and volumes (:class:`FusionPreprocessd`); config use:
-    ``"preprocessing": "$hkafusion_monai.transforms.contract.preprocessing(image_size=@image_size)"``."""
-    return FusionPreprocessd(keys, image_size, keep_cbcr, ct_window, register, allow_blank)
+#: the inference preprocessing for 2-D pairs and volumes, under the name the configs use:
+#: ``"preprocessing": "$hkafusion_monai.transforms.contract.preprocessing(image_size=@image_size)"``
+preprocessing = FusionPreprocessd
 
 
 class FusionPostprocessd(MapTransform):
