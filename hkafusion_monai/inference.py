@@ -24,7 +24,8 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer
 
-from hkafusion_monai.io.writers import as_bool, output_name
+from hkafusion_monai.io.writers import output_name
+from hkafusion_monai.utils import TASK_MODALITY, as_bool
 from hkafusion_monai.transforms.contract import FusionPostprocessd, FusionPreprocessd, is_2d_path
 from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
 
@@ -46,8 +47,6 @@ __all__ = [
 
 _PLS_DIAGONAL = (-1.0, -1.0, 1.0, 1.0)  # voxel axes towards posterior, left, superior (RAS world)
 
-#: the other modality of each task
-TASK_MODALITY = {"mri_ct": "CT", "mri_pet": "PET", "mri_spect": "SPECT"}
 
 NO_WEIGHTS_MESSAGE = (
     "no HKAFusion checkpoint at {path}. The bundle ships its trained weights as bundle/models/model.pt "
@@ -309,7 +308,8 @@ class Fuser:
     Output: grey ``(H, W)`` / ``(H, W, D)``, or RGB ``(H, W, 3)`` with the colour re-attached when
     ``other`` was RGB (unless ``colour=False``). uint8 in (the MRI's dtype) gives uint8 out (0..255, the one
     quantisation :func:`hkafusion_monai.metrics.quantise`); anything else gives float in [0, 1], in the
-    MRI's float dtype (float32 for integer volumes).
+    MRI's float dtype (float32 for integer volumes). With ``stretch``, the fused luminance is min-max
+    stretched to [0, 1] per image or per volume (:func:`~hkafusion_monai.transforms.contract.min_max_stretch`).
     """
 
     def __init__(
@@ -319,6 +319,7 @@ class Fuser:
         device: str | torch.device = "cpu",
         ct_window: Sequence[float] = CT_BRAIN_WINDOW,
         sw_batch_size: int = 8,
+        stretch: bool = False,
     ) -> None:
         if task not in TASK_MODALITY:
             raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
@@ -326,6 +327,7 @@ class Fuser:
         self.task = task
         self.modality = TASK_MODALITY[task]
         self.device = torch.device(device)
+        self.stretch = as_bool(stretch, "stretch")
         self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
         self.inferer = FusionInferer(sw_batch_size=sw_batch_size)
 
@@ -384,7 +386,7 @@ class Fuser:
         pred = self.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
         uint8 = mri.dtype == np.uint8
         data["pred"] = pred
-        out = FusionPostprocessd("pred", colour=colour, uint8=uint8)(data)["pred"]
+        out = FusionPostprocessd("pred", colour=colour, uint8=uint8, stretch=self.stretch)(data)["pred"]
         arr = out.as_tensor().numpy() if isinstance(out, MetaTensor) else np.asarray(out)
         arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (H, W[, D]) or (H, W, 3)
         if not uint8:
@@ -437,11 +439,11 @@ class Fuser:
         data = self.preprocess(item)
         pred = self.inferer(data["image"].as_tensor()[None].to(self.device), self.network)[0]
         data["pred"] = pred
-        keys = ["pred"]
         if return_other:
             data["other_on_mri"] = data["image"].as_tensor()[1:2]
-            keys.append("other_on_mri")
-        post = FusionPostprocessd(keys, colour=False, uint8=False)(data)
+        post = FusionPostprocessd("pred", colour=False, uint8=False, stretch=self.stretch)(data)
+        if return_other:
+            post = FusionPostprocessd("other_on_mri", colour=False, uint8=False)(post)
         return (post["pred"], post["other_on_mri"]) if return_other else post["pred"]
 
 
@@ -460,6 +462,7 @@ def load_fuser(
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     config_file: str | os.PathLike | None = None,
+    stretch: bool = False,
 ) -> Fuser:
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
@@ -471,6 +474,8 @@ def load_fuser(
             joint ``models/model.pt``).
         device: default CUDA when available, else CPU.
         config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
+        stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
+            test code does (docs/results.md).
 
     Raises:
         FileNotFoundError: no checkpoint at ``weights`` (the message says how to pass one).
@@ -489,7 +494,7 @@ def load_fuser(
         network = parser.get_parsed_content("network_def", instantiate=True)
         load_weights(network, weights, map_location="cpu")
     ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
-    return Fuser(network, task=task, device=device, ct_window=ct_window)
+    return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch)
 
 
 def export_onnx(

@@ -66,20 +66,24 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     # every image decoded: the page's script wrote each naturalWidth into the DOM
     widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', page)]
     n_images = len(re.findall(r"<img ", page))
-    assert n_images >= 1 + 5 * 2, "the grid (5 columns x pairs) and the distribution plot"
+    assert n_images >= 1 + 6 * 2, "the grid (6 columns x pairs) and the distribution plot"
     assert len(widths) == n_images and min(widths) > 0, widths
     status = re.search(r'id="decode-status"[^>]*data-decoded="(\d+)"[^>]*data-total="(\d+)"', page)
     assert status and status.group(1) == status.group(2) == str(n_images), status
 
     # the metric table: one row per method (and the published peer when shared/ is there)
     methods = re.findall(r"<tr class=\"method[^\"]*\" data-method=\"([^\"]+)\"", page)
-    assert methods[:3] == ["hkafusion", "average", "max"]
+    assert methods[:4] == ["hkafusion", "average", "max", "laplacian"]
     if (SHARED / "reference" / "peer_results.json").is_file():
-        assert methods[3:] == ["CDDFuse_MIF (published)"]
-    assert len(re.findall(r'<tr class="interval">', page)) == 2  # ours - average, ours - max
+        assert methods[4:] == ["CDDFuse_MIF (published)"]
+    assert len(re.findall(r'<tr class="interval">', page)) == 3  # ours - average, - max, - laplacian
     header = re.search(r'<table id="metrics">.*?</thead>', page, re.S).group(0)
-    for name in ("MI", "SF", "VIF", "AG", "Qabf", "Qcv", "CC", "SSIM"):
+    for name in ("MI", "SF", "VIF", "AG", "Qabf", "Qcv", "CC", "SSIM", "Lesion"):
         assert f"<th>{name}" in header
+    assert "SSIM(F, MRI) + SSIM(F, other)" in page  # why SSIM is above 1
+    grid_header = re.search(r"<table class=\"grid\">.*?</thead>", page, re.S).group(0)
+    assert re.findall(r"<th>([^<]+)</th>", grid_header) == ["pair", "MRI", "PET", "average", "max", "laplacian", "hkafusion"]
+    assert "images decoded" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # no leftover status text
 
     shot = tmp_path / "report.png"
     proc = subprocess.run(
@@ -97,8 +101,8 @@ def test_grid_shows_pet_in_colour(report: Path) -> None:
     import io
 
     page = report.read_text()
-    rows = re.findall(r"<tr><td>[^<]*</td>((?:<td>.*?</td>){5})</tr>", page)
+    rows = re.findall(r"<tr><td>[^<]*</td>((?:<td>.*?</td>){6})</tr>", page)
     assert rows
     cells = re.findall(r"alt='(\w+)' src='data:image/png;base64,([^']+)'", rows[0])
     modes = {alt: Image.open(io.BytesIO(base64.b64decode(data))).mode for alt, data in cells}
-    assert modes == {"MRI": "L", "other": "RGB", "average": "RGB", "max": "RGB", "ours": "RGB"}
+    assert modes == {"MRI": "L", "other": "RGB", "average": "RGB", "max": "RGB", "laplacian": "RGB", "ours": "RGB"}

@@ -21,6 +21,8 @@ import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from hkafusion_monai.utils import path_or_flag
+
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -64,7 +66,7 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
 
 def resume_run_name(ckpt_dir: str | os.PathLike, resume: Any) -> str | None:
     """The MLflow run name of the training being resumed (from ``ckpt_dir/run.json``), or None when not resuming."""
-    if not resume:
+    if path_or_flag(resume, "latest", "resume") is None:
         return None
     path = Path(ckpt_dir) / _RUN_FILE
     return json.loads(path.read_text())["run_name"] if path.is_file() else None
@@ -117,8 +119,11 @@ class TrainingStateLoader(CheckpointLoader):
     """
 
     def __init__(self, resume: bool | str, ckpt_dir: str, load_dict: dict, **kwargs: Any) -> None:
-        if isinstance(resume, str) and resume.lower() not in ("true", "1", "yes"):
-            path: Path | None = Path(resume)
+        requested = path_or_flag(resume, "latest", "resume")
+        if requested is None:
+            raise ValueError("TrainingStateLoader: resume is off; disable the handler instead.")
+        if requested != "latest":
+            path: Path | None = Path(requested)
             if not path.is_file():
                 raise FileNotFoundError(f"--resume {resume}: no such checkpoint file.")
         else:

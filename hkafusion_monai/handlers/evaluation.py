@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from hkafusion_monai.metrics import METRIC_NAMES
+from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
+from hkafusion_monai.utils import TASK_MODALITY
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ __all__ = ["FusionEvaluationReport", "MethodMetricsCollector", "metric_display_n
 def metric_display_name(key: str) -> str:
     """``"val_qabf"`` -> ``"Qabf"``: the handler key without its prefix, spelt as in ``METRIC_NAMES``."""
     bare = key.split("_", 1)[1] if "_" in key else key
-    for name in METRIC_NAMES:
+    for name in METRIC_NAMES + CHECK_NAMES:
         if name.lower() == bare.lower():
             return name
     return bare
@@ -96,7 +97,8 @@ class FusionEvaluationReport:
         self.samples[method] = samples[: self.grid_pairs]
 
     def grid(self) -> list[dict[str, Any]]:
-        """Rows of the report's image grid: MRI | other | average | max | ours, PET/SPECT in colour."""
+        """Rows of the report's image grid: MRI | other | average | max | laplacian | ours, PET/SPECT in
+        colour (a method that was not evaluated is left out)."""
         from hkafusion_monai.handlers.html_report import colourise, load_display_image
 
         base = self.samples.get(self.ours) or next(iter(self.samples.values()), [])
@@ -108,7 +110,7 @@ class FusionEvaluationReport:
                 other_rgb = None  # grey source, or resized for the network: show the network's view
             row = {"pair": sample["pair"], "MRI": colourise(image[0], None)}
             row["other"] = other_rgb if other_rgb is not None else colourise(image[1], None)
-            for column, method in (("average", "average"), ("max", "max"), ("ours", self.ours)):
+            for column, method in (("average", "average"), ("max", "max"), ("laplacian", "laplacian"), ("ours", self.ours)):
                 got = self.samples.get(method, [])
                 row[column] = colourise(got[i]["pred"], other_rgb) if i < len(got) else None
             rows.append(row)
@@ -128,7 +130,7 @@ class FusionEvaluationReport:
         if not self.methods:
             raise RuntimeError("FusionEvaluationReport.write: no method was evaluated.")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        names = [n for n in METRIC_NAMES if any(n in r["details"] for r in self.methods.values())]
+        names = [n for n in METRIC_NAMES + CHECK_NAMES if any(n in r["details"] for r in self.methods.values())]
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["pair", "method", *names])
@@ -169,7 +171,8 @@ class FusionEvaluationReport:
         if self.ours in methods:  # ours first, as the table's reference row
             methods = {self.ours: methods[self.ours], **{k: v for k, v in methods.items() if k != self.ours}}
         info = {k: v for k, v in self.extra.items() if isinstance(v, (str, int, float))}
-        return render_report(methods, self.ours, grid=self.grid(), peer=self.peer, info=info)
+        other = TASK_MODALITY.get(str(self.extra.get("task")), "other")
+        return render_report(methods, self.ours, grid=self.grid(), peer=self.peer, info=info, column_titles={"other": other})
 
 
 def _published_peer(peer_results: str | os.PathLike | None, task: str | None) -> dict[str, float] | None:

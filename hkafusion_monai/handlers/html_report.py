@@ -1,6 +1,6 @@
 """The self-contained HTML evaluation report: the metric table against the baselines with paired confidence
-intervals, an image grid (MRI | other | average | max | ours, PET/SPECT in colour), and per-pair metric
-distributions. Images are embedded as PNG data URIs, so the one file can be mailed or archived.
+intervals, an image grid (MRI | CT/PET/SPECT | average | max | laplacian | the model, PET/SPECT in colour), and
+per-pair metric distributions. Images are embedded as PNG data URIs, so the one file can be mailed or archived.
 
 A small script in the page writes each image's ``naturalWidth`` into its ``data-natural-width`` attribute and
 counts the decoded images in ``#decode-status``; a headless browser's ``--dump-dom`` shows whether every image
@@ -18,11 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from hkafusion_monai.metrics import LOWER_IS_BETTER, METRIC_NAMES, paired_comparison
+from hkafusion_monai.metrics import CHECK_NAMES, LOWER_IS_BETTER, METRIC_NAMES, paired_comparison
 
 __all__ = ["GRID_COLUMNS", "colourise", "load_display_image", "png_data_uri", "render_report"]
 
-GRID_COLUMNS = ("MRI", "other", "average", "max", "ours")
+#: the image grid's columns: the two sources, then the methods (``"ours"``: the evaluated model)
+GRID_COLUMNS = ("MRI", "other", "average", "max", "laplacian", "ours")
+
+#: what the table's names mean, shown under it
+_NOTES = {
+    "SSIM": "SSIM is SSIM(F, MRI) + SSIM(F, other), the reference convention, hence up to 2.",
+    "MI": "MI is MI(F, MRI) + MI(F, other) in nats.",
+    "VIF": "VIF is VIF(MRI, F) + VIF(other, F).",
+    "Lesion": "Lesion: the contrast kept (fused / source, core minus surround, on luminance) of a hot spot "
+    "painted into each pair's PET/SPECT; 1 = fully kept.",
+    "Bone": "Bone: the fused luminance over CT > 200 divided by the CT's there; 1 = fully kept.",
+}
 
 _SCRIPT = """
 window.addEventListener('load', function () {
@@ -80,9 +91,10 @@ def _fmt(x: float) -> str:
 def _distribution_plot(methods: Mapping[str, Mapping[str, np.ndarray]]) -> str:
     from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-    names = [m for m in METRIC_NAMES if all(m in d for d in methods.values())]
-    fig = Figure(figsize=(14, 6))
-    axes = fig.subplots(2, 4, squeeze=False)
+    names = [m for m in METRIC_NAMES + CHECK_NAMES if all(m in d for d in methods.values())]
+    cols = (len(names) + 1) // 2
+    fig = Figure(figsize=(3.5 * cols, 6))
+    axes = fig.subplots(2, cols, squeeze=False)
     labels = list(methods)
     for ax, name in zip(axes.ravel(), names):
         data = [np.asarray(methods[m][name], dtype=float) for m in labels]
@@ -108,6 +120,7 @@ def render_report(
     peer_name: str = "CDDFuse_MIF (published)",
     info: Mapping[str, Any] | None = None,
     title: str = "HKAFusion evaluation",
+    column_titles: Mapping[str, str] | None = None,
 ) -> str:
     """The report as one HTML string.
 
@@ -119,8 +132,11 @@ def render_report(
         peer_name: its row label.
         info: key/value lines shown under the title (task, split, checkpoint, ...).
         title: the page title.
+        column_titles: the grid's column headers by :data:`GRID_COLUMNS` key (default: ``"other"`` is shown as
+            "other", ``"ours"`` as ``ours``).
     """
-    names = [m for m in METRIC_NAMES if all(m in d for d in methods.values())]
+    names = [m for m in METRIC_NAMES + CHECK_NAMES if all(m in d for d in methods.values())]
+    titles = {c: c for c in GRID_COLUMNS} | {"ours": ours} | dict(column_titles or {})
     n = len(next(iter(methods.values()))[names[0]]) if methods and names else 0
     out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>"]
     out += [f"<style>{_STYLE}</style>", f"<script>{_SCRIPT}</script>", "</head><body>"]
@@ -129,7 +145,8 @@ def render_report(
                f"implementations; {n} pairs.</p>")
     if info:
         out.append("<ul>" + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in info.items()) + "</ul>")
-    out.append("<p id='decode-status' data-decoded='0' data-total='0'>images not decoded yet</p>")
+    # for the rendering test (a headless browser's --dump-dom); not shown to a reader
+    out.append("<p id='decode-status' hidden data-decoded='0' data-total='0'></p>")
 
     out.append("<h2>Metrics</h2><table id='metrics'><thead><tr><th>method</th>")
     out += [f"<th>{m}{' ↓' if m in LOWER_IS_BETTER else ''}</th>" for m in names]
@@ -143,6 +160,8 @@ def render_report(
         cells = "".join(f"<td>{peer[m]:.2f}</td>" if m in peer else "<td>–</td>" for m in names)
         out.append(f"<tr class='method peer' data-method='{html.escape(peer_name)}'><td>{html.escape(peer_name)}</td>{cells}</tr>")
     out.append("</tbody></table>")
+    notes = [_NOTES[m] for m in ("SSIM", "MI", "VIF", *CHECK_NAMES) if m in names]
+    out.append("<p class='note'>" + " ".join(html.escape(t) for t in notes) + "</p>")
 
     others = [m for m in methods if m != ours]
     if ours in methods and others and n >= 2:
@@ -161,12 +180,13 @@ def render_report(
 
     if grid:
         out.append("<h2>Images</h2><table class='grid'><thead><tr><th>pair</th>")
-        out += [f"<th>{c}</th>" for c in GRID_COLUMNS]
+        columns = [c for c in GRID_COLUMNS if any(row.get(c) is not None for row in grid)]
+        out += [f"<th>{html.escape(titles[c])}</th>" for c in columns]
         out.append("</tr></thead><tbody>")
         for row in grid:
             cells = "".join(
                 f"<td><img alt='{c}' src='{png_data_uri(row[c])}'></td>" if row.get(c) is not None else "<td>–</td>"
-                for c in GRID_COLUMNS
+                for c in columns
             )
             out.append(f"<tr><td>{html.escape(str(row.get('pair', '')))}</td>{cells}</tr>")
         out.append("</tbody></table>")

@@ -11,7 +11,6 @@ from typing import Any
 __all__ = [
     "OUTPUT_FORMATS",
     "FusedImageWriterd",
-    "as_bool",
     "atomic_write",
     "output_name",
     "write_fused_series",

@@ -20,25 +20,12 @@ from monai.utils import convert_data_type
 
 from hkafusion_monai.io.atomic import NIFTI_SUFFIXES as _NIFTI_SUFFIXES
 from hkafusion_monai.io.atomic import atomic_write, split_suffix as _split_suffix
+from hkafusion_monai.utils import as_bool
 
-__all__ = ["OUTPUT_FORMATS", "FusedImageWriterd", "as_bool", "atomic_write", "output_name", "write_nifti", "write_png"]
-
-
+__all__ = ["OUTPUT_FORMATS", "FusedImageWriterd", "atomic_write", "output_name", "write_nifti", "write_png"]
 
 #: ``FusedImageWriterd(output_format=...)``: PNG/NIfTI by kind, or a derived DICOM series
 OUTPUT_FORMATS = ("auto", "dicom")
-
-
-def as_bool(value: object) -> bool:
-    """A config or command-line flag as a bool: ``--overwrite true`` arrives as the string ``"true"``."""
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("1", "true", "yes", "y", "on"):
-            return True
-        if low in ("0", "false", "no", "n", "off", "", "none"):
-            return False
-        raise ValueError(f"not a yes/no value: {value!r} (use true or false)")
-    return bool(value)
 
 
 def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused") -> str:

@@ -22,6 +22,14 @@ from hkafusion_monai.metrics.functional import (
     spatial_frequency,
     visual_information_fidelity,
 )
+from hkafusion_monai.metrics.checks import (
+    BONE_THRESHOLD,
+    CHECK_NAMES,
+    BoneBrightnessMetric,
+    bone_brightness_kept,
+    hot_spot_contrast,
+    hot_spot_contrast_kept,
+)
 from hkafusion_monai.metrics.statistics import LOWER_IS_BETTER, paired_bootstrap_ci, paired_comparison
 from hkafusion_monai.metrics.fusion_metric import (
     FUSION_METRIC_CLASSES,
@@ -37,6 +45,12 @@ from hkafusion_monai.metrics.fusion_metric import (
 )
 
 __all__ = [
+    "BONE_THRESHOLD",
+    "CHECK_NAMES",
+    "BoneBrightnessMetric",
+    "bone_brightness_kept",
+    "hot_spot_contrast",
+    "hot_spot_contrast_kept",
     "LOWER_IS_BETTER",
     "paired_bootstrap_ci",
     "paired_comparison",

@@ -1,6 +1,6 @@
 """HKAFusion network components (paper III-A to III-C). See docs/architecture.md for the equation map."""
 
-from hkafusion_monai.networks.baselines import PixelAverage, PixelMax
+from hkafusion_monai.networks.baselines import LaplacianPyramidFusion, PixelAverage, PixelMax
 from hkafusion_monai.networks.fusion import AFBLK, ConcatFusion, FeatureFusionModule, FusionImageGenerator
 from hkafusion_monai.networks.hkafusion import HKAEncoder, HKAFusion
 from hkafusion_monai.networks.restormer import GDFN, MDTA, ChannelLayerNorm, RestormerBlock
@@ -19,6 +19,7 @@ __all__ = [
     "MDTA",
     "PixelAverage",
     "PixelMax",
+    "LaplacianPyramidFusion",
     "RestormerBlock",
     "SKABlock",
     "SKAFeedForward",

@@ -42,6 +42,7 @@ from monai.transforms import (
 )
 
 from hkafusion_monai.metrics.functional import quantise
+from hkafusion_monai.utils import as_bool
 
 from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
 from .geometry import CheckOverlapd, RestoreOrientationd
@@ -53,6 +54,7 @@ from .volume import LoadFusionVolumed
 __all__ = [
     "KEYS",
     "VOLUME_AXCODES",
+    "min_max_stretch",
     "FusionPostprocessd",
     "FusionPreprocessd",
     "is_2d_path",
@@ -164,6 +166,7 @@ class FusionPreprocessd(Transform):
         allow_blank: bool = False,
     ) -> None:
         self.keys = list(keys)
+        register = as_bool(register, "register")
         last = EnsureTyped("image", dtype=torch.float32)
         self.chains = {
             ("2d", load): Compose([*pair_transforms(keys, image_size, keep_cbcr, load, allow_blank), last])
@@ -224,6 +227,9 @@ class FusionPostprocessd(MapTransform):
     - ``uint8``: ``True`` quantises with :func:`hkafusion_monai.metrics.quantise` (``round(255 * x)``) to
       uint8; ``False`` keeps float32 in [0, 1]; ``None`` picks per kind: uint8 for 2-D (PNG), float32 for
       volumes (NIfTI).
+    - ``stretch``: the output normalisation of CDDFuse, EMMA and FILM's test code, ``(x - min) / (max - min)``
+      over the whole fused luminance (per image for 2-D, per volume for volumes, never per slice), before
+      colour and quantisation; off by default (docs/results.md reports both).
 
     Args:
         keys: the prediction key(s), e.g. ``"pred"``.
@@ -231,6 +237,7 @@ class FusionPostprocessd(MapTransform):
         cbcr_key: the stored chroma of the other image.
         colour: re-attach colour to 2-D results of colour sources.
         uint8: see above.
+        stretch: min-max stretch the fused luminance to [0, 1] (see above).
         allow_missing_keys: don't raise when a key is absent.
     """
 
@@ -241,9 +248,11 @@ class FusionPostprocessd(MapTransform):
         cbcr_key: str = "other_cbcr",
         colour: bool = True,
         uint8: bool | None = None,
+        stretch: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.stretch = as_bool(stretch, "stretch")
         self.ref_key = ref_key
         self.cbcr_key = cbcr_key
         self.colour = colour
@@ -260,6 +269,8 @@ class FusionPostprocessd(MapTransform):
             # a network output may carry the input's metadata and operations; take the reference's instead
             pred = pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)
             pred = pred.detach().cpu().float()
+            if self.stretch:
+                pred = min_max_stretch(pred)
             meta = dict(ref.meta) if isinstance(ref, MetaTensor) else {}
             if pred.ndim == 4:
                 out = self.restore({key: pred, self.ref_key: ref})[key]
@@ -278,7 +289,16 @@ class FusionPostprocessd(MapTransform):
         return d
 
 
-def postprocessing(colour: bool = True, uint8: bool | None = None, keys: KeysCollection = "pred") -> FusionPostprocessd:
+def min_max_stretch(x: torch.Tensor) -> torch.Tensor:
+    """``(x - min) / (max - min)`` over the whole tensor (one image or one volume); a constant image is
+    returned unchanged (there is nothing to stretch)."""
+    lo, hi = x.min(), x.max()
+    return (x - lo) / (hi - lo) if bool(hi > lo) else x
+
+
+def postprocessing(
+    colour: bool = True, uint8: bool | None = None, keys: KeysCollection = "pred", stretch: bool = False
+) -> FusionPostprocessd:
     """The inference postprocessing (:class:`FusionPostprocessd`); config use:
-    ``"$hkafusion_monai.transforms.contract.postprocessing()"``."""
-    return FusionPostprocessd(keys, colour=colour, uint8=uint8)
+    ``"$hkafusion_monai.transforms.contract.postprocessing(stretch=@stretch)"``."""
+    return FusionPostprocessd(keys, colour=colour, uint8=uint8, stretch=stretch)

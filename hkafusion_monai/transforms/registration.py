@@ -21,6 +21,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import convert_data_type
 
+from hkafusion_monai.utils import as_bool
+
 __all__ = ["RigidRegisterd", "rigid_registration", "to_sitk_image"]
 
 _RAS_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
@@ -173,7 +175,7 @@ class RigidRegisterd(MapTransform):
         super().__init__(keys, allow_missing_keys=False)
         if len(self.keys) != 2:
             raise ValueError(f"RigidRegisterd needs exactly two keys (fixed MRI first), got {self.keys}.")
-        self.enabled = enabled
+        self.enabled = as_bool(enabled, "register")
         self.flag_key = flag_key
         self.kwargs = kwargs
 
@@ -181,8 +183,7 @@ class RigidRegisterd(MapTransform):
         d = dict(data)
         on = self.enabled
         if self.flag_key is not None and d.get(self.flag_key) is not None:
-            flag = d[self.flag_key]
-            on = flag.strip().lower() in ("1", "true", "yes", "on") if isinstance(flag, str) else bool(flag)
+            on = as_bool(d[self.flag_key], f"the item's {self.flag_key!r} field")
         if not on:
             return d
         k_fixed, k_moving = self.keys

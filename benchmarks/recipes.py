@@ -1,0 +1,117 @@
+"""Training-recipe comparison on the validation pairs: which loss weights, crop size, batch and schedule to
+train the shipped weights with.
+
+    python benchmarks/recipes.py train [--recipes NAME ...]   # resumable: a recipe with a finished run is skipped
+    python benchmarks/recipes.py score [--recipes NAME ...]   # validation table -> docs/results.md
+
+Every recipe trains through the bundle (``bundle/configs/train.json`` + ``configs/joint.json`` + the shared
+budget + the recipe's overrides), warm-started from a common starting point, so each run is logged to MLflow
+in ``bundle/eval/recipes/<recipe>/mlruns.db``. ``score`` fuses the joint *validation* pairs (never the test
+pairs) with each recipe's final weights and reports the eight metrics, the hot-spot contrast kept on
+PET/SPECT and the bone brightness kept on CT, and the choice score of :func:`_quality.choice_score`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+#: candidates, as overrides of train.json + configs/joint.json (``loss#...``, crop and batch sizes, schedule)
+RECIPES: dict[str, dict] = {
+    "paper λ (1, 1, 0.5)": {},
+    "CDDFuse λ (0, 10, 1)": {"loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 1.0},
+    "λ (0.1, 10, 1)": {"loss#lambda_s": 0.1, "loss#lambda_grad": 10.0, "loss#lambda_inten": 1.0},
+    "FILM λ (0, 20, 1)": {"loss#lambda_s": 0.0, "loss#lambda_grad": 20.0, "loss#lambda_inten": 1.0},
+    "λ (0, 10, 4)": {"loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0},
+}
+#: the shared budget: 300 steps of 8 random 128x128 crops of the joint training pairs, warm-started from the
+#: weights shipped before this comparison, Adam 2e-4 cosine to 2e-5, validated every 100 steps, seed 0
+BUDGET = {
+    "pretrained": True,
+    "roi_size": [128, 128],
+    "batch_size": 8,
+    "epochs": 3,
+    "epoch_length": 100,
+    "learning_rate": 0.0002,
+    "min_learning_rate": 2e-05,
+    "val_interval": 1,
+    "log_figures": False,
+    "num_workers": 0,
+    "seed": 0,
+}
+OUT = REPO / "bundle" / "eval" / "recipes"
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def train(names: list[str], start: str | None) -> None:
+    for name in names:
+        out = OUT / slug(name)
+        if (out / "checkpoints" / "model_final.pt").is_file():
+            print(f"{name}: done already ({out})")
+            continue
+        overlay = {**BUDGET, **RECIPES[name], "output_dir": str(out)}
+        if start:
+            overlay["pretrained_weights"] = start
+        resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("checkpoint_*.pt"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "overlay.json").write_text(json.dumps(overlay, indent=2, ensure_ascii=False))
+        configs = ["bundle/configs/train.json", "configs/joint.json", str(out / "overlay.json")]
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
+        if resume:
+            cmd += ["--resume", "true"]
+        begin = time.time()
+        with open(out / "train.log", "a") as log:
+            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        print(f"{name}: exit {proc.returncode} after {time.time() - begin:.0f} s ({out / 'train.log'})", flush=True)
+        if proc.returncode:
+            raise SystemExit(proc.returncode)
+
+
+def score(names: list[str], harvard: Path, threads: int) -> None:
+    import torch
+
+    from _quality import score_validation, write_recipes_section
+
+    torch.set_num_threads(threads)
+    rows = {}
+    for name in names:
+        ckpt = OUT / slug(name) / "checkpoints" / "model_final.pt"
+        if not ckpt.is_file():
+            print(f"{name}: not trained ({ckpt} missing); skipped")
+            continue
+        rows[name] = score_validation(harvard, ckpt)
+        print(name, json.dumps(rows[name]["summary"]), flush=True)
+    write_recipes_section(rows, BUDGET, RECIPES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["train", "score"])
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--start", default=None, help="warm-start weights (default: bundle/models/model.pt)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--harvard", default=os.environ.get("HKAFUSION_HARVARD", str(REPO.parent / "shared/data/harvard")))
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.recipes if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; known: {list(RECIPES)}")
+    if args.what == "train":
+        train(args.recipes, args.start)
+    else:
+        score(args.recipes, Path(args.harvard), args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

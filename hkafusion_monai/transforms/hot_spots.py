@@ -1,0 +1,115 @@
+"""Hot spots painted into real PET/SPECT images, so that a fusion's lesion contrast can be measured where the
+truth is known (:func:`hkafusion_monai.metrics.hot_spot_contrast_kept`).
+
+Real Harvard PET/SPECT slices carry no lesion labels, so a small bright blob is added to the PET/SPECT
+luminance at a random place inside the brain. Adding the same value to R, G and B adds it to the BT.601 luma
+and leaves Cb and Cr unchanged, so a pseudo-colour image keeps its colours. Written here because no kept
+library synthesises lesions in 2-D fusion pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["HotSpot", "paint_hot_spot"]
+
+
+class HotSpot(tuple):
+    """``(painted, core, surround)``: the painted image (same shape and dtype as the input) and the boolean
+    ``(H, W)`` masks of the blob's core and of the ring around it."""
+
+    __slots__ = ()
+
+    def __new__(cls, painted: np.ndarray, core: np.ndarray, surround: np.ndarray) -> "HotSpot":
+        return super().__new__(cls, (painted, core, surround))
+
+    @property
+    def painted(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def core(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def surround(self) -> np.ndarray:
+        return self[2]
+
+
+def _luma(x: np.ndarray) -> np.ndarray:
+    return x if x.ndim == 2 else 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary erosion by a (2 radius + 1)^2 square: a min-pool."""
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return (-F.max_pool2d(-t, 2 * radius + 1, stride=1, padding=radius))[0, 0].numpy() > 0.5
+
+
+def paint_hot_spot(
+    mri: np.ndarray,
+    other: np.ndarray,
+    seed: int,
+    radius_range: tuple[int, int] = (3, 6),
+    level: float = 235.0,
+    max_value: float = 255.0,
+    min_contrast: float = 40.0,
+    tries: int = 64,
+) -> HotSpot:
+    """Add one bright blob to ``other`` inside the brain.
+
+    The blob raises the luminance to ``level`` (a hot spot is the brightest uptake of a PET/SPECT image,
+    near the top of its colour scale) on a disc of radius ``r`` (drawn from ``radius_range``), with a
+    one-pixel linear edge either side of ``r``; its core is the disc ``d <= r - 1`` and its surround the ring
+    ``2 r <= d <= 3 r``. The centre is drawn where the MRI shows tissue and the whole surround lies inside the
+    head, and drawn again until the painted source's core-minus-surround contrast is at least
+    ``min_contrast`` (a blob on an already saturated region is no hot spot).
+
+    Args:
+        mri: the MRI grey levels ``(H, W)``, scale ``max_value``.
+        other: the PET/SPECT image, grey ``(H, W)`` or RGB ``(H, W, 3)``, same scale; never modified.
+        seed: seeds the placement and the radius (the same seed paints the same blob).
+        radius_range: inclusive range of the core radius in pixels.
+        level: the luminance of the blob's core on the 0-255 scale (scaled by ``max_value / 255``); results are
+            clipped to ``max_value``.
+        max_value: the scale: 255 for 8-bit images, 1 for images in [0, 1].
+        min_contrast: smallest accepted contrast of the painted source, on the 0-255 scale.
+        tries: placements tried before giving up.
+
+    Returns:
+        :class:`HotSpot` ``(painted, core, surround)``; ``painted`` has the dtype of ``other`` (rounded for
+        integer images).
+
+    Raises:
+        ValueError: for mismatched shapes, or when no placement inside the brain gives the contrast.
+    """
+    mri, other_in = np.asarray(mri), np.asarray(other)
+    if mri.ndim != 2 or other_in.shape[:2] != mri.shape or other_in.ndim not in (2, 3):
+        raise ValueError(f"paint_hot_spot: mri {mri.shape} and other {other_in.shape} must be (H, W) and (H, W[, 3]).")
+    scale = float(max_value)
+    target, min_contrast = level * scale / 255.0, min_contrast * scale / 255.0
+    m, o = mri.astype(np.float64), other_in.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    radius = int(rng.integers(radius_range[0], radius_range[1] + 1))
+    head = (m > 0.08 * scale) | (_luma(o) > 0.08 * scale)
+    allowed = _erode(head, 3 * radius + 1) & (m > 0.12 * scale)
+    ys, xs = np.nonzero(allowed)
+    if ys.size == 0:
+        raise ValueError("paint_hot_spot: no place inside the brain holds a blob with its surround.")
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    for _ in range(tries):
+        i = int(rng.integers(ys.size))
+        d = np.hypot(yy - ys[i], xx - xs[i])
+        profile = np.clip((radius + 1 - d) / 2.0, 0.0, 1.0)
+        # the same value added to R, G and B moves the luma and leaves Cb and Cr alone
+        lift = np.maximum(target - _luma(o), 0.0) * profile
+        painted = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
+        if np.issubdtype(other_in.dtype, np.integer):
+            painted = np.round(painted)
+        core, surround = d <= radius - 1, (d >= 2 * radius) & (d <= 3 * radius)
+        luma = _luma(painted)
+        if luma[core].mean() - luma[surround].mean() >= min_contrast:
+            return HotSpot(painted.astype(other_in.dtype), core, surround)
+    raise ValueError(f"paint_hot_spot: no placement in {tries} tries gave a contrast of {min_contrast}.")
