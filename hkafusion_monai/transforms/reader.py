@@ -22,6 +22,8 @@ from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, UnidentifiedImageError
 
+from hkafusion_monai.utils.errors import FusionInputError
+
 __all__ = ["FusionInputError", "FusionPILReader", "LoadFusionImaged", "SUPPORTED_2D_SUFFIXES"]
 
 SUPPORTED_2D_SUFFIXES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp")
@@ -31,10 +33,6 @@ _MODE_MAX = {"1": 255.0, "L": 255.0, "P": 255.0, "RGB": 255.0}
 _MODE_MAX.update({m: 65535.0 for m in ("I;16", "I;16L", "I;16B", "I;16N")})
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _INFO_KEY = "hkafusion"  # where read() leaves its findings for get_data(), inside PIL's ``info`` dict
-
-
-class FusionInputError(ValueError):
-    """An input image that cannot be used; the message names the file and the problem."""
 
 
 def _fail(path: PathLike, problem: str) -> FusionInputError:
