@@ -3,11 +3,12 @@
 ``python -m hkafusion_monai.data.phantom --out DIR [--subjects N] [--seed S]`` writes, from an analytic
 3-D head phantom, a small deterministic set (same arguments, same bytes):
 
-- real DICOM series per subject: MR (T1-like), CT (HU, bright skull) and PET (Bq/ml, hot lesions), one
-  study and one frame of reference per subject; PET has its own in-plane resolution and slice spacing,
-  CT its own grid and superior-to-inferior slice order, so resampling and reorientation are exercised;
-- the same volumes as NIfTI, plus a SPECT-like volume (NIfTI only: SPECT reconstructions are multi-frame
-  NM objects, which the volume reader does not take);
+- real DICOM series per subject: MR (T1-like), CT (HU, bright skull) and PET (Bq/ml, hot lesions) as
+  single-frame images, SPECT (counts) as one multi-frame NM Image object (``RECON TOMO``), as SPECT systems
+  export reconstructions; one study and one frame of reference per subject; PET and SPECT have their own
+  in-plane resolution and slice spacing, CT its own grid and superior-to-inferior slice order, so
+  resampling and reorientation are exercised;
+- the same volumes as NIfTI (holding exactly the values the DICOM objects hold);
 - 2-D PNG pairs of axial slices in the Harvard layout and look (256x256; MRI and CT grey, PET and SPECT
   pseudo-colour RGB), rendered from the same phantom at 0.8 mm pixels;
 - datalists (the format of :mod:`hkafusion_monai.data.datalist`) for each kind and modality, and a
@@ -15,10 +16,10 @@
 
 Layout (``sub-000`` ... and the split of subjects into training, validation and test in ``phantom.json``)::
 
-    DIR/dicom/sub-000/{MR,CT,PT}/IM0001.dcm ...
+    DIR/dicom/sub-000/{MR,CT,PT}/IM0001.dcm ..., DIR/dicom/sub-000/NM/NM0001.dcm
     DIR/nifti/sub-000/{mri,ct,pet,spect}.nii.gz
     DIR/png/mri_{ct,pet,spect}/{train,validation,test}/{MRI,CT|PET|SPECT}/sub-000_z+012.png
-    DIR/datalists/{png,nifti}_{ct,pet,spect}.json, DIR/datalists/dicom_{ct,pet}.json
+    DIR/datalists/{png,nifti,dicom}_{ct,pet,spect}.json
     DIR/phantom.json
 
 Everything is written into a temporary folder beside ``DIR`` and renamed into place at the end; an
@@ -355,10 +356,161 @@ _SOP_CLASSES = {
     "MRI": "1.2.840.10008.5.1.4.1.1.4",
     "CT": "1.2.840.10008.5.1.4.1.1.2",
     "PET": "1.2.840.10008.5.1.4.1.1.128",
+    "SPECT": "1.2.840.10008.5.1.4.1.1.20",  # NM Image Storage
 }
-_DICOM_MODALITY = {"MRI": "MR", "CT": "CT", "PET": "PT"}
-_SERIES = {"MRI": (1, "T1 3D phantom"), "CT": (2, "CT head phantom"), "PET": (3, "FDG PET phantom")}
+_DICOM_MODALITY = {"MRI": "MR", "CT": "CT", "PET": "PT", "SPECT": "NM"}
+_SERIES = {
+    "MRI": (1, "T1 3D phantom"),
+    "CT": (2, "CT head phantom"),
+    "PET": (3, "FDG PET phantom"),
+    "SPECT": (4, "HMPAO SPECT phantom"),
+}
 _STUDY_DATE, _STUDY_TIME = "20240102", "093000"
+
+
+def _common_modules(ds, subject: Subject, modality: str, seed: int) -> None:
+    """Patient, General Study, General Series, Frame of Reference and General Equipment of a phantom series."""
+    number, description = _SERIES[modality]
+    # Patient
+    ds.PatientName = f"Phantom^{subject.index:03d}"
+    ds.PatientID = _patient_id(seed, subject.index)
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    # General Study
+    ds.StudyInstanceUID = _uid(seed, subject.index, "study")
+    ds.StudyDate, ds.StudyTime = _STUDY_DATE, _STUDY_TIME
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = f"{subject.index + 1}"
+    ds.AccessionNumber = ""
+    ds.StudyDescription = "hkafusion-monai synthetic head phantom"
+    # General Series
+    ds.Modality = _DICOM_MODALITY[modality]
+    ds.SeriesInstanceUID = _uid(seed, subject.index, modality, "series")
+    ds.SeriesNumber = number
+    ds.SeriesDescription = description
+    ds.SeriesDate, ds.SeriesTime = _STUDY_DATE, _STUDY_TIME
+    ds.PatientPosition = "HFS"
+    # Frame of Reference
+    ds.FrameOfReferenceUID = _uid(seed, subject.index, "frame")
+    ds.PositionReferenceIndicator = ""
+    # General Equipment
+    ds.Manufacturer = "hkafusion-monai"
+    ds.ManufacturerModelName = "analytic phantom"
+    ds.SoftwareVersions = f"phantom v{VERSION}"
+
+
+def _file_meta(ds) -> None:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+
+
+def _nm_slope(volume: np.ndarray) -> float:
+    """The NM object's one rescale slope: counts = stored value * slope, the maximum stored as 32767."""
+    return float(f"{max(float(np.clip(volume, 0, None).max()), 1e-6) / 32767.0:.8g}")
+
+
+def write_nm_series(folder: Path, subject: Subject, grid: Grid, volume: np.ndarray, seed: int) -> None:
+    """Write a SPECT ``volume`` (``(X, Y, Z)``, z ascending, counts) as one multi-frame **NM Image Storage**
+    object, as SPECT systems export a reconstruction: ``ImageType`` ``ORIGINAL\\PRIMARY\\RECON TOMO\\EMISSION``,
+    one frame per slice (``FrameIncrementPointer`` = Slice Vector), the first frame's position and the
+    orientation in the Detector Information Sequence, ``SpacingBetweenSlices`` along the slice normal, counts
+    stored as ``uint16`` with one ``RescaleSlope`` (``Units`` ``CNTS``).
+
+    Modules: Patient, General Study, General Series, NM/PET Patient Orientation, Frame of Reference, General
+    Equipment, General Image, Image Pixel, Multi-frame, NM Image Pixel, NM Multi-frame, NM Image, NM Isotope,
+    NM Detector, NM TOMO Acquisition, NM Reconstruction, SOP Common. Explicit VR little endian.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (dr, dc, dz), n_slices = grid.spacing, grid.shape[2]
+    x, y, z = grid.axes()
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = _SOP_CLASSES["SPECT"]
+    ds.SOPInstanceUID = _uid(seed, subject.index, "SPECT", "instance")
+    _common_modules(ds, subject, "SPECT", seed)
+    del ds.PatientPosition  # NM: the NM/PET Patient Orientation module says it instead
+    ds.Laterality = ""  # type 2C: a head is an unpaired body part, but dciodvfy cannot evaluate the condition
+    # NM/PET Patient Orientation (type 2)
+    ds.PatientOrientationCodeSequence = DicomSequence()
+    ds.PatientGantryRelationshipCodeSequence = DicomSequence()
+    # General Image, NM Image
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = _STUDY_DATE, _STUDY_TIME
+    ds.AcquisitionDate, ds.AcquisitionTime = _STUDY_DATE, "101500"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "RECON TOMO", "EMISSION"]
+    ds.ImageID = ""
+    ds.LossyImageCompression = "00"
+    ds.CountsAccumulated = int(np.round(np.clip(volume, 0, None).sum()))
+    # Multi-frame and NM Multi-frame: one frame per reconstructed slice
+    ds.NumberOfFrames = n_slices
+    ds.FrameIncrementPointer = 0x00540080  # Slice Vector
+    ds.SliceVector = list(range(1, n_slices + 1))
+    ds.NumberOfSlices = n_slices
+    ds.NumberOfEnergyWindows, ds.NumberOfDetectors, ds.NumberOfRotations = 1, 1, 1
+    # NM Image Pixel
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = grid.shape[0], grid.shape[1]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelSpacing = [f"{dr:g}", f"{dc:g}"]
+    slope = _nm_slope(volume)
+    rwvm = Dataset()  # counts = stored value * slope: NM has no Modality LUT, its real-world value mapping says it
+    rwvm.RealWorldValueFirstValueMapped, rwvm.RealWorldValueLastValueMapped = 0, 65535
+    rwvm.RealWorldValueIntercept, rwvm.RealWorldValueSlope = 0.0, slope
+    rwvm.LUTExplanation, rwvm.LUTLabel = "counts", "CNTS"
+    unit = Dataset()
+    unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "{counts}", "UCUM", "Counts"
+    rwvm.MeasurementUnitsCodeSequence = DicomSequence([unit])
+    ds.RealWorldValueMappingSequence = DicomSequence([rwvm])
+    # NM Isotope
+    window = Dataset()
+    window_range = Dataset()
+    window_range.EnergyWindowLowerLimit, window_range.EnergyWindowUpperLimit = "126", "154"
+    window.EnergyWindowRangeSequence = DicomSequence([window_range])
+    window.EnergyWindowName = "Tc99m"
+    ds.EnergyWindowInformationSequence = DicomSequence([window])
+    drug = Dataset()
+    drug.Radiopharmaceutical = "Tc-99m HMPAO"
+    drug.RadionuclideCodeSequence = DicomSequence()
+    drug.RadiopharmaceuticalStartTime = "091000"
+    drug.RadionuclideTotalDose = "740"
+    ds.RadiopharmaceuticalInformationSequence = DicomSequence([drug])
+    # NM Detector: the geometry of the first frame of the reconstruction
+    detector = Dataset()
+    detector.ImagePositionPatient = [f"{x[0]:.4f}", f"{y[0]:.4f}", f"{z[0]:.4f}"]
+    detector.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    detector.FocalDistance = "0"
+    detector.ZoomFactor = ["1", "1"]
+    detector.CenterOfRotationOffset = "0"
+    detector.CollimatorGridName = "LEHR"
+    detector.CollimatorType = "PARA"
+    ds.DetectorInformationSequence = DicomSequence([detector])
+    # NM TOMO Acquisition
+    rotation = Dataset()
+    rotation.StartAngle, rotation.AngularStep, rotation.RotationDirection = "0", "3", "CW"
+    rotation.ScanArc, rotation.ActualFrameDuration, rotation.NumberOfFramesInRotation = "360", 20000, 120
+    rotation.TableTraverse, rotation.TableHeight = "0", "0"
+    ds.RotationInformationSequence = DicomSequence([rotation])
+    ds.TypeOfDetectorMotion = "STEP AND SHOOT"
+    # NM Reconstruction
+    ds.SpacingBetweenSlices = f"{dz:g}"
+    ds.SliceThickness = f"{dz:g}"
+    ds.ReconstructionDiameter = f"{grid.shape[1] * dc:g}"
+    ds.ConvolutionKernel = "Butterworth"
+    # frames along +z: frame k is slice k of the volume, (rows, columns)
+    stored = np.round(np.clip(volume, 0, None) / slope).astype(np.uint16)  # (X, Y, Z)
+    ds.PixelData = np.ascontiguousarray(stored.transpose(2, 1, 0), dtype="<u2").tobytes()
+    _file_meta(ds)
+    ds.save_as(folder / "NM0001.dcm", enforce_file_format=True)
 
 
 def write_dicom_series(
@@ -370,16 +522,12 @@ def write_dicom_series(
     Image, Image Plane, Image Pixel, the modality's image module (MR Image, CT Image, or PET Series,
     PET Isotope, NM/PET Patient Orientation and PET Image) and SOP Common. Explicit VR little endian.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DicomSequence
-    from pydicom.uid import ExplicitVRLittleEndian
 
     folder.mkdir(parents=True, exist_ok=True)
     (dr, dc, dz), n_slices = grid.spacing, grid.shape[2]
     x, y, z = grid.axes()
-    number, description = _SERIES[modality]
-    study_uid, frame_uid = _uid(seed, subject.index, "study"), _uid(seed, subject.index, "frame")
-    series_uid = _uid(seed, subject.index, modality, "series")
     order = range(n_slices - 1, -1, -1) if grid.descending else range(n_slices)
     if modality == "CT":
         stored = np.clip(np.round(volume) + 1024, 0, 4095).astype(np.uint16)
@@ -391,32 +539,7 @@ def write_dicom_series(
         ds.SOPClassUID = _SOP_CLASSES[modality]
         ds.SOPInstanceUID = _uid(seed, subject.index, modality, "instance", k)
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        # Patient
-        ds.PatientName = f"Phantom^{subject.index:03d}"
-        ds.PatientID = _patient_id(seed, subject.index)
-        ds.PatientBirthDate = ""
-        ds.PatientSex = "O"
-        # General Study
-        ds.StudyInstanceUID = study_uid
-        ds.StudyDate, ds.StudyTime = _STUDY_DATE, _STUDY_TIME
-        ds.ReferringPhysicianName = ""
-        ds.StudyID = f"{subject.index + 1}"
-        ds.AccessionNumber = ""
-        ds.StudyDescription = "hkafusion-monai synthetic head phantom"
-        # General Series
-        ds.Modality = _DICOM_MODALITY[modality]
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = number
-        ds.SeriesDescription = description
-        ds.SeriesDate, ds.SeriesTime = _STUDY_DATE, _STUDY_TIME
-        ds.PatientPosition = "HFS"
-        # Frame of Reference
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        # General Equipment
-        ds.Manufacturer = "hkafusion-monai"
-        ds.ManufacturerModelName = "analytic phantom"
-        ds.SoftwareVersions = f"phantom v{VERSION}"
+        _common_modules(ds, subject, modality, seed)
         # General Image
         ds.InstanceNumber = instance
         ds.ContentDate, ds.ContentTime = _STUDY_DATE, _STUDY_TIME
@@ -467,11 +590,7 @@ def write_dicom_series(
             ds.RescaleIntercept, ds.RescaleSlope = "0", f"{slope:.8g}"
             pixels = np.round(plane / float(ds.RescaleSlope)).astype(np.uint16).T
         ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta = meta
+        _file_meta(ds)
         ds.save_as(folder / f"IM{instance:04d}.dcm", enforce_file_format=True)
 
 
@@ -481,6 +600,9 @@ def dicom_values(modality: str, volume: np.ndarray) -> np.ndarray:
         return np.clip(np.round(volume) + 1024, 0, 4095).astype(np.float32) - 1024
     if modality == "MRI":
         return np.clip(np.round(volume), 0, 65535).astype(np.float32)
+    if modality == "SPECT":  # one multi-frame NM object: one slope for the volume
+        slope = _nm_slope(volume)
+        return (np.round(np.clip(volume, 0, None) / slope) * slope).astype(np.float32)
     planes = np.clip(volume, 0, None)
     slopes = np.array(
         [float(f"{max(float(planes[:, :, k].max()), 1e-6) / 32767.0:.8g}") for k in range(planes.shape[2])]
@@ -520,9 +642,12 @@ def _write_subject(
     for modality in MODALITIES:
         grid = grids[modality]
         volume = make_volume(subject, modality, grid, seed)
-        if modality != "SPECT":
-            write_dicom_series(root / "dicom" / name / _DICOM_MODALITY[modality], subject, modality, grid, volume, seed)
-            volume = dicom_values(modality, volume)  # NIfTI holds exactly what the DICOM series holds
+        folder = root / "dicom" / name / _DICOM_MODALITY[modality]
+        if modality == "SPECT":
+            write_nm_series(folder, subject, grid, volume, seed)
+        else:
+            write_dicom_series(folder, subject, modality, grid, volume, seed)
+        volume = dicom_values(modality, volume)  # NIfTI holds exactly what the DICOM series holds
         data = volume.astype(np.int16) if modality in ("MRI", "CT") else volume.astype(np.float32)
         img = nib.Nifti1Image(data, grid.nifti_affine())
         if modality == "SPECT":  # int16 with a scale factor: a third of the size of float32 noise
@@ -584,8 +709,7 @@ def _write_datalists(root: Path, names: dict[str, list[str]], seed: int) -> dict
                     }
                 )
         written[f"nifti_{low}"] = write_datalist(nifti, lists / f"nifti_{low}.json").name
-        if other != "SPECT":
-            written[f"dicom_{low}"] = write_datalist(dicom, lists / f"dicom_{low}.json").name
+        written[f"dicom_{low}"] = write_datalist(dicom, lists / f"dicom_{low}.json").name
     return written
 
 

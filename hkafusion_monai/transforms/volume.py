@@ -14,6 +14,7 @@ file, NaN or inf voxels, a 4-D volume, a blank volume.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from pydicom.errors import InvalidDicomError
 
-from .dicom import DicomSeries, order_series, pick_series, scan_dicom
+from .dicom import DicomSeries, FrameGeometry, multiframe_geometry, order_series, pick_series, scan_dicom
 from .reader import FusionInputError, quiet_default_readers
 
 __all__ = [
@@ -50,6 +51,7 @@ SOURCE_META_KEYS = (
     "series_instance_uid",
     "frame_of_reference_uid",
     "series_description",
+    "source_units",
 )
 
 
@@ -75,8 +77,15 @@ class FusionDicomReader(PydicomReader):
     builds the affine. A single file is a one-slice volume whose third axis is the slice normal times
     ``SliceThickness`` (MONAI gives it the patient z axis whatever the orientation).
 
+    One multi-frame image (an NM SPECT reconstruction, an enhanced MR, CT or PET image) is read here rather
+    than by MONAI: :func:`~hkafusion_monai.transforms.dicom.multiframe_geometry` places its frames and gives
+    their rescale (NM: the real-world value mapping), and the frames are stacked in spatial order.
+
+    ``data`` may also be a list of the files of one series (as the Deploy application gives them).
+
     Output (through ``LoadImage``): ``(X, Y, Z)`` with MONAI's defaults ``swap_ij=True`` (X along the
-    columns) and an RAS affine; the metadata adds :data:`SOURCE_META_KEYS` from the DICOM header.
+    columns) and an RAS affine; the metadata adds :data:`SOURCE_META_KEYS` from the DICOM header
+    (``source_units``: the NM/PET ``Units`` or real-world units, else the CT ``RescaleType``).
 
     Args:
         series_uid: the ``SeriesInstanceUID`` to read when the folder holds several series.
@@ -89,24 +98,33 @@ class FusionDicomReader(PydicomReader):
         self.series_uid = series_uid
         self.recursive = recursive
         self._series: DicomSeries | None = None
+        self._frames: FrameGeometry | None = None
+        self._units = ""
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         names = ensure_tuple(filename)
         if len(names) != 1:
-            return False
+            return all(Path(n).is_file() and pydicom.misc.is_dicom(n) for n in names)
         path = Path(names[0])
         if path.is_dir() or path.name.lower().endswith(DICOM_SUFFIXES):
             return True
         return path.is_file() and pydicom.misc.is_dicom(path)
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs):
-        """Find, check and read the series at ``data`` (one folder or file); returns pydicom datasets."""
+        """Find, check and read the series at ``data`` (one folder or file, or the files of one series);
+        returns pydicom datasets."""
         names = ensure_tuple(data)
-        if len(names) != 1:
-            raise FusionInputError(f"{names}: FusionDicomReader reads one series (one folder or file) at a time")
-        path = Path(names[0])
-        _check_exists(path)
-        candidates = scan_dicom(path, recursive=self.recursive)
+        if len(names) > 1:  # the files of one series
+            for name in names:
+                _check_exists(Path(name))
+            path = Path(os.path.commonpath([str(Path(n).parent) for n in names]))
+            candidates = scan_dicom([Path(n) for n in names])
+        elif len(names) == 1:
+            path = Path(names[0])
+            _check_exists(path)
+            candidates = scan_dicom(path, recursive=self.recursive)
+        else:
+            raise FusionInputError("FusionDicomReader: no file or folder given")
         if not candidates and path.is_dir() and not self.recursive and any(p.is_dir() for p in path.iterdir()):
             raise FusionInputError(
                 f"{path}: no DICOM image files in this folder (its sub-folders are not searched: name the "
@@ -122,10 +140,46 @@ class FusionDicomReader(PydicomReader):
             except (InvalidDicomError, OSError, EOFError, ValueError) as e:
                 raise FusionInputError(f"{f}: truncated or corrupt DICOM file ({e})") from e
         self._series = series
+        self._frames = multiframe_geometry(datasets[0], files[0]) if series.slices[0].multiframe else None
+        first = datasets[0]
+        self._units = str(first.get("Units", "") or first.get("RescaleType", "") or "")
+        if self._frames is not None:
+            self._units = self._frames.units
         # the state MONAI's get_data expects from its own read()
         self.has_series = len(datasets) > 1
         self.filenames = [[str(f) for f in files]] if self.has_series else [str(files[0])]
         return datasets if self.has_series else datasets[0]
+
+    def _get_multiframe_data(self, ds: pydicom.Dataset, filename: str) -> tuple[np.ndarray, dict]:
+        """The frames of one multi-frame image as ``(X, Y, Z)`` (columns, rows, frames in spatial order),
+        rescaled per frame, with the RAS affine of :func:`multiframe_geometry`."""
+        geometry = self._frames
+        try:
+            frames = np.asarray(ds.pixel_array)
+        except (ValueError, AttributeError, EOFError, OSError, NotImplementedError, RuntimeError) as e:
+            raise FusionInputError(f"{filename}: truncated or corrupt pixel data ({e})") from e
+        n = len(geometry.order)
+        if frames.ndim == 2 and n == 1:
+            frames = frames[None]
+        if frames.ndim != 3 or frames.shape[0] != n:
+            raise FusionInputError(
+                f"{filename}: pixel data of shape {frames.shape}; expected {n} grey frames (frames, rows, columns)"
+            )
+        values = frames.astype(np.float64) * geometry.slopes[:, None, None] + geometry.intercepts[:, None, None]
+        array = np.ascontiguousarray(values[geometry.order].transpose(2, 1, 0), dtype=np.float32)
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ geometry.affine  # LPS -> RAS
+        meta = {
+            MetaKeys.AFFINE: affine.copy(),
+            MetaKeys.ORIGINAL_AFFINE: affine,
+            MetaKeys.SPATIAL_SHAPE: np.asarray(array.shape),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
+            MetaKeys.SPACE: "RAS",
+            "spacing": np.sqrt((geometry.affine[:3, :3] ** 2).sum(axis=0)),
+            "Modality": str(ds.get("Modality", "")),
+            "SOPClassUID": str(ds.get("SOPClassUID", "")),
+            "NumberOfFrames": n,
+        }
+        return array, meta
 
     def _get_array_data(self, img, filename):
         try:
@@ -150,7 +204,10 @@ class FusionDicomReader(PydicomReader):
 
     def get_data(self, data) -> tuple[np.ndarray, dict]:
         """Array ``(X, Y, Z)`` and metadata (affine, spacing, source UIDs) of the series from :meth:`read`."""
-        array, meta = super().get_data(data)
+        if self._frames is not None:
+            array, meta = self._get_multiframe_data(data, self.filenames[0])
+        else:
+            array, meta = super().get_data(data)
         if array.ndim == 2:  # one slice: give it a third axis along the slice normal
             array = array[..., None]
             _, step = order_series(self._series)
@@ -171,6 +228,7 @@ class FusionDicomReader(PydicomReader):
                 "series_instance_uid": s.series_uid,
                 "frame_of_reference_uid": s.frame_of_reference_uid,
                 "series_description": s.description,
+                "source_units": self._units,
             }
         )
         return array, meta
@@ -302,10 +360,18 @@ class LoadFusionVolumed(LoadImaged):
         d = dict(data)
         for key in self.key_iterator(d):
             value = d[key]
-            if isinstance(value, (list, tuple)):
-                raise FusionInputError(f"{key}: {value}: one volume path per key is expected, not a list")
-            path = Path(str(value)).expanduser()
             uid = d.get(f"{key}{self.series_uid_suffix}")
+            if isinstance(value, (list, tuple)):  # the files of one DICOM series
+                files = [str(Path(str(v)).expanduser()) for v in value]
+                if not files or any(_is_nifti(Path(f)) for f in files):
+                    raise FusionInputError(f"{key}: {value}: a list must hold the DICOM files of one series")
+                path = Path(os.path.commonpath([str(Path(f).parent) for f in files]))
+                dicom = FusionDicomReader(series_uid=str(uid) if uid else None)
+                img = self._loader(files, reader or dicom)
+                self._check(img, path)
+                d[key] = img
+                continue
+            path = Path(str(value)).expanduser()
             img = self._loader(str(path), reader or self._reader_for(path, str(uid) if uid else None))
             self._check(img, path)
             d[key] = img
