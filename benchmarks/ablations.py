@@ -119,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["train", "score", "attempts"])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--harvard", default=os.environ.get("HKAFUSION_HARVARD", str(REPO.parent / "shared/data/harvard")))
+    parser.add_argument("--harvard", default=None, help="default: <HKAFUSION_SHARED>/data/harvard")
     args = parser.parse_args(argv)
+    if args.harvard is None:
+        from hkafusion_monai.data import harvard_root
+
+        args.harvard = harvard_root()
     if args.what == "train":
         train(args.variants)
         return 0

@@ -12,13 +12,14 @@ Prints the figures and writes them to the ``bench_data`` section of ``docs/perfo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from hkafusion_monai.data import shared_root
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -111,7 +112,7 @@ def bench_task(harvard: Path, task: str, tmp: Path, args: argparse.Namespace) ->
 
 
 def main() -> None:
-    shared = Path(os.environ.get("HKAFUSION_SHARED", REPO.parent / "shared"))
+    shared = Path(shared_root())
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--harvard", type=Path, default=shared / "data" / "harvard")
     ap.add_argument("--tasks", nargs="+", default=["mri_ct", "mri_pet", "mri_spect"])

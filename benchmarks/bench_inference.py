@@ -81,7 +81,9 @@ def run_part(part: str, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    shared = Path(os.environ.get("HKAFUSION_SHARED", REPO.parent / "shared"))
+    from hkafusion_monai.data import shared_root
+
+    shared = Path(shared_root())
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--harvard", type=Path, default=shared / "data" / "harvard")
     parser.add_argument("--weights", default=str(REPO / "bundle" / "models" / "model.pt"))

@@ -28,11 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._report import git_commit, machine_summary, write_section  # noqa: E402
+from hkafusion_monai.data import shared_root  # noqa: E402
 from hkafusion_monai.metrics import METRIC_FUNCTIONS, compute_fusion_metrics, quantise, rgb_to_grey  # noqa: E402
 
 BUDGET_MS = 50.0
 ALL = "all eight: compute_fusion_metrics"
-SHARED = Path(os.environ.get("HKAFUSION_SHARED", REPO.parent / "shared"))
+SHARED = Path(shared_root())
 PAIR = SHARED / "data" / "harvard" / "mri_pet" / "test_cddfuse"
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from hkafusion_monai.data import shared_root
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -43,7 +44,7 @@ from hkafusion_monai.inference import load_fuser  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_shared = Path(os.environ.get("HKAFUSION_SHARED", REPO.parent / "shared"))
+    default_shared = Path(shared_root())
     parser.add_argument("--harvard", type=Path, default=default_shared / "data" / "harvard")
     parser.add_argument("--peer", type=Path, default=default_shared / "reference" / "peer_results.json")
     parser.add_argument("--weights", default=None, help="default: the bundle's shipped model.pt")

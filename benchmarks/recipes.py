@@ -101,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--start", default=None, help="warm-start weights (default: bundle/models/model.pt)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--harvard", default=os.environ.get("HKAFUSION_HARVARD", str(REPO.parent / "shared/data/harvard")))
+    parser.add_argument("--harvard", default=None, help="default: <HKAFUSION_SHARED>/data/harvard")
     args = parser.parse_args(argv)
+    if args.harvard is None:
+        from hkafusion_monai.data import harvard_root
+
+        args.harvard = harvard_root()
     unknown = [n for n in args.recipes if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown}; known: {list(RECIPES)}")

@@ -25,7 +25,8 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer
 
 from hkafusion_monai.io.writers import output_name
-from hkafusion_monai.utils import TASK_MODALITY, as_bool
+from hkafusion_monai.utils import TASK_MODALITY, CheckpointError, CheckpointNotFoundError, as_bool
+from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 from hkafusion_monai.transforms.contract import FusionPostprocessd, FusionPreprocessd, is_2d_path
 from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
 
@@ -68,20 +69,17 @@ def load_weights(
     full training state). Loaded with ``torch.load(weights_only=True)``: no code runs from the file.
 
     Raises:
-        FileNotFoundError: no file at ``path`` (the message says how to pass one).
-        ValueError: the file holds no state dict of this network.
+        CheckpointNotFoundError: no file at ``path`` (a FileNotFoundError; the message says how to pass one).
+        CheckpointError: the file is unreadable, or holds no state dict of this network (a ValueError).
     """
     if path is None or not Path(path).is_file():
-        raise FileNotFoundError(NO_WEIGHTS_MESSAGE.format(path=path))
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
-        state = state["model"]
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: not a state dict (found {type(state).__name__})")
+        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=path))
+    state = state_dict_of(read_checkpoint(path, map_location), path)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{path}: not a checkpoint of this network ({e})") from e
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{path}: not a checkpoint of this network ({detail})") from None
     return network.eval()
 
 
@@ -399,8 +397,9 @@ class Fuser:
         mri: MetaTensor,
         other: MetaTensor,
         modality: str | None = None,
-        register: bool = False,
+        register: bool | str = "auto",
         return_other: bool = False,
+        allow_patient_mismatch: bool = False,
     ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
         """Fuse two volumes on their own grids: the result lies on the MRI's grid and axes.
 
@@ -412,18 +411,25 @@ class Fuser:
             mri: ``(1, X, Y, Z)`` raw MRI intensities with its RAS ``affine``.
             other: ``(1, X', Y', Z')`` raw CT (HU), PET or SPECT with its RAS ``affine``.
             modality: ``"CT"``, ``"PET"`` or ``"SPECT"`` (default: the task's).
-            register: rigidly register ``other`` to the MRI first.
+            register: rigidly register ``other`` to the MRI first: ``"auto"`` (when the frames of reference
+                differ, as the Deploy application does), ``True`` or ``False``.
             return_other: also return the scaled ``other`` as resampled onto the MRI grid (for a colour
                 rendering).
+            allow_patient_mismatch: fuse volumes whose PatientIDs differ (refused by default).
 
         Returns:
             float32 ``(1, X, Y, Z)`` in [0, 1] with the MRI's affine (and, with ``return_other``, the other
             volume on the same grid).
 
         Raises:
-            ValueError: not ``(1, X, Y, Z)`` MetaTensors, NaN/inf, or volumes that do not overlap in space.
+            ValueError: not ``(1, X, Y, Z)`` MetaTensors, NaN/inf; ``RefusedPairError`` (a ValueError): two
+                patients, or volumes that do not overlap enough in space.
         """
-        item: dict[str, Any] = {"modality": modality or self.modality, "register": register}
+        item: dict[str, Any] = {
+            "modality": modality or self.modality,
+            "register": register,
+            "allow_patient_mismatch": allow_patient_mismatch,
+        }
         for name, vol in (("mri", mri), ("other", other)):
             if not isinstance(vol, MetaTensor) or vol.ndim != 4 or vol.shape[0] != 1:
                 raise ValueError(

@@ -138,15 +138,21 @@ def test_training_run_is_logged_to_mlflow(trained: dict, demo: dict) -> None:
     for name in ("mi", "sf", "vif", "ag", "qabf", "qcv", "cc", "ssim"):
         history = client.get_metric_history(run.info.run_id, f"val_{name}")
         assert [m.step for m in history] == [OVERFIT_ITERATIONS // 2, OVERFIT_ITERATIONS], name
-    # params: the flattened config, the datalist by name, counts and hash (never its item paths), the commit
+    # params: resolved settings (no config expressions), the datalist by counts and hash (never its name or
+    # item paths unless log_names), the commit; tags: commit, user and entry point
     params = run.data.params
     assert params["learning_rate"] == "0.003"
-    assert params["network_def._target_"] == "hkafusion_monai.networks.HKAFusion"
-    assert params["datalist_file"] == "datalist.json"
+    assert params["network"] == "HKAFusion" and int(params["network_parameters"]) > 100_000
+    assert params["loss.lambda_grad"] == str(float(params["loss.lambda_grad"]))
+    assert not any(v.startswith(("$", "@")) for v in params.values()), "unresolved config expressions"
+    assert "datalist_file" not in params and "data_root" not in params
     assert params["datalist_training_count"] == "4"
     assert len(params["datalist_sha256"]) == 64
     assert params["git_commit"] and run.data.tags["git_commit"] == params["git_commit"]
-    assert not any("MRI/" in v for v in params.values()), "item paths must not be logged"
+    assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.name"]
+    assert not any("MRI/" in v or "datalist.json" in v for v in params.values()), "file names must not be logged"
+    executed = Path(demo["output_dir"]) / "executed_config.json"
+    assert str(Path(demo["datalist"]).parent) not in executed.read_text(), "data paths are hashed"
     # artifacts: the best checkpoint and a validation grid per validation
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "model.pt" in artifacts
@@ -177,8 +183,11 @@ def test_evaluate_writes_csv_json_grid_equal_to_function_api(trained: dict, demo
     rows = list(csv.DictReader((eval_dir / "metrics_per_pair.csv").open()))
     summary = json.loads((eval_dir / "summary.json").read_text())
     assert (eval_dir / "fusion_grid.png").is_file()
-    assert sorted({r["method"] for r in rows}) == ["average", "hkafusion", "max"]
-    assert set(summary["methods"]) == {"hkafusion", "average", "max"}
+    assert sorted({r["method"] for r in rows}) == ["average", "hkafusion", "laplacian", "max"]
+    assert set(summary["methods"]) == {"hkafusion", "average", "max", "laplacian"}
+    # file names stay on the site: the CSV names pairs by index and hash, the local key maps them back
+    key = {r["mri_file"]: r["pair"] for r in csv.DictReader((eval_dir / "pair_names.csv").open())}
+    assert all(r["pair"].startswith("pair_") and r["pair"] in key.values() for r in rows)
 
     # recompute with the function API on the same quantised outputs
     items = json.loads(Path(demo["datalist"]).read_text())["test"]
@@ -195,7 +204,7 @@ def test_evaluate_writes_csv_json_grid_equal_to_function_api(trained: dict, demo
             "average": compute_fusion_metrics(torch.div(a + b + 1, 2, rounding_mode="floor"), a, b),
             "max": compute_fusion_metrics(torch.maximum(a, b), a, b),
         }
-        pair = Path(item["mri"]).name
+        pair = key[Path(item["mri"]).name]
         for method, values in expected.items():
             row = next(r for r in rows if r["pair"] == pair and r["method"] == method)
             for name in METRIC_NAMES:
@@ -205,6 +214,7 @@ def test_evaluate_writes_csv_json_grid_equal_to_function_api(trained: dict, demo
     run = _run(client, "evaluation")
     assert run.info.status == "FINISHED"
     assert "test_hkafusion_Qabf" in run.data.metrics and "test_max_MI" in run.data.metrics
+    assert not any(k.startswith("val_") for k in run.data.metrics), "test-split metrics are named test_*"
     assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} == {
         "evaluation/metrics_per_pair.csv",
         "evaluation/summary.json",

@@ -135,7 +135,7 @@ def test_missing_weights_are_named(tmp_path: Path, phantom: Path) -> None:
     with pytest.raises(Exception) as info:
         _run(tmp_path / "absent.pt", tmp_path / "out", mri=item["mri"], other=item["other"])
     message = _chain(info.value)
-    assert "FileNotFoundError: no HKAFusion checkpoint at" in message and "--ckpt_path" in message
+    assert "CheckpointNotFoundError: no HKAFusion checkpoint at" in message and "--ckpt_path" in message
     assert not (tmp_path / "out" / output_name(item["mri"], "2d")).exists()
 
 

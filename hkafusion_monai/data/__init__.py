@@ -11,11 +11,15 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "SHARED_VARIABLE",
     "DatalistError",
     "datalist_from_dicom",
     "datalist_from_folders",
     "datalist_from_splits",
     "harvard_datalist",
+    "harvard_root",
+    "reference_file",
+    "shared_root",
     "load_fusion_datalist",
     "pair_folder",
     "write_datalist",
@@ -26,6 +30,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "write_phantom":
         return getattr(importlib.import_module(".phantom", __name__), name)
+    if name in ("SHARED_VARIABLE", "harvard_root", "reference_file", "shared_root"):
+        return getattr(importlib.import_module(".roots", __name__), name)
     if name in __all__:
         return getattr(importlib.import_module(".datalist", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

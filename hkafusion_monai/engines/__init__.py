@@ -1,5 +1,5 @@
 """Ignite engines for fusion training."""
 
-from hkafusion_monai.engines.trainer import FusionTrainer, loss_terms, prepare_fusion_batch
+from hkafusion_monai.engines.trainer import FusionTrainer, check_loader, loss_terms, prepare_fusion_batch
 
-__all__ = ["FusionTrainer", "loss_terms", "prepare_fusion_batch"]
+__all__ = ["FusionTrainer", "check_loader", "loss_terms", "prepare_fusion_batch"]

@@ -11,8 +11,28 @@ from monai.engines import SupervisedTrainer
 from monai.utils import CommonKeys
 
 from hkafusion_monai.losses import PER_SAMPLE_KEYS, TERM_KEYS
+from hkafusion_monai.utils import TrainingSetupError
 
-__all__ = ["FusionTrainer", "prepare_fusion_batch", "loss_terms"]
+__all__ = ["FusionTrainer", "check_loader", "prepare_fusion_batch", "loss_terms"]
+
+
+def check_loader(loader: Any, name: str) -> Any:
+    """Refuse a data loader that yields no batch (e.g. fewer pairs than ``batch_size`` with ``drop_last``): a
+    training would otherwise "finish" untrained, and an evaluation would score nothing. Returns ``loader``.
+
+    Raises:
+        TrainingSetupError: naming the split, the pair count and the batch size.
+    """
+    if len(loader) == 0:
+        dataset = getattr(loader, "dataset", None)
+        pairs = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else "no"
+        batch = getattr(loader, "batch_size", "?")
+        drop = " and drop_last" if getattr(loader, "drop_last", False) else ""
+        raise TrainingSetupError(
+            f"the {name} data yield no batch: {pairs} pair(s) with batch_size {batch}{drop}; add pairs to the "
+            f"{name} split or lower --batch_size"
+        )
+    return loader
 
 
 def prepare_fusion_batch(

@@ -21,7 +21,8 @@ import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from hkafusion_monai.utils import path_or_flag
+from hkafusion_monai.utils import CheckpointError, OutputExistsError, as_bool, path_or_flag
+from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -30,7 +31,15 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["RNGState", "TrainingStateSaver", "TrainingStateLoader", "latest_checkpoint", "resume_run_name"]
+__all__ = [
+    "RNGState",
+    "TrainingStateSaver",
+    "TrainingStateLoader",
+    "WeightsLoader",
+    "check_output_dir",
+    "latest_checkpoint",
+    "resume_run_name",
+]
 
 _RUN_FILE = "run.json"
 _CHECKPOINT = re.compile(r"checkpoint_(?:epoch|iteration)=(\d+)\.pt$")
@@ -70,6 +79,32 @@ def resume_run_name(ckpt_dir: str | os.PathLike, resume: Any) -> str | None:
         return None
     path = Path(ckpt_dir) / _RUN_FILE
     return json.loads(path.read_text())["run_name"] if path.is_file() else None
+
+
+def check_output_dir(ckpt_dir: str | os.PathLike, resuming: bool, overwrite: bool | str = False) -> None:
+    """Refuse to start a new training over the checkpoints of an earlier one.
+
+    Without ``--resume``, a folder that holds ``model.pt``, ``model_final.pt`` or ``checkpoint_*.pt`` is an
+    earlier run's result: the new run would replace it. With ``overwrite``, those files (and ``run.json``) are
+    removed first, so that a later ``--resume`` cannot pick up the old run's state.
+
+    Raises:
+        OutputExistsError: naming the folder, its files and the three ways on.
+    """
+    if resuming:
+        return
+    folder = Path(ckpt_dir)
+    found = sorted(p for p in folder.glob("*.pt") if p.name in ("model.pt", "model_final.pt") or _CHECKPOINT.search(p.name))
+    if not found:
+        return
+    if not as_bool(overwrite, "overwrite"):
+        names = ", ".join(p.name for p in found[:4]) + (" ..." if len(found) > 4 else "")
+        raise OutputExistsError(
+            f"{folder} holds the checkpoints of an earlier training ({names}); continue it with --resume true, "
+            "train into another --output_dir, or replace it with --overwrite true"
+        )
+    for path in [*found, folder / _RUN_FILE]:
+        path.unlink(missing_ok=True)
 
 
 class TrainingStateSaver(CheckpointSaver):
@@ -137,3 +172,26 @@ class TrainingStateLoader(CheckpointLoader):
     def attach(self, engine: Engine) -> None:
         self.load_dict["trainer"] = engine
         super().attach(engine)
+
+
+class WeightsLoader(CheckpointLoader):
+    """MONAI's ``CheckpointLoader`` for network weights (a warm start, the evaluated model), whose bad file ends
+    in one clear :class:`~hkafusion_monai.utils.errors.CheckpointError` naming it instead of torch's raw error
+    (which advises the unsafe ``weights_only=False``).
+
+    The file is read once, safely (:func:`hkafusion_monai.utils.weights.read_checkpoint`), when the engine
+    starts; the loading itself is the parent's.
+
+    Args:
+        load_path: the weights file (a state dict, or a training state with ``"model"``).
+        load_dict: ``{"model": network}``.
+        kwargs: as for ``CheckpointLoader`` (``map_location``, ``strict``, ...).
+    """
+
+    def __call__(self, engine: Engine) -> None:
+        state_dict_of(read_checkpoint(self.load_path, self.map_location or "cpu"), self.load_path)
+        try:
+            super().__call__(engine)
+        except RuntimeError as e:  # load_state_dict: missing/unexpected keys, shape mismatch
+            detail = " ".join(str(e).split())[:300]
+            raise CheckpointError(f"{self.load_path}: not a checkpoint of this network ({detail})") from None

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,8 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
-from hkafusion_monai.utils import TASK_MODALITY
+from hkafusion_monai.handlers.tracking import name_digest
+from hkafusion_monai.utils import TASK_MODALITY, as_bool
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -31,8 +33,9 @@ __all__ = ["FusionEvaluationReport", "MethodMetricsCollector", "metric_display_n
 
 
 def metric_display_name(key: str) -> str:
-    """``"val_qabf"`` -> ``"Qabf"``: the handler key without its prefix, spelt as in ``METRIC_NAMES``."""
-    bare = key.split("_", 1)[1] if "_" in key else key
+    """``"val_qabf"``, ``"test_average_qabf"`` -> ``"Qabf"``: the handler key's last part, spelt as in
+    ``METRIC_NAMES``."""
+    bare = key.rsplit("_", 1)[-1]
     for name in METRIC_NAMES + CHECK_NAMES:
         if name.lower() == bare.lower():
             return name
@@ -54,12 +57,21 @@ class FusionEvaluationReport:
     Each method's evaluator gets a :class:`MethodMetricsCollector` (``report.collector(method)`` or from a
     config); after all evaluators ran, :meth:`write` writes both files (atomically) into ``output_dir`` and,
     given the evaluation's ``MLFlowHandler``, logs them as artifacts and each method's means as metrics
-    ``test_<method>_<metric>``.
+    ``<split>_<method>_<metric>`` (``test_hkafusion_qabf``; the split from ``extra["split"]``).
+
+    File names can carry patient names: unless ``log_names``, every pair is named ``pair_0001-<hash>`` (12 hex
+    digits of the SHA-256 of its MRI file name) in the CSV, the JSON and the report, and the key from those
+    names back to the files is written only to ``output_dir/pair_names.csv``, which is never logged to MLflow.
 
     Args:
         output_dir: folder of the two files (created).
         mlflow_handler: the evaluator's MLFlowHandler, or None.
         extra: more fields for ``summary.json`` (e.g. the checkpoint and datalist).
+        ours: the evaluated model's method name.
+        peer_results: ``peer_results.json`` with the published peer means, or None.
+        task: the task (the published peer's row, the grid's column title).
+        grid_pairs: rows of the report's image grid.
+        log_names: keep the pairs' file names in what is written and logged.
     """
 
     def __init__(
@@ -71,8 +83,10 @@ class FusionEvaluationReport:
         peer_results: str | os.PathLike | None = None,
         task: str | None = None,
         grid_pairs: int = 4,
+        log_names: bool | str = False,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.log_names = as_bool(log_names, "log_names")
         self.mlflow_handler = mlflow_handler
         self.extra = dict(extra or {})
         self.ours = ours
@@ -91,6 +105,10 @@ class FusionEvaluationReport:
                 raise ValueError(f"{method}: {len(values)} values of {name} for {len(pairs)} pairs.")
         self.methods[method] = {"pairs": list(pairs), "details": details}
 
+    def display_name(self, index: int, name: str) -> str:
+        """The pair's name as written: its file name with ``log_names``, else ``pair_0001-<hash>``."""
+        return name if self.log_names else f"pair_{index + 1:04d}-{name_digest(name)}"
+
     def add_samples(self, method: str, samples: list[dict[str, Any]]) -> None:
         """Record the first pairs of ``method`` for the image grid: ``{"pair", "image", "pred", "mri_file",
         "other_file"}`` with ``image`` ``(2, H, W)`` and ``pred`` ``(H, W)`` in [0, 1]."""
@@ -108,7 +126,7 @@ class FusionEvaluationReport:
             other_rgb = load_display_image(sample["other_file"]) if sample.get("other_file") else None
             if other_rgb is not None and (other_rgb.ndim != 3 or other_rgb.shape[:2] != image.shape[1:]):
                 other_rgb = None  # grey source, or resized for the network: show the network's view
-            row = {"pair": sample["pair"], "MRI": colourise(image[0], None)}
+            row = {"pair": self.display_name(i, sample["pair"]), "MRI": colourise(image[0], None)}
             row["other"] = other_rgb if other_rgb is not None else colourise(image[1], None)
             for column, method in (("average", "average"), ("max", "max"), ("laplacian", "laplacian"), ("ours", self.ours)):
                 got = self.samples.get(method, [])
@@ -137,7 +155,7 @@ class FusionEvaluationReport:
         for method, rec in self.methods.items():
             for i, pair in enumerate(rec["pairs"]):
                 row = [f"{float(rec['details'][n][i]):.6g}" if n in rec["details"] else "" for n in names]
-                writer.writerow([pair, method, *row])
+                writer.writerow([self.display_name(i, pair), method, *row])
         csv_path, json_path = self.output_dir / "metrics_per_pair.csv", self.output_dir / "summary.json"
         html_path = self.output_dir / "report.html"
         summary = self.summary()
@@ -145,16 +163,27 @@ class FusionEvaluationReport:
         _write_atomic(csv_path, buf.getvalue())
         _write_atomic(json_path, json.dumps(summary, indent=2))
         _write_atomic(html_path, page)
+        if not self.log_names:  # the local key from the written names back to the files; never logged
+            first = next(iter(self.methods.values()))["pairs"]
+            key = io.StringIO()
+            csv.writer(key).writerows([["pair", "mri_file"], *[[self.display_name(i, p), p] for i, p in enumerate(first)]])
+            _write_atomic(self.output_dir / "pair_names.csv", key.getvalue())
 
         handler = self.mlflow_handler
         if handler is not None and getattr(handler, "cur_run", None) is not None:
             run_id = handler.cur_run.info.run_id
+            split = str(self.extra.get("split", "test"))
             metrics = {
-                f"test_{method}_{name}": stats["mean"]
+                f"{split}_{method}_{name}": stats["mean"]
                 for method, per in summary["methods"].items()
                 for name, stats in per.items()
             }
-            handler._log_metrics(metrics)
+            import mlflow
+
+            stamp = int(time.time() * 1000)
+            batch = [mlflow.entities.Metric(k, float(v), stamp, 0) for k, v in metrics.items() if np.isfinite(v)]
+            for start in range(0, len(batch), 1000):  # MLflow's per-request limit
+                handler.client.log_batch(run_id, metrics=batch[start : start + 1000])
             for path in (csv_path, json_path, html_path):
                 handler.client.log_artifact(run_id, str(path), artifact_path="evaluation")
         return {"csv": str(csv_path), "json": str(json_path), "html": str(html_path)}

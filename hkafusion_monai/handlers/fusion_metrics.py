@@ -36,6 +36,7 @@ __all__ = [
     "CorrelationCoefficient",
     "FusionSSIM",
     "FUSION_METRIC_HANDLERS",
+    "fusion_metric_handlers",
 ]
 
 
@@ -126,3 +127,16 @@ FUSION_METRIC_HANDLERS: dict[str, type[FusionMetricHandler]] = {
         FusionSSIM,
     )
 }
+
+
+def fusion_metric_handlers(
+    prefix: str, output_transform: Callable, key: str | None = "Qabf"
+) -> dict[str, FusionMetricHandler]:
+    """One handler per metric, named ``<prefix><metric>`` in lower case (``"test_average_qabf"``), for an
+    evaluator's ``key_val_metric`` (``key`` only) or ``additional_metrics`` (``key=None``: all the others).
+
+    So that an evaluation of the test split of several methods logs ``test_<method>_<metric>``, never
+    ``val_*``, and its "best metric" lines say which method they are about.
+    """
+    names = [key] if key else [n for n in FUSION_METRIC_HANDLERS if n != "Qabf"]
+    return {f"{prefix}{n.lower()}": FUSION_METRIC_HANDLERS[n](output_transform=output_transform) for n in names}

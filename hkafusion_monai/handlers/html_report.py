@@ -44,7 +44,6 @@ window.addEventListener('load', function () {
     if (img.complete && img.naturalWidth > 0) { decoded += 1; }
   });
   var status = document.getElementById('decode-status');
-  status.textContent = decoded + ' of ' + images.length + ' images decoded';
   status.setAttribute('data-decoded', String(decoded));
   status.setAttribute('data-total', String(images.length));
 });

@@ -36,7 +36,9 @@ __all__ = [
     "FusionGridHandler",
     "config_files_from_argv",
     "datalist_summary",
-    "flatten_config",
+    "flatten_params",
+    "name_digest",
+    "scrub_paths",
     "git_commit",
     "fusion_grid",
     "report_outputs",
@@ -60,17 +62,45 @@ def git_commit(path: str | os.PathLike = ".") -> str:
         return "unknown"
 
 
-def datalist_summary(datalist: str | os.PathLike) -> dict[str, Any]:
-    """File name, item counts per list and a SHA-256 of the datalist's bytes: enough to identify the data of a
-    run without logging the item paths, which can identify patients."""
+def name_digest(text: str) -> str:
+    """A short, stable stand-in for a file or folder name that must not leave the site: 12 hex digits of its
+    SHA-256."""
+    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:12]
+
+
+def datalist_summary(datalist: str | os.PathLike, log_names: bool = False) -> dict[str, Any]:
+    """Item counts per list and a SHA-256 of the datalist's bytes: enough to identify the data of a run without
+    logging the item paths, which can identify patients; the file's name only with ``log_names``."""
     path = Path(datalist)
     raw = path.read_bytes()
     spec = json.loads(raw)
-    summary: dict[str, Any] = {"datalist_file": path.name, "datalist_sha256": hashlib.sha256(raw).hexdigest()}
+    summary: dict[str, Any] = {"datalist_sha256": hashlib.sha256(raw).hexdigest()}
+    if log_names:
+        summary["datalist_file"] = path.name
     for key, value in spec.items():
         if isinstance(value, list):
             summary[f"datalist_{key}_count"] = len(value)
     return summary
+
+
+def scrub_paths(config: Any, keep_under: Sequence[str | os.PathLike] = ()) -> Any:
+    """A copy of a config whose strings that name existing files or folders (outside ``keep_under``) are
+    replaced by ``"<path sha256:...>"``: data paths often carry patient names."""
+    roots = [Path(p).resolve() for p in keep_under]
+    if isinstance(config, Mapping):
+        return {k: scrub_paths(v, keep_under) for k, v in config.items()}
+    if isinstance(config, list):
+        return [scrub_paths(v, keep_under) for v in config]
+    if isinstance(config, str) and config and config[0] not in "$@%" and len(config) < 4096:
+        try:
+            path = Path(config)
+            if ("/" in config or os.sep in config or path.suffix) and path.exists():
+                resolved = path.resolve()
+                if not any(resolved == r or r in resolved.parents for r in roots):
+                    return f"<path sha256:{name_digest(str(resolved))}>"
+        except (OSError, ValueError):
+            pass
+    return config
 
 
 def config_files_from_argv(argv: Sequence[str] | None = None) -> list[str]:
@@ -111,39 +141,67 @@ def _instantiating_parser() -> Any:
     return None
 
 
-def flatten_config(config: Any, prefix: str = "") -> dict[str, str]:
-    """A nested config as ``{"train.trainer.max_epochs": "10", ...}``, values as strings cut to 500 characters.
-
-    Keys join the config ids with ``.`` (MLflow rejects MONAI's ``#`` in param names)."""
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Resolved params as MLflow strings, nested keys joined with ``.``: numbers as numbers (``"0.0002"``),
+    sequences as JSON (``"[128, 128]"``), ``None`` as ``"none"``; each cut to 500 characters."""
     flat: dict[str, str] = {}
-    if isinstance(config, Mapping):
-        items = config.items()
-    elif isinstance(config, list) and any(isinstance(v, (Mapping, list)) for v in config):
-        items = ((str(i), v) for i, v in enumerate(config))
-    else:
-        text = json.dumps(config) if not isinstance(config, str) else config
-        return {prefix or "value": text[:_MAX_PARAM_CHARS]}
-    for key, value in items:
-        flat.update(flatten_config(value, f"{prefix}.{key}" if prefix else str(key)))
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, name))
+            continue
+        if isinstance(value, bool) or value is None:
+            text = str(value).lower()
+        elif isinstance(value, (int, float, str)):
+            text = str(value)
+        elif isinstance(value, (list, tuple)):
+            text = json.dumps(value, default=str)
+        else:
+            text = str(value)
+        flat[name] = text[:_MAX_PARAM_CHARS]
     return flat
+
+
+def _source_tags(commit: str) -> dict[str, str]:
+    """MLflow's system tags for where a run came from: the entry point, the user and the git commit."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if entry.name == "__main__.py" and entry.parent.name == "bundle":  # python -m monai.bundle run <id>
+        source = "python -m monai.bundle " + " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+    else:
+        source = entry.name
+    tags = {"mlflow.user": user, "mlflow.source.name": source, "mlflow.source.type": "LOCAL", "git_commit": commit}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.replace("+dirty", "")
+    return tags
 
 
 class MLflowRunRecorder:
     """At the start of a training or evaluation run, record in the MLflow run what makes it reproducible.
 
-    - params: the flattened executed config (the merged configs with their overrides, taken from the
-      ``ConfigParser`` that builds this handler, or ``config``), with the datalist replaced by its
-      :func:`datalist_summary` (file name, counts, hash), never the item paths;
-    - params and tags: the git commit of the code;
+    - params: the run's settings as resolved values (``params``, declared in the config as
+      ``tracked_params``: numbers as numbers, lists as JSON, no unresolved ``$`` expressions), the datalist's
+      :func:`datalist_summary` (counts and hash, never the item paths), the git commit and ``extra_params``;
+    - tags: the git commit, the user, and the entry point (MLflow's ``mlflow.source.*`` and ``mlflow.user``);
     - artifacts: the executed config as ``executed_config.json`` (also written to ``output_dir``) and the
-      config files named on the command line.
+      config files named on the command line. Unless ``log_names``, every string of the executed config that
+      names an existing file or folder outside the bundle is replaced by a hash (:func:`scrub_paths`):
+      nothing that names a patient's file reaches a tracking server unless asked.
 
     Args:
         mlflow_handler: the ``monai.handlers.MLFlowHandler`` of the same engine (attach this recorder after it).
         output_dir: where ``executed_config.json`` is written; ``None`` to skip the file.
         datalist: path of the run's datalist JSON.
+        params: the resolved settings to log (the config's ``tracked_params``).
         config: the executed config; default: that of the parser building this handler.
         extra_params: more params to log, e.g. ``{"task": "mri_pet"}``.
+        log_names: log file names and paths as they are (off by default).
+        keep_under: folders whose paths are kept in the executed config (the bundle).
     """
 
     def __init__(
@@ -151,17 +209,25 @@ class MLflowRunRecorder:
         mlflow_handler: Any = None,
         output_dir: str | os.PathLike | None = None,
         datalist: str | os.PathLike | None = None,
+        params: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         extra_params: Mapping[str, Any] | None = None,
+        log_names: bool | str = False,
+        keep_under: Sequence[str | os.PathLike] = (),
     ) -> None:
+        from hkafusion_monai.utils import as_bool
+
         self.mlflow_handler = mlflow_handler
         self.output_dir = output_dir
         self.datalist = datalist
+        self.log_names = as_bool(log_names, "log_names")
+        self.params = dict(params or {})
         if config is None:
             parser = _instantiating_parser()
             config = parser.get() if parser is not None else {}
         # a deep copy as plain JSON: later parsing must not change what is recorded
-        self.config = json.loads(json.dumps(config, default=str))
+        config = json.loads(json.dumps(config, default=str))
+        self.config = config if self.log_names else scrub_paths(config, keep_under)
         self.extra_params = dict(extra_params or {})
 
     def attach(self, engine: Engine) -> None:
@@ -170,16 +236,16 @@ class MLflowRunRecorder:
     def __call__(self, engine: Engine) -> None:
         config = {k: v for k, v in self.config.items() if k != "_meta_"}
         files = [f for f in config_files_from_argv() if Path(f).is_file()]
+        params = flatten_params(self.params)
         if "version" in self.config.get("_meta_", {}):
-            config["bundle_version"] = self.config["_meta_"]["version"]
-        params: dict[str, str] = {k: v for k, v in flatten_config(config).items() if "datalist" not in k.lower()}
+            params["bundle_version"] = str(self.config["_meta_"]["version"])
         if self.datalist is not None:
-            params.update({k: str(v) for k, v in datalist_summary(self.datalist).items()})
+            params.update({k: str(v) for k, v in datalist_summary(self.datalist, self.log_names).items()})
         commit = git_commit(Path(__file__).parent)
         params["git_commit"] = commit
         if files:
             params["config_files"] = ", ".join(Path(f).name for f in files)[:_MAX_PARAM_CHARS]
-        params.update({k: str(v)[:_MAX_PARAM_CHARS] for k, v in self.extra_params.items()})
+        params.update(flatten_params(self.extra_params))
 
         written = None
         if self.output_dir is not None and config:
@@ -199,7 +265,8 @@ class MLflowRunRecorder:
         new = [mlflow.entities.Param(k, v) for k, v in params.items() if k not in logged]
         for start in range(0, len(new), _PARAMS_PER_BATCH):
             handler.client.log_batch(run_id, params=new[start : start + _PARAMS_PER_BATCH])
-        handler.client.set_tag(run_id, "git_commit", commit)
+        tags = [mlflow.entities.RunTag(k, v) for k, v in _source_tags(commit).items()]
+        handler.client.log_batch(run_id, tags=tags)
         for f in files:
             handler.client.log_artifact(run_id, f, artifact_path="configs")
         if written is not None:

@@ -11,9 +11,10 @@ channel 1 CT/PET/SPECT; a pseudo-colour source also leaves its chroma as ``other
 
 - 2-D (:func:`pair_transforms`): ``LoadFusionImaged`` -> ``ScaleByBitDepthd`` -> ``SplitYCbCrd`` ->
   ``StackPaird`` (-> ``Resized`` when an ``image_size`` is given).
-- Volumes (:func:`volume_transforms`): ``LoadFusionVolumed`` -> ``Orientationd`` (PLS) ->
-  ``ScaleIntensityByModalityd`` -> ``RigidRegisterd`` -> ``CheckOverlapd`` -> ``ResampleToMatchd`` (onto
-  the MRI grid) -> ``StackPaird``.
+- Volumes (:func:`volume_transforms`): ``LoadFusionVolumed`` -> ``CheckSamePatientd`` -> ``Orientationd``
+  (PLS) -> ``ScaleIntensityByModalityd`` -> ``RigidRegisterd`` (by default when the frames of reference
+  differ) -> ``CheckOverlapd`` (at least half of the MRI covered) -> ``ResampleToMatchd`` (onto the MRI
+  grid) -> ``StackPaird``.
 - :class:`FusionPreprocessd` picks the chain per item (by the path, or by the shape of arrays already
   loaded), so one ``Dataset`` can hold both kinds.
 
@@ -47,6 +48,7 @@ from hkafusion_monai.utils import as_bool
 from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
 from .geometry import CheckOverlapd, RestoreOrientationd
 from .intensity import CT_BRAIN_WINDOW, ScaleIntensityByModalityd
+from .pairing import CheckSamePatientd
 from .reader import SUPPORTED_2D_SUFFIXES, LoadFusionImaged
 from .registration import RigidRegisterd
 from .volume import LoadFusionVolumed
@@ -110,9 +112,10 @@ def pair_transforms(
 def volume_transforms(
     keys: Sequence[str] = KEYS,
     ct_window: Sequence[float] = CT_BRAIN_WINDOW,
-    register: bool = False,
+    register: bool | str = "auto",
     load: bool = True,
     allow_blank: bool = False,
+    allow_patient_mismatch: bool | str = False,
 ) -> list[Transform]:
     """The volume pair chain, from NIfTI files or DICOM series (or loaded ``(1, X, Y, Z)`` volumes with an
     affine, ``load=False``) to the stacked ``image`` ``(2, H, W, D)`` on the MRI grid, oriented
@@ -121,13 +124,16 @@ def volume_transforms(
     Args:
         keys: the MRI key, then the other volume's key.
         ct_window: CT ``(level, width)`` in HU (see ``ScaleIntensityByModalityd``).
-        register: rigidly register every pair (an item's ``"register"`` field wins).
+        register: ``"auto"`` (register when the frames of reference differ), ``True`` or ``False`` (an
+            item's ``"register"`` field wins).
         load: start with ``LoadFusionVolumed``.
         allow_blank: accept volumes whose voxels are all equal.
+        allow_patient_mismatch: fuse volumes of two different PatientIDs (an item's field wins).
     """
     keys = list(keys)
     chain: list[Transform] = [LoadFusionVolumed(keys, allow_blank=allow_blank)] if load else []
     chain += [
+        CheckSamePatientd(keys, allow_mismatch=allow_patient_mismatch),
         Orientationd(keys, axcodes=VOLUME_AXCODES, labels=None),
         ScaleIntensityByModalityd(keys, ct_window=ct_window),
         RigidRegisterd(keys, enabled=register),
@@ -152,8 +158,9 @@ class FusionPreprocessd(Transform):
         image_size: 2-D only: resize ``image`` to this ``(H, W)``; ``None`` keeps the pair's size.
         keep_cbcr: 2-D only: keep the chroma of colour sources.
         ct_window: volumes only: CT ``(level, width)`` in HU.
-        register: volumes only: rigid registration for every pair.
+        register: volumes only: ``"auto"`` (when the frames of reference differ), ``True`` or ``False``.
         allow_blank: accept blank images and volumes.
+        allow_patient_mismatch: volumes only: fuse two different PatientIDs.
     """
 
     def __init__(
@@ -162,11 +169,11 @@ class FusionPreprocessd(Transform):
         image_size: Sequence[int] | None = None,
         keep_cbcr: bool = True,
         ct_window: Sequence[float] = CT_BRAIN_WINDOW,
-        register: bool = False,
+        register: bool | str = "auto",
         allow_blank: bool = False,
+        allow_patient_mismatch: bool | str = False,
     ) -> None:
         self.keys = list(keys)
-        register = as_bool(register, "register")
         last = EnsureTyped("image", dtype=torch.float32)
         self.chains = {
             ("2d", load): Compose([*pair_transforms(keys, image_size, keep_cbcr, load, allow_blank), last])
@@ -174,7 +181,9 @@ class FusionPreprocessd(Transform):
         }
         self.chains.update(
             {
-                ("volume", load): Compose([*volume_transforms(keys, ct_window, register, load, allow_blank), last])
+                ("volume", load): Compose(
+                    [*volume_transforms(keys, ct_window, register, load, allow_blank, allow_patient_mismatch), last]
+                )
                 for load in (True, False)
             }
         )

@@ -23,7 +23,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Orientation
 from monai.utils import MetaKeys, convert_data_type
 
-from .reader import FusionInputError
+from hkafusion_monai.utils import RefusedPairError
 
 __all__ = ["CheckOverlapd", "RestoreOrientationd", "world_bounding_box"]
 
@@ -62,16 +62,18 @@ class CheckOverlapd(MapTransform):
     """Raise an error when two volumes do not overlap in world coordinates; pass the data on unchanged.
 
     The test compares the axis-aligned world boxes of the two voxel grids (:func:`world_bounding_box`):
-    the pair fails when their intersection is empty or smaller than ``min_fraction`` of the smaller box.
+    the pair fails when their intersection is empty or covers less than ``min_fraction`` of the *first*
+    (MRI) box. The result lies on the MRI grid, so MRI voxels outside the other volume would be fused against
+    zeros; by default at least half of the MRI's box must be covered.
     The error gives both boxes, both file names and, when they differ, both ``FrameOfReferenceUID`` s
     (volumes from different frames of reference need registration: :class:`RigidRegisterd`).
 
     Args:
         keys: exactly two keys, e.g. ``["mri", "other"]``; each a ``(C, X, Y, Z)`` ``MetaTensor``.
-        min_fraction: the least overlap, as a fraction of the smaller box's volume (0: any overlap).
+        min_fraction: the least overlap, as a fraction of the first (MRI) box's volume (0: any overlap).
     """
 
-    def __init__(self, keys: KeysCollection = ("mri", "other"), min_fraction: float = 0.0) -> None:
+    def __init__(self, keys: KeysCollection = ("mri", "other"), min_fraction: float = 0.5) -> None:
         super().__init__(keys, allow_missing_keys=False)
         if len(self.keys) != 2:
             raise ValueError(f"CheckOverlapd needs exactly two keys, got {self.keys}.")
@@ -83,15 +85,16 @@ class CheckOverlapd(MapTransform):
         boxes = [world_bounding_box(_affine(img), tuple(img.shape[1:])) for img in imgs]
         low, high = np.maximum(boxes[0][0], boxes[1][0]), np.minimum(boxes[0][1], boxes[1][1])
         inter = float(np.prod(np.clip(high - low, 0, None)))
-        smaller = min(float(np.prod(b[1] - b[0])) for b in boxes)
-        fraction = inter / smaller if smaller > 0 else 0.0
+        first = float(np.prod(boxes[0][1] - boxes[0][0]))
+        fraction = inter / first if first > 0 else 0.0
         if inter <= 0 or fraction < self.min_fraction:
             metas = [getattr(img, "meta", None) or {} for img in imgs]
             space = str(metas[0].get(MetaKeys.SPACE, "RAS"))
             what = (
                 "do not overlap"
                 if inter <= 0
-                else f"overlap by only {100 * fraction:.2g}% (< {100 * self.min_fraction:g}%)"
+                else f"overlap on only {100 * fraction:.2g}% of the {k0} volume (< {100 * self.min_fraction:g}%; "
+                f"the rest of {k0} would be fused against zeros)"
             )
             lines = [
                 f"{k}: {m.get('filename_or_obj', '?')} spans {_box_text(b, space)}"
@@ -104,7 +107,7 @@ class CheckOverlapd(MapTransform):
                     f"\nthey have different frames of reference ({frames[0]} vs {frames[1]}); rigid registration "
                     "(RigidRegisterd, or 'register': true in the datalist item) may align them"
                 )
-            raise FusionInputError(f"volumes {what} in world coordinates:\n  " + "\n  ".join(lines) + hint)
+            raise RefusedPairError(f"volumes {what} in world coordinates: " + "; ".join(lines) + hint.replace("\n", "; "))
         return d
 
 

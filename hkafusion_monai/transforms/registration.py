@@ -11,6 +11,7 @@ Coordinates: MONAI affines are RAS; SimpleITK works in LPS. The conversions are 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,15 @@ from monai.utils import convert_data_type
 from hkafusion_monai.utils import as_bool
 
 __all__ = ["RigidRegisterd", "rigid_registration", "to_sitk_image"]
+
+logger = logging.getLogger(__name__)
+
+
+def _registration_mode(value: object, name: str) -> bool | str:
+    """``"auto"``, True or False from a bool or a command-line string."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return as_bool(value, name)
 
 _RAS_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 
@@ -146,10 +156,12 @@ def rigid_registration(
 
 
 class RigidRegisterd(MapTransform):
-    """Rigidly register the other volume to the MRI (optional; off unless switched on).
+    """Rigidly register the other volume to the MRI when the two were not acquired in one frame of reference.
 
-    Switched on by ``enabled=True`` or, per data item, by a true ``item[flag_key]`` (the datalist field
-    ``"register": true``; an item's field wins over ``enabled``). When on, :func:`rigid_registration`
+    ``enabled`` is ``"auto"`` (default: register exactly when both volumes carry a ``FrameOfReferenceUID``
+    and they differ, as the Deploy application does), ``True`` (always) or ``False`` (never: the caller states
+    the volumes are aligned; a differing frame of reference is then logged as a warning). A data item's
+    ``item[flag_key]`` (the datalist field ``"register"``) wins over ``enabled``. When on, :func:`rigid_registration`
     finds the rigid transform and the other volume's ``affine`` is updated (its voxels are untouched);
     ``meta["rigid_registration"]`` holds the ``(4, 4)`` RAS matrix applied and
     ``meta["registration_metric"]`` the final metric. When off, the data pass unchanged.
@@ -160,7 +172,7 @@ class RigidRegisterd(MapTransform):
 
     Args:
         keys: the fixed (MRI) key and the moving key, e.g. ``["mri", "other"]``.
-        enabled: register every pair (default off).
+        enabled: ``"auto"``, ``True`` or ``False`` (strings such as ``"false"`` from the command line too).
         flag_key: data item key that switches registration per item (``None``: ignore items).
         kwargs: passed to :func:`rigid_registration` (``shrink_factors``, ``iterations``, ``init``, ...).
     """
@@ -168,23 +180,31 @@ class RigidRegisterd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection = ("mri", "other"),
-        enabled: bool = False,
+        enabled: bool | str = "auto",
         flag_key: str | None = "register",
         **kwargs,
     ) -> None:
         super().__init__(keys, allow_missing_keys=False)
         if len(self.keys) != 2:
             raise ValueError(f"RigidRegisterd needs exactly two keys (fixed MRI first), got {self.keys}.")
-        self.enabled = as_bool(enabled, "register")
+        self.enabled = _registration_mode(enabled, "register")
         self.flag_key = flag_key
         self.kwargs = kwargs
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
-        on = self.enabled
+        mode = self.enabled
         if self.flag_key is not None and d.get(self.flag_key) is not None:
-            on = as_bool(d[self.flag_key], f"the item's {self.flag_key!r} field")
+            mode = _registration_mode(d[self.flag_key], f"the item's {self.flag_key!r} field")
+        frames = [str((getattr(d[k], "meta", None) or {}).get("frame_of_reference_uid", "") or "") for k in self.keys]
+        differ = all(frames) and frames[0] != frames[1]
+        on = mode is True or (mode == "auto" and differ)
         if not on:
+            if differ:
+                logger.warning(
+                    "registration is off, but %s and %s have different frames of reference (%s / %s): they are "
+                    "fused as if aligned", *self.keys, *frames,
+                )
             return d
         k_fixed, k_moving = self.keys
         fixed, moving = d[k_fixed], d[k_moving]

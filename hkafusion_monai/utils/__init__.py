@@ -2,6 +2,7 @@
 
 from hkafusion_monai.utils.errors import (
     CheckpointError,
+    CheckpointNotFoundError,
     DataRootError,
     FusionInputError,
     HKAFusionError,
@@ -15,6 +16,7 @@ from hkafusion_monai.utils.tasks import TASK_MODALITY, modality_of_task
 __all__ = [
     "TASK_MODALITY",
     "CheckpointError",
+    "CheckpointNotFoundError",
     "DataRootError",
     "FusionInputError",
     "HKAFusionError",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CheckpointNotFoundError",
     "DataRootError",
     "FusionInputError",
     "HKAFusionError",
@@ -31,6 +32,10 @@ class RefusedPairError(FusionInputError):
 
 class CheckpointError(HKAFusionError, ValueError):
     """A weights file that is missing, unreadable, or not a checkpoint of this network."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No weights file where one was named; the message says how to pass one."""
 
 
 class DataRootError(HKAFusionError, FileNotFoundError):

@@ -1,0 +1,55 @@
+"""Reading a weights file safely: ``torch.load(weights_only=True)`` (no code runs from the file), with one
+clear error for every way a file can fail to be a checkpoint.
+
+torch's own messages for a text, truncated or empty file do not name the file, and one of them advises
+"re-running with weights_only=False will likely succeed", which would execute whatever the file holds;
+:func:`read_checkpoint` replaces them with a :class:`~hkafusion_monai.utils.errors.CheckpointError` that
+names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hkafusion_monai.utils.errors import CheckpointError, CheckpointNotFoundError
+
+__all__ = ["read_checkpoint", "state_dict_of"]
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, or a one-line :class:`CheckpointError` naming the file.
+
+    Raises:
+        CheckpointError: missing, empty, truncated, not a torch file, or holding objects other than tensors
+            and plain containers (never loaded unsafely).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointNotFoundError(f"{p}: no such checkpoint file")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: empty file, not a checkpoint")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refused a pickled object: the file may run code when loaded unsafely; it is not loaded
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p}: holds objects other than weights, refused for safety ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or another kind of file: {type(e).__name__})") from None
+
+
+def state_dict_of(checkpoint: Any, path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The network state dict in a checkpoint: the checkpoint itself, or its ``"model"`` entry (a
+    ``CheckpointSaver`` file holding the full training state)."""
+    if isinstance(checkpoint, Mapping) and "model" in checkpoint and isinstance(checkpoint["model"], Mapping):
+        checkpoint = checkpoint["model"]
+    if not isinstance(checkpoint, Mapping) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise CheckpointError(f"{path}: not a state dict of network weights (found {type(checkpoint).__name__})")
+    return checkpoint
