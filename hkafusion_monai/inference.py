@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.inferers import Inferer, SliceInferer
+from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
+from hkafusion_monai.io.bundle import default_bundle_dir
 from hkafusion_monai.io.writers import output_name
 from hkafusion_monai.utils import TASK_MODALITY, CheckpointError, CheckpointNotFoundError, as_bool
 from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
@@ -83,11 +84,20 @@ def load_weights(
     return network.eval()
 
 
-def bundle_version(meta_file: str | os.PathLike) -> str:
-    """The bundle's ``version`` from its ``metadata.json`` (``"unknown"`` if the file is missing)."""
+def bundle_version(meta_file: str | os.PathLike | None = None) -> str:
+    """The bundle version: ``version`` of a ``metadata.json``, or of the ``metadata.json`` a TorchScript
+    export (``.ts``, ``ckpt_export``) carries inside; ``None``: the bundle this package runs with (the source
+    checkout's, else the copy packaged in the wheel). ``"unknown"`` when the file is missing or unreadable."""
+    path = Path(meta_file) if meta_file is not None else default_bundle_dir() / "configs" / "metadata.json"
     try:
-        return str(json.loads(Path(meta_file).read_text()).get("version", "unknown"))
-    except (OSError, ValueError):
+        if path.suffix == ".ts":
+            extra = {"metadata.json": ""}
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            text = extra["metadata.json"]
+        else:
+            text = path.read_text()
+        return str(json.loads(text).get("version", "unknown"))
+    except (OSError, ValueError, RuntimeError):
         return "unknown"
 
 
@@ -228,19 +238,43 @@ class FusionInferer(Inferer):
     slice by slice along the last axis (axial slices of the ``PLS`` volume chain) with
     ``monai.inferers.SliceInferer``; returns ``(B, 1, H, W)`` or ``(B, 1, H, W, D)``.
 
+    Planes larger than ``max_pixels`` are fused in overlapping tiles with MONAI's ``SlidingWindowInferer``
+    (``tile_size``, 25 % overlap, Gaussian blending), so memory stays bounded whatever the image size (a
+    4096 x 4096 pair needed 13.7 GB whole). The network's channel attention (MDTA) pools over the whole
+    plane, so a tiled result differs slightly from a whole-plane one: docs/inference.md gives the measured
+    difference.
+
     Args:
-        sw_batch_size: slices per network call.
+        sw_batch_size: slices (or tiles) per network call.
         progress: a progress bar over a volume's slices (tqdm).
+        max_pixels: the largest plane (H x W) fused whole.
+        tile_size: the tile side for larger planes (a multiple of 32).
     """
 
-    def __init__(self, sw_batch_size: int = 8, progress: bool = False) -> None:
+    def __init__(
+        self, sw_batch_size: int = 8, progress: bool = False, max_pixels: int = 1024 * 1024, tile_size: int = 512
+    ) -> None:
         super().__init__()
         self.sw_batch_size = sw_batch_size
-        self.progress = progress
+        self.progress = as_bool(progress, "progress")
+        self.max_pixels = int(max_pixels)
+        self.tile_size = int(tile_size)
+
+    def _plane(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        if inputs.shape[-2] * inputs.shape[-1] <= self.max_pixels:
+            return network(inputs, *args, **kwargs)
+        tiler = SlidingWindowInferer(
+            roi_size=(self.tile_size, self.tile_size),
+            sw_batch_size=self.sw_batch_size,
+            overlap=0.25,
+            mode="gaussian",
+            progress=self.progress,
+        )
+        return tiler(inputs, network, *args, **kwargs)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         if inputs.ndim == 4:
-            return network(inputs, *args, **kwargs)
+            return self._plane(inputs, network, *args, **kwargs)
         if inputs.ndim != 5:
             raise ValueError(f"FusionInferer: expected (B, 2, H, W) or (B, 2, H, W, D), got {tuple(inputs.shape)}")
         slicer = SliceInferer(
@@ -250,7 +284,7 @@ class FusionInferer(Inferer):
             progress=self.progress,
             cache_roi_weight_map=False,
         )
-        return slicer(inputs, network, *args, **kwargs)
+        return slicer(inputs, lambda x: self._plane(x, network, *args, **kwargs))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -454,16 +488,17 @@ class Fuser:
 
 
 
-def shipped_weights(bundle_dir: str | os.PathLike, task: str) -> Path:
+def shipped_weights(bundle_dir: str | os.PathLike | None, task: str) -> Path:
     """The bundle's weights for ``task``: ``models/model_<task>.pt`` when a task-specific model is shipped,
-    else ``models/model.pt`` (the joint model trained on all three tasks)."""
-    models = Path(bundle_dir) / "models"
+    else ``models/model.pt`` (the joint model trained on all three tasks). ``bundle_dir=None``: the bundle
+    this package runs with (an installed wheel ships no weights: pass them)."""
+    models = Path(bundle_dir if bundle_dir is not None else default_bundle_dir()) / "models"
     specific = models / f"model_{task}.pt"
     return specific if specific.is_file() else models / "model.pt"
 
 
 def load_fuser(
-    bundle_dir: str | os.PathLike = "bundle",
+    bundle_dir: str | os.PathLike | None = None,
     task: str = "mri_pet",
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
@@ -473,33 +508,59 @@ def load_fuser(
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
     Args:
-        bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network).
+        bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network); default the
+            bundle this package runs with: the source checkout's ``bundle/``, else the configs packaged in the
+            installed wheel (:func:`hkafusion_monai.io.bundle.default_bundle_dir`).
         task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
         weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``), or a TorchScript
-            ``.ts`` export; default :func:`shipped_weights` (``models/model_<task>.pt`` if shipped, else the
-            joint ``models/model.pt``).
+            ``.ts`` export, which needs no config (the network, and the ``inference.json`` settings it was
+            exported with, travel inside it); default :func:`shipped_weights` (``models/model_<task>.pt`` if
+            shipped, else the joint ``models/model.pt``).
         device: default CUDA when available, else CPU.
         config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
         stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
             test code does (docs/results.md).
 
     Raises:
-        FileNotFoundError: no checkpoint at ``weights`` (the message says how to pass one).
+        CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
+            pass one).
+        CheckpointError: a file that is not a readable checkpoint or TorchScript model (named).
+        FileNotFoundError: a checkpoint without the inference config that defines its network.
     """
-    bundle_dir = Path(bundle_dir)
+    bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
     if weights is None:
         weights = shipped_weights(bundle_dir, task)
     if not Path(weights).is_file():
-        raise FileNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
-    parser = ConfigParser()
-    parser.read_config(str(config_file or bundle_dir / "configs" / "inference.json"))
+        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     if str(weights).endswith(".ts"):  # a TorchScript export (ckpt_export): the network travels with its weights
-        network = torch.jit.load(str(weights), map_location="cpu").eval()
+        extra = {"inference.json": ""}  # and the settings it was exported with
+        try:
+            network = torch.jit.load(str(weights), map_location="cpu", _extra_files=extra).eval()
+        except (RuntimeError, ValueError, OSError, EOFError) as e:
+            detail = " ".join(str(e).split()).split(". ")[0][:120]  # torch's first sentence names the fault
+            raise CheckpointError(
+                f"{weights}: not a readable TorchScript model (empty, truncated or another kind of file: {detail})"
+            ) from None
+        try:
+            ct_window = json.loads(extra["inference.json"] or "{}").get("ct_window", CT_BRAIN_WINDOW)
+        except (ValueError, AttributeError):
+            ct_window = CT_BRAIN_WINDOW
+        if not (isinstance(ct_window, (list, tuple)) and len(ct_window) == 2):
+            ct_window = CT_BRAIN_WINDOW
+        ct_window = [float(v) for v in ct_window]
     else:
+        config = Path(config_file or bundle_dir / "configs" / "inference.json")
+        if not config.is_file():
+            raise FileNotFoundError(
+                f"{config}: no inference config defining the network for the checkpoint {weights}; pass "
+                "bundle_dir= or config_file=, or a TorchScript export (.ts), which needs none"
+            )
+        parser = ConfigParser()
+        parser.read_config(str(config))
         network = parser.get_parsed_content("network_def", instantiate=True)
         load_weights(network, weights, map_location="cpu")
-    ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
+        ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
     return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch)
 
 

@@ -1,0 +1,35 @@
+"""Build hook only; the project's metadata is in pyproject.toml.
+
+The wheel carries the bundle's run-time files (:data:`hkafusion_monai.io.bundle.BUNDLE_RUNTIME_FILES`: the
+network definition, the preprocessing settings and the version) as package data under
+``hkafusion_monai/_bundle/``, so that the installed package, and a MONAI Application Package built from it,
+runs without the source tree. ``bundle/`` stays their one home; they are copied when the wheel is built.
+"""
+
+import importlib.util
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+# the list's one home, read without importing the package
+_spec = importlib.util.spec_from_file_location("_bundle_files", Path(__file__).parent / "hkafusion_monai/io/bundle.py")
+_bundle_files = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bundle_files)
+BUNDLE_RUNTIME_FILES = _bundle_files.BUNDLE_RUNTIME_FILES
+
+
+class BuildPyWithBundleFiles(build_py):
+    """``build_py`` that also copies the bundle's run-time files into the built package."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):  # an editable install reads <repo>/bundle itself
+            return
+        for relative in BUNDLE_RUNTIME_FILES:
+            target = Path(self.build_lib) / "hkafusion_monai" / "_bundle" / relative
+            self.mkpath(str(target.parent))
+            self.copy_file(str(Path("bundle") / relative), str(target))
+
+
+setup(cmdclass={"build_py": BuildPyWithBundleFiles})
