@@ -31,6 +31,21 @@ RECIPES: dict[str, dict] = {
     "λ (0.1, 10, 1)": {"loss#lambda_s": 0.1, "loss#lambda_grad": 10.0, "loss#lambda_inten": 1.0},
     "FILM λ (0, 20, 1)": {"loss#lambda_s": 0.0, "loss#lambda_grad": 20.0, "loss#lambda_inten": 1.0},
     "λ (0, 10, 4)": {"loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0},
+    # round 2: the better weights with synthetic hot spots, full images, a higher lr
+    "λ (0, 10, 4) + hot spots": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
+    },
+    "λ (0, 10, 2) + hot spots": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 2.0, "hot_spot_prob": 0.3,
+    },
+    "λ (0, 10, 4) + hot spots, full 256² batch 2": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
+        "roi_size": [256, 256], "batch_size": 2,
+    },
+    "λ (0, 10, 4) + hot spots, lr 1e-3": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
+        "learning_rate": 0.001, "min_learning_rate": 1e-05,
+    },
 }
 #: the shared budget: 300 steps of 8 random 128x128 crops of the joint training pairs, warm-started from the
 #: weights shipped before this comparison, Adam 2e-4 cosine to 2e-5, validated every 100 steps, seed 0

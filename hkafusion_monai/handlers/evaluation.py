@@ -19,6 +19,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 
 from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
 from hkafusion_monai.handlers.tracking import name_digest
+from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -43,12 +44,7 @@ def metric_display_name(key: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)
 
 
 class FusionEvaluationReport:

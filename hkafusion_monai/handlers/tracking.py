@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from hkafusion_monai.io.atomic import atomic_write
+
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -251,9 +253,8 @@ class MLflowRunRecorder:
         if self.output_dir is not None and config:
             Path(self.output_dir).mkdir(parents=True, exist_ok=True)
             written = Path(self.output_dir) / "executed_config.json"
-            tmp = written.with_suffix(".tmp")
-            tmp.write_text(json.dumps(config, indent=2))
-            tmp.replace(written)
+            text = json.dumps(config, indent=2)
+            atomic_write(written, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)
 
         handler = self.mlflow_handler
         if handler is None or getattr(handler, "cur_run", None) is None:
@@ -377,9 +378,8 @@ class FusionGridHandler:
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / self.filename.format(epoch=int(engine.state.epoch))
-        tmp = path.with_suffix(".tmp.png")
-        Image.fromarray(fusion_grid(columns)).save(tmp)
-        tmp.replace(path)
+        grid = Image.fromarray(fusion_grid(columns))
+        atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"), overwrite=True)
         self.last_path = path
         handler = self.mlflow_handler
         if handler is not None and getattr(handler, "cur_run", None) is not None:

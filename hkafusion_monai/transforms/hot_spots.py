@@ -9,11 +9,15 @@ library synthesises lesions in 2-D fusion pairs.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
 
-__all__ = ["HotSpot", "paint_hot_spot"]
+__all__ = ["HotSpot", "RandHotSpotd", "paint_hot_spot"]
 
 
 class HotSpot(tuple):
@@ -113,3 +117,67 @@ def paint_hot_spot(
         if luma[core].mean() - luma[surround].mean() >= min_contrast:
             return HotSpot(painted.astype(other_in.dtype), core, surround)
     raise ValueError(f"paint_hot_spot: no placement in {tries} tries gave a contrast of {min_contrast}.")
+
+
+class RandHotSpotd(RandomizableTransform, MapTransform):
+    """Training augmentation: with probability ``prob``, paint one bright blob into channel 1 (the CT/PET/SPECT)
+    of a stacked ``(2, H, W)`` pair in [0, 1] (:func:`paint_hot_spot`).
+
+    Real training pairs hold few small hot lesions, and a fusion trained on them learns to let the MRI's
+    structure win over small bright uptake. Synthetic lesions are a common remedy; the loss (the intensity
+    term's ``max(A, B)`` target and the gradient term) then teaches the network to keep them. The radius and
+    level are drawn from wider ranges than the hot-spot *check* uses (radius 3-6, level 235), and from the
+    training pairs only, so the check is not the training distribution. A crop without room for a blob is
+    left unchanged.
+
+    Args:
+        keys: the stacked image key(s).
+        prob: probability of painting a blob into a sample.
+        radius_range: inclusive range of the core radius (pixels).
+        level_range: range of the core's luminance, in [0, 1].
+        min_contrast: smallest contrast over the surround, in [0, 1].
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        prob: float = 0.3,
+        radius_range: tuple[int, int] = (2, 9),
+        level_range: tuple[float, float] = (0.55, 1.0),
+        min_contrast: float = 0.1,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.radius_range = (int(radius_range[0]), int(radius_range[1]))
+        self.level_range = (float(level_range[0]), float(level_range[1]))
+        self.min_contrast = float(min_contrast)
+        self._seed = 0
+        self._level = 1.0
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(None)
+        self._seed = int(self.R.randint(0, 2**31 - 1))
+        self._level = float(self.R.uniform(*self.level_range))
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            image = d[key]
+            arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            if arr.ndim != 3 or arr.shape[0] != 2:
+                raise ValueError(f"RandHotSpotd: {key} must be a stacked (2, H, W) pair, got {arr.shape}")
+            try:
+                spot = paint_hot_spot(
+                    arr[0], arr[1], seed=self._seed, radius_range=self.radius_range, level=self._level * 255.0,
+                    max_value=1.0, min_contrast=self.min_contrast * 255.0, tries=8,
+                )
+            except ValueError:  # no room for a blob in this crop
+                continue
+            painted = torch.as_tensor(spot.painted, dtype=image.dtype if isinstance(image, torch.Tensor) else None)
+            out = image.clone() if isinstance(image, torch.Tensor) else arr.copy()
+            out[1] = painted
+            d[key] = out
+        return d
