@@ -1,29 +1,38 @@
-"""The MONAI Deploy application end to end on phantom studies, and each selection/geometry failure.
+"""The MONAI Deploy application at its entry point (``python -m hkafusion_monai.deploy``): whole phantom
+studies, the series choice, every refusal, the command line and log, Ctrl-C, and symbolic-link loops.
 
-Runs ``python -m hkafusion_monai.deploy`` as a user or a MAP would. Needs requirements-deploy.txt
-(monai-deploy-app-sdk): skipped without it locally, failed under CI.
+Most cases call the entry point's ``main()`` in this process (no interpreter start-up per case); the MAP
+paths, the CPU log and Ctrl-C run it as a process. Needs requirements-deploy.txt (monai-deploy-app-sdk):
+skipped without it locally, failed under CI. Sending to a PACS: ``test_pacs.py``; the installed wheel:
+``test_installed.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 import torch
+from _deploy import check_derived_series, copy_series, digest, make_study, run_main, series_folders
 from _inference import random_checkpoint
 from conftest import REPO_ROOT, require_module
 
 from hkafusion_monai.inference import load_fuser
 from hkafusion_monai.transforms.volume import LoadFusionVolumed
 
-MODALITY = {"CT": "CT", "PT": "PET"}
+MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT"}
+NOISE = re.compile(r"cuda|nvimgcodec|nvimagecodec|stack size|gxf|\[info\]|\[warning\]", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,71 +45,105 @@ def checkpoint(tmp_path_factory) -> Path:
     return random_checkpoint(tmp_path_factory)
 
 
-def _study(root: Path, subject: Path, series: list[str]) -> Path:
-    """A study folder holding copies of the subject's named series folders."""
-    root.mkdir(parents=True)
-    for name in series:
-        shutil.copytree(subject / name, root / name)
-    return root
-
-
-def _deploy(inp: Path, out: Path, model: Path, map_env: bool = False) -> subprocess.CompletedProcess:
-    """Run the application's command line; ``map_env`` passes the paths as a MAP does (``HOLOSCAN_*_PATH``)."""
-    environ = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "hkafusion_monai.deploy"]
-    if map_env:
-        environ.update(HOLOSCAN_INPUT_PATH=str(inp), HOLOSCAN_OUTPUT_PATH=str(out), HOLOSCAN_MODEL_PATH=str(model))
-    else:
-        cmd += ["-i", str(inp), "-o", str(out), "-m", str(model)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=environ)
-
-
 def _load(folder: Path) -> torch.Tensor:
     return LoadFusionVolumed(["v"])({"v": str(folder)})["v"]
 
 
-@pytest.mark.parametrize("secondary", ["CT", "PT"])
-def test_end_to_end(phantom: Path, tmp_path: Path, checkpoint: Path, secondary: str):
-    subject = phantom / "dicom" / "sub-001"
-    study = _study(tmp_path / "in", subject, ["MR", secondary])
-    before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+def _deploy_process(env: dict[str, str], *args: str) -> subprocess.Popen:
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    cmd = [sys.executable, "-m", "hkafusion_monai.deploy", *args]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_study_with_ct_pet_and_spect_gives_one_series_per_pair(phantom, tmp_path, checkpoint, capfd):
+    """MR + CT + PT + NM: three derived series, each on the MR grid (SimpleITK), valid (dciodvfy), with the
+    pixels of ``load_fuser(...).fuse_volumes`` on the same series; the inputs unchanged; the log one line per
+    selected and per written series."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-001")
+    before = digest(study)
     out = tmp_path / "out"
-    proc = _deploy(study, out, checkpoint, map_env=secondary == "CT")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before, "an input was modified"
-    (series_dir,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    files = sorted(series_dir.glob("MR_*.dcm"))
-    mr_files = sorted((study / "MR").iterdir())
-    assert len(files) == len(mr_files)
-
-    # UIDs: same patient, study and frame of reference; a new series of new instances
-    src = pydicom.dcmread(mr_files[0], stop_before_pixels=True)
-    other = pydicom.dcmread(next((study / secondary).iterdir()), stop_before_pixels=True)
-    out_ds = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
-    assert {d.StudyInstanceUID for d in out_ds} == {src.StudyInstanceUID}
-    assert {d.PatientID for d in out_ds} == {src.PatientID}
-    assert {d.FrameOfReferenceUID for d in out_ds} == {src.FrameOfReferenceUID}
-    (new_series,) = {d.SeriesInstanceUID for d in out_ds}
-    assert new_series not in (src.SeriesInstanceUID, other.SeriesInstanceUID)
-    src_uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in mr_files}
-    assert not src_uids & {d.SOPInstanceUID for d in out_ds}
-    assert {i.SeriesInstanceUID for i in out_ds[0].ReferencedSeriesSequence} == {
-        src.SeriesInstanceUID, other.SeriesInstanceUID
-    }
-
-    # geometry: the fused series lies exactly on the MR grid
-    fused = _load(series_dir)
-    mri, sec = _load(study / "MR"), _load(study / secondary)
-    np.testing.assert_allclose(fused.affine.numpy(), mri.affine.numpy(), atol=1e-4)
-    assert fused.shape == mri.shape
-
-    # pixels: what load_fuser gives on the same volumes, within the 16-bit quantisation
+    code = run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)])
+    captured = capfd.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert digest(study) == before, "an input was modified"
+    folders = series_folders(out)
+    assert sorted(folders) == ["CT", "NM", "PT"]
     fuser = load_fuser(weights=checkpoint, task="mri_pet", device="cpu")
-    expected = fuser.fuse_volumes(mri, sec, modality=MODALITY[secondary]).as_tensor()
-    got = fused.as_tensor().float() / 65535.0
-    assert expected.shape == got.shape
-    assert float((got - expected).abs().max()) <= 1.0 / 65535.0 + 1e-6
-    assert float(expected.max() - expected.min()) > 0.01  # not a constant (a random network varies little)
+    mri = _load(study / "MR")
+    numbers = set()
+    for modality, folder in folders.items():
+        headers = check_derived_series(folder, study / "MR", study / modality)
+        numbers.add(int(headers[0].SeriesNumber))
+        fused = _load(folder)
+        np.testing.assert_allclose(fused.affine.numpy(), mri.affine.numpy(), atol=1e-4)
+        expected = fuser.fuse_volumes(mri, _load(study / modality), modality=MODALITY[modality]).as_tensor()
+        got = fused.as_tensor().float() / 65535.0
+        assert float((got - expected).abs().max()) <= 1.0 / 65535.0 + 1e-6, modality
+        assert float(expected.max() - expected.min()) > 0.01
+    assert len(numbers) == 3  # one series number per derived series
+    lines = captured.err.strip().splitlines()
+    assert len([line for line in lines if " INFO selected " in line]) == 4, captured.err
+    assert len([line for line in lines if " INFO wrote " in line]) == 3, captured.err
+    assert "3 derived series written" in captured.out and "HKAFusion 0.2.0" in captured.out
+
+
+def test_map_paths_and_a_quiet_cpu_log(phantom, tmp_path, checkpoint):
+    """As a MAP runs it (``HOLOSCAN_*_PATH``, the model as a folder): no CUDA, nvImageCodec, stack-size or
+    Holoscan lines, only the application's own."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    models = tmp_path / "models"
+    models.mkdir()
+    os.symlink(checkpoint, models / "model.pt")
+    out = tmp_path / "out"
+    env = {"HOLOSCAN_INPUT_PATH": str(study), "HOLOSCAN_OUTPUT_PATH": str(out), "HOLOSCAN_MODEL_PATH": str(models)}
+    proc = _deploy_process({**env, "CUDA_VISIBLE_DEVICES": ""})
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert not NOISE.search(stderr + stdout), stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 4, stderr  # the model, 2 selected series, 1 written series
+    assert "on cpu" in lines[0] and "selected MR #1" in lines[1] and "selected PT #3" in lines[2]
+    assert "wrote HKAFusion MR+PT" in lines[3]
+    assert stdout.startswith("HKAFusion 0.2.0: 1 derived series written")
+    check_derived_series(series_folders(out)["PT"], study / "MR", study / "PT")
+
+
+def test_several_mr_series_choose_the_same_frame_and_largest_coverage(phantom, tmp_path, checkpoint, capfd):
+    """Two MR series: a PET in the first one's frame of reference is fused with it, not with a re-scan of
+    smaller coverage in its own frame (registered), and the log says which and why."""
+    subject = phantom / "dicom" / "sub-000"
+    study = make_study(tmp_path / "in", subject, ["MR", "PT"])
+    copy_series(subject / "MR", study / "MR2", drop=8, SeriesNumber=5, SeriesDescription="T1 rescan",
+                FrameOfReferenceUID=pydicom.uid.generate_uid())
+    out = tmp_path / "out"
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
+    err = capfd.readouterr().err
+    assert re.search(r"selected PT #3 .*fused with MR #1 \(same frame of reference, largest coverage of 2 MR", err), err
+    (folder,) = series_folders(out).values()
+    check_derived_series(folder, study / "MR", study / "PT")
+
+
+def test_rules_narrow_the_pairs(phantom, tmp_path, checkpoint, monkeypatch):
+    """Rules naming the modality leave one pair; its colour series is written beside it."""
+    from hkafusion_monai.deploy.operators import DEFAULT_RULES
+
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "CT", "PT", "NM"])
+    rules = json.loads(DEFAULT_RULES.read_text())
+    rules["selections"][1]["conditions"]["Modality"] = "(?i)^PT$"
+    rules["fusion"]["colour_series"] = True
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(json.dumps(rules))
+    out = tmp_path / "out"
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), "--rules", str(rules_file)]) == 0
+    (series_dir,) = list(out.iterdir())
+    ds = pydicom.dcmread(sorted(series_dir.glob("MR_*.dcm"))[0], stop_before_pixels=True)
+    assert "MR+PT" in ds.SeriesDescription
+    sc = sorted(series_dir.glob("SC_*.dcm"))
+    assert len(sc) == len(list(series_dir.glob("MR_*.dcm")))
+    assert pydicom.dcmread(sc[0]).PhotometricInterpretation == "RGB"
+    # an existing series is kept unless --overwrite
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), "--rules", str(rules_file)]) == 1
+    assert list(out.iterdir()) == [series_dir]
 
 
 def _shift(folder: Path, mm: float) -> None:
@@ -117,66 +160,158 @@ def _drop_position(folder: Path) -> None:
     ds.save_as(f)
 
 
+def _set(folder: Path, **changes) -> None:
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        for tag, value in changes.items():
+            setattr(ds, tag, value)
+        ds.save_as(f)
+
+
 @pytest.mark.parametrize(
     "series, edit, message",
     [
         (["CT"], None, "no MR series matches"),
-        (["MR"], None, "no CT, PET \\(PT\\) or SPECT \\(NM\\) series matches"),
-        (["MR", "CT", "PT"], None, "2 series match the 'secondary' selection rule"),
+        (["MR"], None, r"no CT, PET \(PT\) or SPECT \(NM\) series matches"),
         (["MR", "PT"], "shift", "do not overlap"),
         (["MR", "PT"], "no-position", "no valid ImagePositionPatient"),
+        (["MR", "CT", "PT"], "foreign-patient", r"2 different patients.*allow_patient_mismatch.*'OTHER-PATIENT': PT #3"),
+        (["MR", "PT"], "never-register", r"different frames of reference .* 'never'"),
     ],
-    ids=["no-mr", "no-secondary", "two-candidates", "no-overlap", "slice-without-position"],
+    ids=["no-mr", "no-secondary", "no-overlap", "slice-without-position", "foreign-patient", "unregistrable"],
 )
-def test_selection_and_geometry_failures(phantom, tmp_path, checkpoint, capfd, series, edit, message):
-    study = _study(tmp_path / "in", phantom / "dicom" / "sub-000", series)
+def test_refusals_name_the_series_and_write_nothing(phantom, tmp_path, checkpoint, capfd, series, edit, message):
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", series)
+    argv = []
     if edit == "shift":
         _shift(study / "PT", 2000.0)
     elif edit == "no-position":  # the SDK would drop this slice and fuse a shorter series
         _drop_position(study / "MR")
+    elif edit == "foreign-patient":  # issue 14 #1: a foreign patient's PET filed in the MR's study
+        _set(study / "PT", PatientID="OTHER-PATIENT", PatientName="Other^Patient")
+    elif edit == "never-register":
+        _set(study / "PT", FrameOfReferenceUID=pydicom.uid.generate_uid())
+        rules = json.loads((REPO_ROOT / "hkafusion_monai" / "deploy" / "selection_rules.json").read_text())
+        rules["fusion"]["registration"] = "never"
+        (tmp_path / "rules.json").write_text(json.dumps(rules))
+        argv = ["--rules", str(tmp_path / "rules.json")]
     out = tmp_path / "out"
-    # in this process (the entry point's main(), as the command line calls it): no interpreter start-up per case
-    from hkafusion_monai.deploy.__main__ import main
-
-    code = main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)])
+    code = run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), *argv])
     stderr = capfd.readouterr().err
     assert code == 1, stderr[-3000:]
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert errors, stderr[-3000:]
-    assert re.search(message, stderr), stderr[-3000:]
-    assert str(study) in stderr or "series" in stderr
+    assert len(errors) == 1 and errors[0] == stderr.strip().splitlines()[-1], stderr[-3000:]
+    assert re.search(message, errors[0]), errors[0]
+    assert "Traceback" not in stderr
     assert not out.exists() or not any(out.iterdir()), "something was written"
 
 
-def test_rules_decide_between_candidates(phantom, tmp_path, checkpoint, monkeypatch):
-    """Several candidates pass when the rules name the modality; the written series references PET."""
-    import json
-
-    from hkafusion_monai.deploy.operators import DEFAULT_RULES
-
-    study = _study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "CT", "PT"])
-    rules = json.loads(DEFAULT_RULES.read_text())
-    rules["selections"][1]["conditions"]["Modality"] = "(?i)^PT$"
-    rules["fusion"]["colour_series"] = True
-    rules_file = tmp_path / "rules.json"
-    rules_file.write_text(json.dumps(rules))
+def test_a_foreign_patient_is_fused_only_with_the_documented_override(phantom, tmp_path, checkpoint):
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    _set(study / "PT", PatientID="OTHER-PATIENT")
+    rules = json.loads((REPO_ROOT / "hkafusion_monai" / "deploy" / "selection_rules.json").read_text())
+    rules["fusion"]["allow_patient_mismatch"] = True
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
     out = tmp_path / "out"
-    monkeypatch.setenv("HKAFUSION_RULES", str(rules_file))
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), "--rules", str(tmp_path / "rules.json")]) == 0
+    (folder,) = series_folders(out).values()
+    assert pydicom.dcmread(next(folder.glob("MR_*.dcm")), stop_before_pixels=True).PatientID != "OTHER-PATIENT"
+
+
+@pytest.mark.parametrize("name, content", [("model.pt", b"not a checkpoint\n"), ("model.ts", b""), ("model.pt", "truncated")])
+def test_a_bad_model_is_one_line_naming_the_file(phantom, tmp_path, checkpoint, capfd, name, content):
+    """Issue 14 #10: a text, empty or truncated ``-m`` file: one line naming it, never torch's advice to load
+    it unsafely, exit 1."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    model = tmp_path / name
+    model.write_bytes(checkpoint.read_bytes()[:20000] if content == "truncated" else content)
+    out = tmp_path / "out"
+    code = run_main(["-i", str(study), "-o", str(out), "-m", str(model)])
+    stderr = capfd.readouterr().err
+    assert code == 1, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and str(model) in last, stderr[-3000:]
+    assert "will likely succeed" not in stderr and "weights_only=False" not in stderr and "Traceback" not in stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_symbolic_link_loop_is_skipped_with_a_warning(phantom, tmp_path, checkpoint, capfd):
+    """Issue 14 #12: links back up the study folder (and a second path to a series) are read once, and said."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    os.symlink("..", study / "MR" / "loop")
+    os.symlink(study / "PT", study / "PT-again")
+    out = tmp_path / "out"
+    code = run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)])
+    err = capfd.readouterr().err
+    assert code == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if " WARNING skipped " in line]
+    assert len(warnings) == 2 and all("already read" in w for w in warnings), err
+    assert any(str(study / "MR" / "loop") in w for w in warnings)
+    (folder,) = series_folders(out).values()
+    check_derived_series(folder, study / "MR", study / "PT")
+
+
+def test_help_lists_the_application_options_first(capsys):
     from hkafusion_monai.deploy.__main__ import main
 
-    assert main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
-    (series_dir,) = list(out.iterdir())
-    ds = pydicom.dcmread(sorted(series_dir.glob("MR_*.dcm"))[0], stop_before_pixels=True)
-    assert "MR+PT" in ds.SeriesDescription
-    sc = sorted(series_dir.glob("SC_*.dcm"))
-    assert len(sc) == len(list(series_dir.glob("MR_*.dcm")))
-    assert pydicom.dcmread(sc[0]).PhotometricInterpretation == "RGB"
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("-i FOLDER", "-o FOLDER", "-m MODEL", "--rules FILE", "--send AE@HOST:PORT", "--calling-ae AE"):
+        assert option in text, option
+    assert text.index("--send") < text.index("MONAI Deploy SDK options") < text.index("--workdir")
+    assert not NOISE.search(text)
+
+
+def test_usage_errors(tmp_path, capfd):
+    assert run_main(["--no-such-option"]) == 2
+    assert run_main(["-i", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 1
+    err = capfd.readouterr().err
+    assert "unknown option --no-such-option" in err and f"-i {tmp_path / 'missing'}: not a folder" in err
+
+
+def _silent_dicom_port(held: list) -> tuple[socket.socket, int]:
+    """A TCP port that accepts connections and never answers (a hung DICOM destination); the accepted
+    connections are kept open in ``held``."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_ctrl_c_stops_the_application(phantom, tmp_path, checkpoint):
+    """Issue 14 #11: Ctrl-C ends a run promptly, even while the graph runs (here: waiting on a DICOM
+    destination that never answers), with exit status 130 and no temporary folder left."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    out = tmp_path / "out"
+    held: list = []
+    server, port = _silent_dicom_port(held)
+    try:
+        proc = _deploy_process(
+            {}, "-i", str(study), "-o", str(out), "-m", str(checkpoint), "--send", f"SILENT@127.0.0.1:{port}"
+        )
+        lines = []
+        for line in proc.stderr:  # wait until the series is written: the application then waits on the send
+            lines.append(line)
+            if " INFO wrote " in line:
+                break
+        assert proc.poll() is None, "".join(lines) + proc.stderr.read()
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=20)
+        assert time.monotonic() - start < 10
+    finally:
+        for connection, _ in held:
+            connection.close()
+        server.close()
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "interrupted" in rest
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_app_yaml_matches_the_bundle():
     """The MAP settings name this bundle's version, and the application folder has what the packager needs."""
-    import json
-
     import yaml
 
     deploy = REPO_ROOT / "hkafusion_monai" / "deploy"

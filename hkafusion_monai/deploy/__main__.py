@@ -1,36 +1,178 @@
-"""``python -m hkafusion_monai.deploy -i <dicom folder> -o <output folder> [-m <model>] [-l LEVEL]``.
+"""``python -m hkafusion_monai.deploy -i <study folder> -o <output folder> [-m <model>] [options]``.
 
-Exit status 0 when the fused series was written; 1 with one ``error:`` line (the input and the problem) when
-the input, the selection, the geometry or the output folder is at fault, and nothing is written.
+Exit status: 0 when every derived series was written (and sent, with ``--send``); 1 with one ``error:`` line
+(the input and the problem) when the input, the selection, a pair, the model or the output folder is at
+fault, and nothing is written; 2 for a bad command line; 3 when the series were written but the DICOM
+destination refused them or could not be reached; 130 (143) when interrupted by Ctrl-C (SIGTERM), with no
+partial series left behind.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import logging
+import os
 import sys
+import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "parser"]
+
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_SENT = 1, 2, 3
+_STACK_BYTES = 32 << 20  # what Holoscan recommends
+
+
+def parser() -> argparse.ArgumentParser:
+    """The application's own options (``--help`` prints them before the MONAI Deploy SDK's)."""
+    p = argparse.ArgumentParser(
+        prog="python -m hkafusion_monai.deploy",
+        description=(
+            "HKAFusion (research use only): fuse the MR series of a DICOM study with each of its CT, PET (PT) and "
+            "SPECT (NM) series, writing one derived MR series per pair (docs/deploy.md)."
+        ),
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-i", "--input", metavar="FOLDER", help="the study folder (default: HOLOSCAN_INPUT_PATH)")
+    p.add_argument("-o", "--output", metavar="FOLDER", help="where the series folders go (default: HOLOSCAN_OUTPUT_PATH)")
+    p.add_argument(
+        "-m", "--model", metavar="MODEL",
+        help="model.ts (TorchScript), model.pt (checkpoint) or a folder holding one (default: HOLOSCAN_MODEL_PATH, "
+        "else the source checkout's bundle/models)",
+    )
+    p.add_argument("--rules", metavar="FILE", help="selection rules (default: HKAFUSION_RULES, else the packaged file)")
+    p.add_argument("--send", metavar="AE@HOST:PORT", help="send every written series to this DICOM destination (C-STORE)")
+    p.add_argument("--calling-ae", metavar="AE", default=None, help="this application's AE title when sending (default HKAFUSION)")
+    p.add_argument("--overwrite", action="store_true", help="replace series folders of an earlier run")
+    p.add_argument("--task", default="mri_pet", help="the bundle task whose network config a .pt checkpoint uses")
+    p.add_argument(
+        "-l", "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"], default="INFO",
+        help="INFO: one line per selected series, per written series, and the result; DEBUG adds the SDK's and "
+        "Holoscan's own logs",
+    )
+    p.add_argument("-h", "--help", action="store_true", help="show this help (and the SDK's options) and exit")
+    return p
+
+
+def _sdk_help() -> str:
+    """The MONAI Deploy SDK's own options, from its parser."""
+    from monai.deploy.core.arg_parser import parse_args
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        parse_args([sys.executable, "--help"])
+    text = out.getvalue()
+    return text[text.find("options:"):] if "options:" in text else text
+
+
+def _quiet_runtime(debug: bool) -> None:
+    """Before the SDK (and Holoscan) load: no stack-size, CUDA or nvImageCodec notices on a CPU run.
+
+    The stack limit is raised to Holoscan's recommended 32 MiB where the hard limit allows it (a container's
+    ``--ulimit stack`` is the other way); Holoscan's own log shows errors only, unless ``debug``.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft != resource.RLIM_INFINITY and soft < _STACK_BYTES and (hard == resource.RLIM_INFINITY or hard >= _STACK_BYTES):
+        resource.setrlimit(resource.RLIMIT_STACK, (_STACK_BYTES, hard))
+    if not debug:
+        os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
+        warnings.filterwarnings("ignore", message=r"Current stack size", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=r".*nvImageCodec.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hkafusion_monai.deploy.app import HKAFusionDeployApp
-    from hkafusion_monai.transforms.reader import FusionInputError
+    """The command line; returns the exit status (see the module docstring)."""
+    args, rest = parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    if args.help:
+        _quiet_runtime(debug=False)
+        print(parser().format_help().rstrip())
+        print("\nMONAI Deploy SDK options, also accepted (" + "-i, -o, -m and -l are the ones above):\n")
+        print(_sdk_help().rstrip())
+        return 0
+    unknown = [a for a in rest if a.startswith("-") and a not in ("-w", "--workdir", "-t", "--triton-server-netloc")]
+    if unknown:
+        parser().print_usage(sys.stderr)
+        print(f"error: unknown option {unknown[0]} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    debug = args.log_level == "DEBUG"
+    _quiet_runtime(debug)
 
+    from hkafusion_monai.deploy.app import HKAFusionDeployApp, configure_logging
+    from hkafusion_monai.deploy.operators import remove_partial_output
+    from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE
+    from hkafusion_monai.utils.cli import install_cli_handlers, restore_sigint
+    from hkafusion_monai.utils.errors import HKAFusionError
+
+    install_cli_handlers()  # Ctrl-C back from Holoscan, SIGTERM -> SystemExit: both reach the loop below
+    configure_logging(args.log_level)
+    if args.model is not None and not Path(args.model).exists():
+        print(f"error: -m {args.model}: no such model file or folder", file=sys.stderr)
+        return EXIT_ERROR
+    if args.input is not None and not Path(args.input).is_dir():
+        print(f"error: -i {args.input}: not a folder (the input is a folder holding one DICOM study)", file=sys.stderr)
+        return EXIT_ERROR
     # holoscan drops the first item (the interpreter); the SDK's parser then drops the program name
-    argv = [sys.executable, "hkafusion_monai.deploy", *(sys.argv[1:] if argv is None else argv)]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sdk_argv = [sys.executable, "hkafusion_monai.deploy", *rest]
+    for flag, value in (("-i", args.input), ("-o", args.output), ("-m", args.model)):
+        if value is not None:
+            sdk_argv += [flag, str(value)]
+    sdk_argv += ["-l", "DEBUG" if debug else "CRITICAL"]  # the SDK logs its parsed arguments at INFO
+    output = Path(args.output or os.environ.get("HOLOSCAN_OUTPUT_PATH", "output"))
+    before = set(os.listdir(output)) if output.is_dir() else set()
+    start = time.perf_counter()
+    app = None
     try:
-        app = HKAFusionDeployApp(argv)
-        app.run()
-    except (FusionInputError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    written = app.writer.written if app.writer is not None else {}
-    if not written.get("mr"):
-        print("error: the application ended without writing a fused series (see the log above)", file=sys.stderr)
-        return 1
-    print(f"wrote {len(written['mr'])} fused MR instance(s) to {written['mr'][0].parent}")
-    if written.get("sc"):
-        print(f"wrote {len(written['sc'])} RGB secondary capture instance(s) beside them")
+        app = HKAFusionDeployApp(
+            sdk_argv, rules=args.rules, send=args.send, calling_ae=args.calling_ae or DEFAULT_CALLING_AE,
+            overwrite=args.overwrite, task=args.task, log_level=args.log_level,
+        )
+        future = app.run_async()
+        while True:  # the main thread waits here, so that Ctrl-C and SIGTERM reach Python at once
+            restore_sigint()  # Holoscan installs its own SIGINT handler when the graph starts
+            try:
+                future.result(timeout=0.2)
+                break
+            except TimeoutError:
+                continue
+    except (KeyboardInterrupt, SystemExit) as e:
+        code = 130 if isinstance(e, KeyboardInterrupt) else (e.code if isinstance(e.code, int) else 143)
+        remove_partial_output(output, before)
+        print("interrupted: no partial series left in the output folder" , file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)  # the graph's worker thread cannot be stopped mid-operator
+    except (HKAFusionError, OSError, ValueError) as e:
+        sent_failed = app is not None and app.sender is not None and app.writer is not None and app.writer.written
+        if sent_failed:
+            written = sum(len(f.written) for f in app.writer.written)
+            print(f"error: {_one_line(e)} (the {written} written instance(s) stay in {output})", file=sys.stderr)
+            return EXIT_NOT_SENT
+        if debug:
+            raise
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    written = app.writer.written if app.writer is not None else []
+    if not written:
+        print("error: the application ended without writing a fused series (run with -l DEBUG)", file=sys.stderr)
+        return EXIT_ERROR
+    seconds = time.perf_counter() - start
+    sent = f", sent to {app.destination}" if app.sender is not None else ""
+    print(
+        f"HKAFusion {app.model_version}: {len(written)} derived series written to {output}{sent} "
+        f"({sum(len(f.written) for f in written)} instances, {seconds:.1f} s)"
+    )
     return 0
 
 

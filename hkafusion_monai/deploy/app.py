@@ -1,15 +1,14 @@
-"""The MONAI Deploy application: an MR series and a CT/PET/SPECT series in, a fused derived MR series out.
+"""The MONAI Deploy application: a study folder in, one fused derived MR series per CT, PET and SPECT series out.
 
 Operator graph (docs/deploy.md)::
 
-    DICOMDataLoaderOperator
-      |-> FusionSeriesSelectorOperator("MR")        -> DICOMSeriesToVolumeOperator -+
-      |-> FusionSeriesSelectorOperator("secondary") -> DICOMSeriesToVolumeOperator -+-> FusionOperator
-                                                                                      -> DICOMFusedSeriesWriterOperator
+    StudyLoaderOperator -> FusionSeriesSelectorOperator -> FusionOperator -> DICOMFusedSeriesWriterOperator
+                                                                               [-> DICOMSendOperator]
 
-Run: ``python -m hkafusion_monai.deploy -i <dicom folder> -o <output folder> [-m <model.ts | model.pt | folder>]``
-(the SDK's arguments; ``HOLOSCAN_INPUT_PATH``, ``HOLOSCAN_OUTPUT_PATH`` and ``HOLOSCAN_MODEL_PATH`` in a
-MAP). ``HKAFUSION_RULES`` names a rules file other than the packaged ``selection_rules.json``.
+Run: ``python -m hkafusion_monai.deploy -i <study folder> -o <output folder> -m <model.ts | model.pt | folder>``
+(``HOLOSCAN_INPUT_PATH``, ``HOLOSCAN_OUTPUT_PATH`` and ``HOLOSCAN_MODEL_PATH`` in a MAP; ``--help`` lists the
+options). ``HKAFUSION_RULES`` (or ``--rules``) names a rules file other than the packaged
+``selection_rules.json``.
 """
 
 from __future__ import annotations
@@ -22,32 +21,55 @@ from typing import Any
 import torch
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import Application
-from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
-from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
 
 from hkafusion_monai.deploy.operators import (
     DICOMFusedSeriesWriterOperator,
+    DICOMSendOperator,
     FusionOperator,
     FusionSeriesSelectorOperator,
+    StudyLoaderOperator,
     load_rules,
 )
-from hkafusion_monai.transforms.reader import FusionInputError
+from hkafusion_monai.io.bundle import default_bundle_dir
+from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE, DicomDestination
+from hkafusion_monai.utils.errors import FusionInputError
 
-__all__ = ["BUNDLE_DIR", "HKAFusionDeployApp", "resolve_model"]
+__all__ = ["HKAFusionDeployApp", "configure_logging", "resolve_model"]
 
-#: the bundle this package ships beside (a source checkout or an editable install)
-BUNDLE_DIR = Path(__file__).resolve().parents[2] / "bundle"
 _MODEL_NAMES = ("model.ts", "model.pt")
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("hkafusion_monai.deploy")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """The application's log: its own lines (``hkafusion_monai`` loggers) at ``level``, one plain line each, on
+    stderr; the SDK's (it logs every rule it tries at INFO on the root logger), Holoscan's and pynetdicom's
+    (which logs a refused association that the application reports itself) only at ``DEBUG``.
+
+    The SDK configures the root logger again whenever it parses its arguments: call this after that."""
+    import sys
+
+    debug = level == "DEBUG"
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    ours = logging.getLogger("hkafusion_monai")
+    ours.setLevel(logging.WARNING if level == "WARN" else getattr(logging, level))
+    ours.propagate = False
+    for handler in list(ours.handlers):
+        ours.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    ours.addHandler(handler)
+    for name in ("monai.deploy", "pynetdicom", "holoscan"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 def resolve_model(model_path: str | os.PathLike | None) -> Path:
     """The model file to load: ``model_path`` itself if a file; ``model.ts`` or ``model.pt`` inside it if a
-    folder (a MAP's ``/opt/holoscan/models``); else the bundle's ``models/model.ts`` or ``models/model.pt``.
+    folder (a MAP's ``/opt/holoscan/models``); without one, the bundle's ``models/model.ts`` or
+    ``models/model.pt`` when the package runs from a source checkout (an installed wheel ships no weights).
 
     Raises:
-        FileNotFoundError: none of these exists.
+        FileNotFoundError: none of these exists (the message lists where it looked).
     """
     tried = []
     if model_path:
@@ -61,71 +83,91 @@ def resolve_model(model_path: str | os.PathLike | None) -> Path:
                     return path / name
                 tried.append(path / name)
     for name in _MODEL_NAMES:
-        candidate = BUNDLE_DIR / "models" / name
+        candidate = default_bundle_dir() / "models" / name
         if candidate.is_file():
             return candidate
         tried.append(candidate)
     raise FileNotFoundError(
-        "no HKAFusion model found; pass -m <model.ts | model.pt | folder>. Looked for: "
+        "no HKAFusion model found; pass -m <model.ts | model.pt | folder> (or HOLOSCAN_MODEL_PATH). Looked for: "
         + ", ".join(str(t) for t in tried)
     )
 
 
 class HKAFusionDeployApp(Application):
-    """Fuse an MR series with a CT/PET/SPECT series of the same study into a derived MR series.
+    """Fuse the MR series of a study with each of its CT, PET and SPECT series (docs/deploy.md).
 
     Args:
-        argv: the SDK's command line (``-i``, ``-o``, ``-m``, ``-l``); default ``sys.argv``.
+        argv: the SDK's command line (``-i``, ``-o``, ``-m``, ``-l``, ...); default ``sys.argv``.
         rules: the selection rules file (default: ``HKAFUSION_RULES``, else the packaged file).
-        task: the bundle task whose network config to use (``mri_pet`` by default; a TorchScript model needs
-            none).
+        send: ``"AE@host:port"``: send every written series there by C-STORE.
+        calling_ae: this application's AE title when sending.
+        overwrite: replace series folders of an earlier run.
+        task: the bundle task whose network config a checkpoint (``.pt``) uses; a TorchScript model needs none.
         device: default CUDA where there is one, else CPU.
+        log_level: see :func:`configure_logging` (``None``: leave the SDK's logging as it is).
     """
 
-    def __init__(self, *args: Any, rules: str | os.PathLike | None = None, task: str = "mri_pet", device: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        rules: str | os.PathLike | None = None,
+        send: str | None = None,
+        calling_ae: str = DEFAULT_CALLING_AE,
+        overwrite: bool = False,
+        task: str = "mri_pet",
+        device: str | None = None,
+        log_level: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.rules_path = rules or os.environ.get("HKAFUSION_RULES") or None
+        self.destination = DicomDestination.parse(send) if send else None
+        self.calling_ae = calling_ae
+        self.overwrite = overwrite
         self.task = task
+        self.log_level = log_level
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         self.writer: DICOMFusedSeriesWriterOperator | None = None
+        self.sender: DICOMSendOperator | None = None
+        self.model_version = "unknown"
+        self.output_folder: Path | None = None
         super().__init__(*args, **kwargs)
 
     def compose(self) -> None:
         from hkafusion_monai.inference import bundle_version, load_fuser
 
         app_context = Application.init_app_context(self.argv)
+        if self.log_level is not None:
+            configure_logging(self.log_level)  # the SDK has just configured its own
         input_folder = Path(app_context.input_path)
-        output_folder = Path(app_context.output_path)
-        if not input_folder.exists():
-            raise FusionInputError(f"{input_folder}: input folder does not exist")
+        self.output_folder = output_folder = Path(app_context.output_path)
+        if not input_folder.is_dir():
+            raise FusionInputError(f"{input_folder}: the input must be a folder holding one DICOM study")
         rules = load_rules(self.rules_path)
         model = resolve_model(app_context.model_path)
-        fuser = load_fuser(bundle_dir=BUNDLE_DIR, task=self.task, weights=model, device=self.device)
-        version = bundle_version(BUNDLE_DIR / "configs" / "metadata.json")
-        logger.info("HKAFusion %s: model %s on %s; input %s; output %s", version, model, self.device, input_folder, output_folder)
+        fuser = load_fuser(task=self.task, weights=model, device=self.device)
+        self.model_version = bundle_version(model if model.suffix == ".ts" else None)
+        logger.info("HKAFusion %s: model %s on %s", self.model_version, model, self.device)
 
         # one pass over the input folder: the loader is the graph's source and would otherwise run again
-        loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
-        selectors, volumes = {}, {}
-        for role in ("MR", "secondary"):
-            selectors[role] = FusionSeriesSelectorOperator(
-                self, rules=rules, selection=role, input_folder=str(input_folder), name=f"select_{role}"
-            )
-            volumes[role] = DICOMSeriesToVolumeOperator(self, name=f"volume_{role}")
+        loader = StudyLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
+        selector = FusionSeriesSelectorOperator(self, rules=rules, input_folder=str(input_folder), name="select_pairs")
+        self.writer = DICOMFusedSeriesWriterOperator(
+            self, output_folder=output_folder, model_version=self.model_version, overwrite=self.overwrite,
+            name="fused_series_writer",
+        )
         fusion = FusionOperator(
             self,
             fuser=fuser,
-            registration=rules["fusion"]["registration"],
-            colour_series=bool(rules["fusion"]["colour_series"]),
+            colour_series=rules["fusion"]["colour_series"],
+            allow_patient_mismatch=rules["fusion"]["allow_patient_mismatch"],
+            check_outputs=self.writer.check_targets,
             name="fusion",
         )
-        self.writer = DICOMFusedSeriesWriterOperator(
-            self, output_folder=output_folder, model_version=version, name="fused_series_writer"
-        )
-        for role, prefix in (("MR", "mri"), ("secondary", "other")):
-            self.add_flow(loader, selectors[role], {("dicom_study_list", "dicom_study_list")})
-            self.add_flow(
-                selectors[role], volumes[role], {("study_selected_series_list", "study_selected_series_list")}
-            )
-            self.add_flow(volumes[role], fusion, {("image", f"{prefix}_image")})
-            self.add_flow(selectors[role], fusion, {("study_selected_series_list", f"{prefix}_series")})
+        self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
+        self.add_flow(selector, fusion, {("pairs", "pairs")})
         self.add_flow(fusion, self.writer, {("fused", "fused")})
+        if self.destination is not None:
+            self.sender = DICOMSendOperator(
+                self, destination=self.destination, calling_ae=self.calling_ae, name="dicom_send"
+            )
+            self.add_flow(self.writer, self.sender, {("written", "written")})

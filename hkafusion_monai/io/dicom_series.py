@@ -41,6 +41,7 @@ from hkafusion_monai.io.atomic import atomic_write_dir
 
 __all__ = [
     "MR_IMAGE_STORAGE",
+    "check_written_series",
     "RESEARCH_USE_COMMENT",
     "SECONDARY_CAPTURE_STORAGE",
     "fused_to_uint16",
@@ -104,8 +105,11 @@ def _copy(src: Dataset, dst: Dataset, names: Sequence[str]) -> None:
 def _series_reference(series: Sequence[Dataset]) -> Dataset:
     item = Dataset()
     item.SeriesInstanceUID = series[0].SeriesInstanceUID
-    refs = []
-    for ds in series:
+    refs, seen = [], set()
+    for ds in series:  # the frames of one multi-frame image are one instance
+        if str(ds.SOPInstanceUID) in seen:
+            continue
+        seen.add(str(ds.SOPInstanceUID))
         ref = Dataset()
         ref.ReferencedSOPClassUID = ds.SOPClassUID
         ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
@@ -115,9 +119,14 @@ def _series_reference(series: Sequence[Dataset]) -> Dataset:
 
 
 def _image_reference(ds: Dataset) -> Dataset:
+    """A reference to an image, or to one frame of a multi-frame image (a header from
+    :func:`~hkafusion_monai.transforms.dicom.frame_headers`, which carries ``frame_number``)."""
     ref = Dataset()
     ref.ReferencedSOPClassUID = ds.SOPClassUID
     ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    frame = getattr(ds, "frame_number", None)
+    if frame is not None:
+        ref.ReferencedFrameNumber = int(frame)
     return ref
 
 
@@ -400,12 +409,52 @@ def write_fused_series(
     return {kind: [out / name for name in names] for kind, names in written.items()}
 
 
-def _series_headers(folder: str | os.PathLike, role: str, series_uid: str | None = None) -> list[Dataset]:
-    """The headers of the series the reader fused, in its order (the reader's own series choice rules)."""
-    from hkafusion_monai.transforms.dicom import order_series, pick_series, scan_dicom
+def check_written_series(files: Sequence[str | os.PathLike], mri: Sequence[Dataset]) -> None:
+    """Read a written derived series back and check it against the MR headers it was written for: one
+    instance per MR slice, MR Image Storage, one new series, DERIVED, the MR's patient, study and frame of
+    reference, each slice at its MR slice's position and orientation, and pixels of the MR's size.
 
-    files, _ = order_series(pick_series(scan_dicom(folder), folder, series_uid))
-    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    Raises:
+        HKAFusionError: naming the file and the first difference (a writer fault: nothing should be sent).
+    """
+    from hkafusion_monai.utils.errors import HKAFusionError
+
+    if len(files) != len(mri):
+        raise HKAFusionError(f"{len(files)} written instance(s) for {len(mri)} MR slices")
+    series = set()
+    for path, src in zip(files, mri, strict=True):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        problems = []
+        if ds.SOPClassUID != MR_IMAGE_STORAGE or ds.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID:
+            problems.append("SOP class or instance UID")
+        if list(ds.ImageType)[:1] != ["DERIVED"]:
+            problems.append("ImageType")
+        for name in ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+            if str(ds.get(name, "")) != str(src.get(name, "")):
+                problems.append(name)
+        for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            if not np.allclose(np.asarray(ds[name].value, float), np.asarray(src[name].value, float), atol=1e-4):
+                problems.append(name)
+        if (int(ds.Rows), int(ds.Columns)) != (int(src.Rows), int(src.Columns)):
+            problems.append("Rows/Columns")
+        if ds.SeriesInstanceUID == src.SeriesInstanceUID:
+            problems.append("SeriesInstanceUID (the MR's own)")
+        if problems:
+            raise HKAFusionError(f"{path}: the written instance does not match its MR slice: {', '.join(problems)}")
+        series.add(ds.SeriesInstanceUID)
+    if len(series) != 1:
+        raise HKAFusionError(f"{Path(files[0]).parent}: {len(series)} series UIDs in one written series")
+
+
+def _series_headers(folder: str | os.PathLike, role: str, series_uid: str | None = None) -> list[Dataset]:
+    """The headers of the series the reader fused, in its order (the reader's own series choice rules); one
+    per frame, in spatial order, for a multi-frame image."""
+    from hkafusion_monai.transforms.dicom import frame_headers, order_series, pick_series, scan_dicom
+
+    series = pick_series(scan_dicom(folder), folder, series_uid)
+    files, _ = order_series(series)
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    return frame_headers(headers[0]) if series.slices[0].multiframe else headers
 
 
 def write_fused_series_from_folders(

@@ -1,0 +1,71 @@
+"""Listing the files of a study folder safely: symbolic links are followed, each folder is read once, and a
+link that leads back to a folder already read (a loop) is skipped and reported, instead of being walked
+until the path or the memory runs out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["study_files"]
+
+
+def study_files(root: str | os.PathLike) -> tuple[list[Path], list[str]]:
+    """Every non-hidden file below ``root`` (files and folders starting with ``.`` are left out), in sorted
+    order, following symbolic links to folders and files; each real folder and file is listed once.
+
+    Returns:
+        ``(files, skipped)``: the files, and one line per symbolic link that was not followed because it
+        leads to a folder already read (a loop, or a second path to the same folder), naming the link and
+        its target.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder (no such directory)")
+    files: list[Path] = []
+    skipped: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = folder.stat()
+        except OSError as e:  # a dangling link, or too many levels of links
+            skipped.append(f"skipped {folder}: cannot be read ({e.strerror or e})")
+            continue
+        key = (info.st_dev, info.st_ino)
+        if key in seen_dirs:
+            target = os.path.realpath(folder)
+            skipped.append(
+                f"skipped {folder}: a symbolic link to {target}, a folder already read (a link loop or a second "
+                "path to the same series)"
+            )
+            continue
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            skipped.append(f"skipped {folder}: cannot be listed ({e.strerror or e})")
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    subfolders.append(path)
+                elif entry.is_file(follow_symlinks=True):
+                    st = entry.stat(follow_symlinks=True)
+                    if (st.st_dev, st.st_ino) not in seen_files:
+                        seen_files.add((st.st_dev, st.st_ino))
+                        files.append(path)
+            except OSError as e:
+                skipped.append(f"skipped {path}: cannot be read ({e.strerror or e})")
+        stack.extend(reversed(subfolders))  # depth first, in name order
+    return files, skipped
