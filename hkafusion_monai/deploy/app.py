@@ -120,7 +120,6 @@ class HKAFusionDeployApp(Application):
         **kwargs: Any,
     ) -> None:
         self.rules_path = rules or os.environ.get("HKAFUSION_RULES") or None
-        self.destination = DicomDestination.parse(send) if send else None
         self.calling_ae = calling_ae
         self.overwrite = overwrite
         self.task = task
@@ -130,7 +129,10 @@ class HKAFusionDeployApp(Application):
         self.sender: DICOMSendOperator | None = None
         self.model_version = "unknown"
         self.output_folder: Path | None = None
+        self.destination: DicomDestination | None = None
         super().__init__(*args, **kwargs)
+        if send:  # checked before any work; after the base class is set up, which its finaliser needs
+            self.destination = DicomDestination.parse(send)
 
     def compose(self) -> None:
         from hkafusion_monai.inference import bundle_version, load_fuser

@@ -98,10 +98,11 @@ def send_files(
     if not assoc.is_established:
         if assoc.is_rejected:
             problem = f"rejected the association from calling AE {calling_ae!r} (called AE {destination.ae_title!r})"
-        elif assoc.is_aborted:
-            problem = "aborted the association"
-        else:
-            problem = f"cannot be reached (no DICOM answer within {timeout:g} s, or the connection was refused)"
+        else:  # pynetdicom reports a refused or lost connection as an abort too
+            problem = (
+                f"cannot be reached or aborted the association (connection refused or closed, or no DICOM answer "
+                f"within {timeout:g} s)"
+            )
         raise HKAFusionError(f"DICOM destination {destination} {problem}; nothing was sent")
     stored = 0
     try:
