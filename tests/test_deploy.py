@@ -178,7 +178,7 @@ def _set(folder: Path, **changes) -> None:
         (["MR", "CT", "PT"], "foreign-patient", r"2 different patients.*allow_patient_mismatch.*'OTHER-PATIENT': PT #3"),
         (["MR", "PT"], "never-register", r"different frames of reference .* 'never'"),
     ],
-    ids=["no-mr", "no-secondary", "no-overlap", "slice-without-position", "foreign-patient", "unregistrable"],
+    ids=["no-mr", "no-secondary", "no-overlap", "slice-without-position", "foreign-patient", "never-registered"],
 )
 def test_refusals_name_the_series_and_write_nothing(phantom, tmp_path, checkpoint, capfd, series, edit, message):
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", series)

@@ -1,6 +1,8 @@
-"""MONAI Deploy packaging of HKAFusion: two DICOM series in, a fused derived MR series out (docs/deploy.md).
+"""MONAI Deploy packaging of HKAFusion: a DICOM study in, one fused derived MR series per CT, PET and SPECT
+series out, optionally sent to a PACS (docs/deploy.md).
 
-Needs the optional deploy requirements (``pip install -r requirements-deploy.txt``: monai-deploy-app-sdk);
+Needs the optional deploy requirements (``pip install -r requirements-deploy.txt``: monai-deploy-app-sdk,
+pynetdicom);
 importing this package does not import the SDK, :mod:`hkafusion_monai.deploy.app` does.
 """
 
