@@ -123,6 +123,34 @@ def test_several_mr_series_choose_the_same_frame_and_largest_coverage(phantom, t
     check_derived_series(folder, study / "MR", study / "PT")
 
 
+def test_an_enhanced_multiframe_mr_is_fused_frame_by_frame(phantom, tmp_path, checkpoint):
+    """A (legacy converted) enhanced MR image as the MR: one derived instance per frame, on its grid, each
+    referencing its frame; the same pixels as the single-frame MR series gives."""
+    import highdicom
+
+    subject = phantom / "dicom" / "sub-000"
+    study = make_study(tmp_path / "in", subject, ["PT"])
+    frames = [pydicom.dcmread(f) for f in sorted((subject / "MR").glob("*.dcm"))]
+    (study / "MR").mkdir()
+    highdicom.legacy.LegacyConvertedEnhancedMRImage(
+        frames, series_instance_uid=highdicom.UID(), series_number=10, sop_instance_uid=highdicom.UID(),
+        instance_number=1,
+    ).save_as(study / "MR" / "E0001.dcm")
+    out = tmp_path / "out"
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
+    (folder,) = series_folders(out).values()
+    files = sorted(folder.glob("MR_*.dcm"))
+    assert len(files) == len(frames)
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert first.SourceImageSequence[0].ReferencedFrameNumber >= 1
+    fused = _load(folder)
+    np.testing.assert_allclose(fused.affine.numpy(), _load(study / "MR").affine.numpy(), atol=1e-4)
+    single = make_study(tmp_path / "single", subject, ["MR", "PT"])
+    assert run_main(["-i", str(single), "-o", str(tmp_path / "out-single"), "-m", str(checkpoint)]) == 0
+    (reference,) = series_folders(tmp_path / "out-single").values()
+    torch.testing.assert_close(fused.as_tensor(), _load(reference).as_tensor(), atol=1.0, rtol=0)
+
+
 def test_rules_narrow_the_pairs(phantom, tmp_path, checkpoint, monkeypatch):
     """Rules naming the modality leave one pair; its colour series is written beside it."""
     from hkafusion_monai.deploy.operators import DEFAULT_RULES
