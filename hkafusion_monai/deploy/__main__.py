@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hkafusion_monai.deploy.app import HKAFusionDeployApp, configure_logging
     from hkafusion_monai.deploy.operators import remove_partial_output
     from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE
-    from hkafusion_monai.utils.cli import install_cli_handlers, restore_sigint
+    from hkafusion_monai.utils.cli import install_cli_handlers
     from hkafusion_monai.utils.errors import HKAFusionError
 
     install_cli_handlers()  # Ctrl-C back from Holoscan, SIGTERM -> SystemExit: both reach the loop below
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         future = app.run_async()
         while True:  # the main thread waits here, so that Ctrl-C and SIGTERM reach Python at once
-            restore_sigint()  # Holoscan installs its own SIGINT handler when the graph starts
+            install_cli_handlers()  # Holoscan installs its own signal handlers when the graph starts
             try:
                 future.result(timeout=0.2)
                 break
