@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -264,6 +266,67 @@ def test_short_run_logs_to_a_real_mlflow_server(demo: dict, tmp_path: Path) -> N
         assert run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
         assert "val_qabf" in run.data.metrics
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _dump_dom(chromium: str, url: str, profile: Path) -> str:
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--virtual-time-budget=20000", f"--user-data-dir={profile}",
+    ]
+    result = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_mlflow_ui_shows_the_training_run(trained: dict, demo: dict, tmp_path: Path) -> None:
+    """The README's UI command over a store written by a real training run: the experiment page lists the run,
+    its page shows the loss terms and validation metrics, and a logged validation grid renders (headless
+    Chromium; the UI fetches the image and shows it from a blob URL)."""
+    from conftest import require_tool
+
+    chromium = require_tool("chromium", "chromium")
+    client = mlflow.MlflowClient(demo["tracking_uri"])
+    run = _run(client, "overfit")
+    figure = sorted(a.path for a in client.list_artifacts(run.info.run_id, "figures"))[-1]
+    port = _free_port()
+    # the command the README and every run's closing message print, on a free loopback port
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", demo["tracking_uri"], "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow ui did not start on {base}")
+            time.sleep(1)
+        with urllib.request.urlopen(base, timeout=10) as response:
+            assert b"Unable to display MLflow UI" not in response.read()
+        experiment = run.info.experiment_id
+        page = _dump_dom(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "p1")
+        assert "overfit" in page, "the experiment page lists the run"
+        page = _dump_dom(chromium, f"{base}/#/experiments/{experiment}/runs/{run.info.run_id}", tmp_path / "p2")
+        for key in ("loss", "l_grad", "val_qabf", "mu"):
+            assert key in page, key
+        page = _dump_dom(
+            chromium, f"{base}/#/experiments/{experiment}/runs/{run.info.run_id}/artifacts/{figure}", tmp_path / "p3"
+        )
+        assert re.search(rf'<img alt="{re.escape(figure)}" src="blob:', page), "the validation grid is not shown"
     finally:
         server.terminate()
         try:
