@@ -24,7 +24,14 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _deploy import check_derived_series, copy_series, digest, make_study, run_main, series_folders
+from _deploy import (
+    check_derived_series,
+    copy_series,
+    digest,
+    make_study,
+    run_main,
+    series_folders,
+)
 from _inference import random_checkpoint
 from conftest import REPO_ROOT, require_module
 

@@ -16,11 +16,15 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from monai.transforms import Orientationd
 
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from hkafusion_monai.inference import load_fuser
-from hkafusion_monai.transforms.dicom import multiframe_geometry, order_series, scan_dicom
+from hkafusion_monai.transforms.dicom import (
+    multiframe_geometry,
+    order_series,
+    scan_dicom,
+)
 from hkafusion_monai.transforms.volume import LoadFusionVolumed
 from hkafusion_monai.utils import FusionInputError
 

@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from monai.deploy.core import Fragment, Operator, OperatorSpec
+from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
-from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
+from monai.deploy.operators.dicom_series_selector_operator import (
+    DICOMSeriesSelectorOperator,
+)
 
 from hkafusion_monai.io.study import study_files
 from hkafusion_monai.transforms.dicom import (
@@ -44,7 +46,12 @@ from hkafusion_monai.transforms.dicom import (
     order_series,
     series_of,
 )
-from hkafusion_monai.utils.errors import FusionInputError, HKAFusionError, OutputExistsError, RefusedPairError
+from hkafusion_monai.utils.errors import (
+    FusionInputError,
+    HKAFusionError,
+    OutputExistsError,
+    RefusedPairError,
+)
 
 __all__ = [
     "DEFAULT_RULES",
@@ -472,7 +479,7 @@ class DICOMFusedSeriesWriterOperator(Operator):
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.input("fused")
-        spec.output("written").condition(_no_receiver())
+        spec.output("written").condition(ConditionType.NONE)  # a receiver only with --send
 
     def compute(self, op_input, op_output, context) -> None:
         op_output.emit(self.write(op_input.receive("fused")), "written")
@@ -491,7 +498,10 @@ class DICOMFusedSeriesWriterOperator(Operator):
 
     def write(self, fused: list[FusedPair]) -> list[FusedPair]:
         """Write and check every series (see the class docstring)."""
-        from hkafusion_monai.io.dicom_series import check_written_series, write_fused_series
+        from hkafusion_monai.io.dicom_series import (
+            check_written_series,
+            write_fused_series,
+        )
 
         targets = self.check_targets([f.pair for f in fused])
         done: list[Path] = []
@@ -516,12 +526,6 @@ class DICOMFusedSeriesWriterOperator(Operator):
             raise
         self.written = fused
         return fused
-
-
-def _no_receiver():
-    from monai.deploy.core import ConditionType
-
-    return ConditionType.NONE
 
 
 class DICOMSendOperator(Operator):

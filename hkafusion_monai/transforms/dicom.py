@@ -32,9 +32,9 @@ from .reader import FusionInputError
 
 __all__ = [
     "DICOM_MODALITIES",
+    "MULTIFRAME_SOP_CLASSES",
     "DicomSeries",
     "DicomSlice",
-    "MULTIFRAME_SOP_CLASSES",
     "FrameGeometry",
     "frame_headers",
     "lps_affine",
@@ -470,7 +470,7 @@ def _nm_geometry(ds: pydicom.Dataset, where: str | Path, n: int):
         )
     for keyword, what in _NM_OTHER_VECTORS:
         values = ds.get(keyword)
-        if values is not None and len(set(int(v) for v in values)) > 1:
+        if values is not None and len({int(v) for v in values}) > 1:
             raise FusionInputError(
                 f"{where}: the {n} frames hold {len(set(values))} {what} ({keyword}); one volume is expected "
                 "(export one reconstruction per file)"
