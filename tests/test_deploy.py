@@ -158,6 +158,20 @@ def test_an_enhanced_multiframe_mr_is_fused_frame_by_frame(phantom, tmp_path, ch
     torch.testing.assert_close(fused.as_tensor(), _load(reference).as_tensor(), atol=1.0, rtol=0)
 
 
+def test_localizers_and_nm_projections_are_left_out_and_said(phantom, tmp_path, checkpoint, capfd):
+    """A CT scout and the raw SPECT projections beside the reconstruction: skipped with one line each."""
+    subject = phantom / "dicom" / "sub-000"
+    study = make_study(tmp_path / "in", subject, ["MR", "CT", "NM"])
+    copy_series(subject / "CT", study / "SCOUT", drop=26, SeriesNumber=7, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    copy_series(subject / "NM", study / "NM-raw", SeriesNumber=8, ImageType=["ORIGINAL", "PRIMARY", "TOMO", "EMISSION"])
+    out = tmp_path / "out"
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
+    err = capfd.readouterr().err
+    skipped = [line for line in err.splitlines() if " WARNING skipped " in line]
+    assert len(skipped) == 2 and "CT #7" in skipped[0] + skipped[1] and "NM #8" in skipped[0] + skipped[1], err
+    assert sorted(series_folders(out)) == ["CT", "NM"]
+
+
 def test_rules_narrow_the_pairs(phantom, tmp_path, checkpoint, monkeypatch):
     """Rules naming the modality leave one pair; its colour series is written beside it."""
     from hkafusion_monai.deploy.operators import DEFAULT_RULES

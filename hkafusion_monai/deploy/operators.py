@@ -4,9 +4,10 @@
   (:func:`hkafusion_monai.io.study.study_files`: symbolic-link loops skipped and reported, hidden and
   non-DICOM files left out);
 - :class:`FusionSeriesSelectorOperator`: the SDK's ``DICOMSeriesSelectorOperator`` with the ``MR`` and
-  ``secondary`` rules; it pairs the MR with every CT, PET and SPECT series of the one study
-  (:func:`plan_pairs`), refuses series of other patients and pairs that can be neither trusted nor
-  registered, and checks each chosen series is one regular volume;
+  ``secondary`` rules; it leaves out (and logs) localizers and NM images other than reconstructions, pairs
+  the MR with every other CT, PET and SPECT series of the one study (:func:`plan_pairs`), refuses series of
+  other patients and pairs that can be neither trusted nor registered, and checks each chosen series is one
+  regular volume;
 - :class:`FusionOperator`: each pair's two volumes, read by the bundle's own DICOM reader
   (``LoadFusionVolumed``: single-frame series, NM and enhanced multi-frame images), fused on the MR grid by
   :meth:`Fuser.fuse_volumes` (the bundle's one preprocessing contract);
@@ -170,6 +171,21 @@ def _describe_sdk(series: Any) -> str:
     return f"{series.Modality}{number}{desc}, {n} instance(s), SeriesInstanceUID {series.SeriesInstanceUID}"
 
 
+def _not_a_volume(series: Any) -> str | None:
+    """Why a series is, by its type, no volume to fuse (a localizer; an NM image other than a tomographic
+    reconstruction: planar, whole-body, dynamic, gated, projections), or ``None``."""
+    sops = series.get_sop_instances()
+    if not sops:
+        return "no instances"
+    image_type = [str(v).upper() for v in (sops[0].get_native_sop_instance().get("ImageType") or ())]
+    shown = "\\".join(image_type)
+    if "LOCALIZER" in image_type:
+        return f"a localizer (ImageType {shown})"
+    if str(series.Modality).upper() == "NM" and (len(image_type) < 3 or image_type[2] != "RECON TOMO"):
+        return f"an NM image of ImageType {shown}, not a reconstructed tomographic volume (RECON TOMO)"
+    return None
+
+
 def _selected(series: Any, role: str) -> SelectedSeries:
     """Check that an SDK series is one regular volume (the bundle reader's :func:`order_series`) and
     measure it."""
@@ -288,6 +304,15 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         for item in (s for st in selected for s in st.selected_series):
             if item.series not in chosen[item.selection_name]:
                 chosen[item.selection_name].append(item.series)
+        for role in chosen:  # series that are no volume by their type: said, and left out
+            kept = []
+            for s in chosen[role]:
+                why = _not_a_volume(s)
+                if why is None:
+                    kept.append(s)
+                else:
+                    logger.warning("skipped %s: %s", _describe_sdk(s), why)
+            chosen[role] = kept
         secondary_uids = {s.SeriesInstanceUID for s in chosen["secondary"]}
         chosen["MR"] = [s for s in chosen["MR"] if s.SeriesInstanceUID not in secondary_uids]
         seen = "\n  ".join(_describe_sdk(s) for s in study.get_all_series()) or "(none)"
