@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
+from tqdm import tqdm
 
 from hkafusion_monai.io.bundle import default_bundle_dir
 from hkafusion_monai.io.writers import output_name
@@ -40,7 +42,10 @@ __all__ = [
     "export_onnx",
     "file_sha256",
     "check_outputs",
+    "dicom_modality",
     "inference_items",
+    "modality_task",
+    "task_of",
     "inputs_summary",
     "load_fuser",
     "load_weights",
@@ -49,6 +54,12 @@ __all__ = [
 
 _PLS_DIAGONAL = (-1.0, -1.0, 1.0, 1.0)  # voxel axes towards posterior, left, superior (RAS world)
 
+
+#: the secondary modality assumed when nothing names it (see :func:`inference_items`)
+ASSUMED_MODALITY = "PET"
+_DICOM_MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT"}
+
+logger = logging.getLogger(__name__)
 
 NO_WEIGHTS_MESSAGE = (
     "no HKAFusion checkpoint at {path}. The bundle ships its trained weights as bundle/models/model.pt "
@@ -135,7 +146,7 @@ def inference_items(
     other: str | None = None,
     datalist: str | None = None,
     split: str = "test",
-    task: str = "mri_pet",
+    task: str | None = None,
     modality: str | None = None,
     output_dir: str | os.PathLike = ".",
     output_format: str = "auto",
@@ -143,8 +154,10 @@ def inference_items(
     """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``.
 
     Each item gets ``"output"``: ``<output_dir>/<MRI name>_fused.png`` (2-D) or ``..._fused.nii.gz``
-    (volume) unless the datalist item names one, and ``"modality"``: ``modality``, else the item's own,
-    else the task's; a DICOM ``other`` series without an explicit modality is left to its Modality tag.
+    (volume) unless the datalist item names one, and ``"modality"`` (``CT``, ``PET`` or ``SPECT``), from the
+    first that gives one: ``modality``; the item's own (datalist); the ``Modality`` of a DICOM ``other``
+    series; ``task``. When none does (a 2-D pair or NIfTI volumes and no ``--task``), PET is assumed and a
+    warning says so: the modality decides how a volume is scaled, and what the run records as its task.
 
     With ``output_format="dicom"`` every pair must be two DICOM series folders; the output is a derived
     series folder ``<output_dir>/<MRI name>_fused`` and the items keep the folders as ``"mri_series"`` and
@@ -165,7 +178,7 @@ def inference_items(
         raise ValueError("give either a pair (--mri, --other) or a --datalist, not both")
     if mri is None and datalist is None:
         raise ValueError("nothing to fuse: give --mri PATH --other PATH, or --datalist PATH [--split test]")
-    if task not in TASK_MODALITY:
+    if task is not None and task not in TASK_MODALITY:
         raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
     if datalist is not None:
         from hkafusion_monai.data import load_fusion_datalist
@@ -188,8 +201,15 @@ def inference_items(
             )
         if modality is not None:
             item["modality"] = modality
-        elif "modality" not in item and (kind == "2d" or not Path(str(item["other"])).is_dir()):
-            item["modality"] = TASK_MODALITY[task]
+        elif "modality" not in item:
+            found = dicom_modality(item["other"]) if Path(str(item["other"])).is_dir() else None
+            if found is None and task is None:
+                found = ASSUMED_MODALITY
+                logger.warning(
+                    "%s: no modality for the secondary image (no --task, --modality, datalist field or DICOM "
+                    "Modality); assuming %s (task %s)", Path(str(item["other"])).name, found, modality_task(found),
+                )
+            item["modality"] = found or TASK_MODALITY[task]
         if output_format == "dicom":
             not_series = [str(item[k]) for k in ("mri", "other") if not Path(str(item[k])).is_dir()]
             if not_series:
@@ -203,6 +223,36 @@ def inference_items(
         )
         out.append(item)
     return out
+
+
+def modality_task(modality: str) -> str:
+    """``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` for a secondary modality (the inverse of TASK_MODALITY)."""
+    for task, m in TASK_MODALITY.items():
+        if m == modality:
+            return task
+    raise ValueError(f"unknown modality {modality!r}; use one of {sorted(TASK_MODALITY.values())}")
+
+
+def dicom_modality(folder: str | os.PathLike) -> str | None:
+    """``CT``, ``PET`` or ``SPECT`` from the ``Modality`` of the first DICOM file found in ``folder`` (CT, PT,
+    NM), or None when there is none or it is another modality."""
+    import pydicom
+
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+            except Exception:  # not DICOM: look further
+                continue
+            return _DICOM_MODALITY.get(str(ds.get("Modality", "")))
+    return None
+
+
+def task_of(items: Sequence[Mapping[str, Any]]) -> str:
+    """The task an inference run performed, from its items' modalities (``"mri_ct+mri_pet"`` for a mix); what
+    the run records in MLflow."""
+    tasks = sorted({modality_task(str(item["modality"])) for item in items if item.get("modality")})
+    return "+".join(tasks) or "unknown"
 
 
 def check_outputs(items: Sequence[Mapping[str, Any]], overwrite: bool | str = False) -> list[str]:
@@ -246,7 +296,7 @@ class FusionInferer(Inferer):
 
     Args:
         sw_batch_size: slices (or tiles) per network call.
-        progress: a progress bar over a volume's slices (tqdm).
+        progress: a labelled progress bar over a volume's slices (tqdm).
         max_pixels: the largest plane (H x W) fused whole.
         tile_size: the tile side for larger planes (a multiple of 32).
     """
@@ -281,10 +331,18 @@ class FusionInferer(Inferer):
             spatial_dim=2,
             roi_size=tuple(int(s) for s in inputs.shape[2:4]),
             sw_batch_size=self.sw_batch_size,
-            progress=self.progress,
+            progress=False,  # MONAI's bar counts unlabelled slice batches; this one counts labelled slices
             cache_roi_weight_map=False,
         )
-        return slicer(inputs, lambda x: self._plane(x, network, *args, **kwargs))
+        depth = int(inputs.shape[0] * inputs.shape[-1])
+        with tqdm(total=depth, desc="fusing slices", unit="slice", leave=False, disable=not self.progress) as bar:
+
+            def fuse(x: torch.Tensor) -> torch.Tensor:
+                out = self._plane(x, network, *args, **kwargs)
+                bar.update(int(x.shape[0]))
+                return out
+
+            return slicer(inputs, fuse)
 
 
 # ---------------------------------------------------------------------------------------------------------

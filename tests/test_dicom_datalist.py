@@ -51,9 +51,11 @@ def test_several_modalities_in_a_study_are_ambiguous_until_one_is_chosen(phantom
     with pytest.raises(DatalistError) as info:
         datalist_from_dicom({"test": ["dicom/sub-000"]}, base_dir=phantom)
     text = str(info.value)
-    assert "ambiguous" in text and "2 candidate pairs" in text
+    assert "ambiguous" in text and "3 candidate pairs" in text  # CT, PET and the multi-frame NM SPECT
     assert "other candidate: CT #2" in text and "other candidate: PT #3" in text and "MR candidate: MR #1" in text
+    assert "other candidate: NM #4" in text
     assert len(datalist_from_dicom({"test": ["dicom/sub-000"]}, base_dir=phantom, modality="CT")["test"]) == 1
+    assert len(datalist_from_dicom({"test": ["dicom/sub-000"]}, base_dir=phantom, modality="SPECT")["test"]) == 1
 
 
 def test_several_mr_series_need_a_description(phantom, tmp_path):

@@ -178,3 +178,34 @@ def test_missing_per_sample_values_are_named():
     DynamicMuHandler(FusionLoss()).attach(engine)
     with pytest.raises(KeyError, match="l_ssim_a_per_sample"):
         engine.run([0], max_epochs=1)
+
+
+def test_validation_grid_is_labelled_and_shows_pet_in_colour(tmp_path) -> None:
+    """Column titles above MRI | PET | average | max | laplacian | HKAFusion, and the PET's pseudo-colour."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from monai.data import MetaTensor
+    from PIL import Image
+
+    from hkafusion_monai.handlers.tracking import FusionGridHandler
+
+    rng = np.random.default_rng(0)
+    pet_rgb = np.zeros((32, 32, 3), np.uint8)
+    pet_rgb[..., 0] = rng.integers(0, 255, (32, 32))  # red pseudo-colour
+    pet_file = tmp_path / "pet.png"
+    Image.fromarray(pet_rgb).save(pet_file)
+    image = MetaTensor(torch.rand(2, 2, 32, 32), meta={"other_filename": [str(pet_file)] * 2, "modality": ["PET"] * 2})
+    handler = FusionGridHandler(tmp_path / "figures", max_pairs=2)
+    engine = SimpleNamespace(state=SimpleNamespace(output={"image": image, "pred": torch.rand(2, 1, 32, 32)}, epoch=1))
+    handler._reset(engine)
+    handler._collect(engine)
+    handler._write(engine)
+    grid = np.asarray(Image.open(handler.last_path))
+    assert grid.shape == (16 + 2 * 32 + 2, 6 * 32 + 5 * 2, 3)
+    assert (grid[:16] < 128).any(), "column titles"
+    pet_column = grid[16:48, 34:66].astype(int)
+    assert (pet_column[..., 0] - pet_column[..., 2]).mean() > 20, "PET shown in its colours"
+    fused_column = grid[16:48, 5 * 34 : 5 * 34 + 32].astype(int)
+    assert (fused_column[..., 0] != fused_column[..., 2]).any(), "fused columns carry the PET's chroma"
+    assert FusionGridHandler(tmp_path, enabled="false").enabled is False

@@ -172,3 +172,18 @@ def test_atomic_write_never_clobbers(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, fail, overwrite=True)
     assert target.read_bytes() == b"one" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_the_task_follows_the_secondary_modality(phantom: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A DICOM CT series is fused as MRI-CT without --task; a 2-D pair with no clue says what it assumed."""
+    from hkafusion_monai.inference import task_of
+
+    items = inference_items(mri=phantom / "dicom/sub-000/MR", other=phantom / "dicom/sub-000/CT", output_dir=".")
+    assert items[0]["modality"] == "CT" and task_of(items) == "mri_ct"
+    item = _item(phantom, "png_ct.json")
+    assert task_of(inference_items(mri=item["mri"], other=item["other"], task="mri_ct")) == "mri_ct"
+    with caplog.at_level("WARNING"):
+        items = inference_items(mri=item["mri"], other=item["other"])
+    assert task_of(items) == "mri_pet" and "assuming PET (task mri_pet)" in caplog.text
+    spect = inference_items(mri=phantom / "dicom/sub-000/MR", other=phantom / "dicom/sub-000/NM")
+    assert task_of(spect) == "mri_spect"

@@ -307,8 +307,8 @@ def _study_pair(
         reason = None
         if "LOCALIZER" in s.image_type:
             reason = "a localizer"
-        elif len(s.slices) < min_slices:
-            reason = f"{len(s.slices)} slice(s), fewer than {min_slices}"
+        elif sum(max(1, sl.frames) for sl in s.slices) < min_slices:  # a multi-frame NM object holds many
+            reason = f"{sum(max(1, sl.frames) for sl in s.slices)} slice(s), fewer than {min_slices}"
         elif len(s.folders) > 1:
             reason = "its files are spread over several folders"
         else:

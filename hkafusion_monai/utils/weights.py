@@ -35,6 +35,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointNotFoundError(f"{p}: no such checkpoint file")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: empty file, not a checkpoint")
+    with p.open("rb") as stream:
+        magic = stream.read(4)
+    if not (magic.startswith(b"PK") or magic[:1] == b"\x80"):  # torch.save writes a zip; old files a pickle
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
