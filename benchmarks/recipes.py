@@ -94,19 +94,30 @@ def train(names: list[str], start: str | None) -> None:
 
 
 def score(names: list[str], harvard: Path, threads: int) -> None:
+    """Score each named recipe's final weights on the validation pairs (kept in ``validation.json`` beside its
+    run, so a recipe is scored once), then write the table of every scored recipe."""
     import torch
 
     from _quality import score_validation, write_recipes_section
 
     torch.set_num_threads(threads)
-    rows = {}
     for name in names:
         ckpt = OUT / slug(name) / "checkpoints" / "model_final.pt"
+        cache = OUT / slug(name) / "validation.json"
         if not ckpt.is_file():
             print(f"{name}: not trained ({ckpt} missing); skipped")
             continue
-        rows[name] = score_validation(harvard, ckpt)
-        print(name, json.dumps(rows[name]["summary"]), flush=True)
+        if cache.is_file() and cache.stat().st_mtime > ckpt.stat().st_mtime:
+            continue
+        network_kwargs = {k.split("#", 1)[1]: v for k, v in RECIPES[name].items() if k.startswith("network_def#")}
+        row = score_validation(harvard, ckpt, network_kwargs)
+        cache.write_text(json.dumps(row, indent=2))
+        print(name, json.dumps(row["summary"]), flush=True)
+    rows = {
+        name: json.loads((OUT / slug(name) / "validation.json").read_text())
+        for name in RECIPES
+        if (OUT / slug(name) / "validation.json").is_file()
+    }
     write_recipes_section(rows, BUDGET, RECIPES)
 
 
