@@ -93,7 +93,7 @@ def test_painted_hot_spot_is_a_hot_spot_inside_the_brain_and_reproducible() -> N
 
 def test_painting_colour_keeps_the_chroma() -> None:
     """Adding the same value to R, G and B moves the luma only (away from clipping)."""
-    from hkafusion_monai.transforms.colour import rgb_to_ycbcr
+    from hkafusion_monai.utils.colour import rgb_to_ycbcr
 
     mri, pet = _head()
     rgb = np.stack([pet // 2, pet // 3, pet // 4], -1).astype(np.uint8)

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hkafusion_monai.utils.quantisation import to_uint8
+
 __all__ = [
     "PROFILES",
     "Grid",
@@ -336,7 +338,7 @@ def to_png_array(modality: str, values: np.ndarray) -> np.ndarray:
     if modality in COLOUR_MAPS:
         table = np.asarray(COLOUR_MAPS[modality], dtype=np.float64)
         v = np.stack([np.interp(v, table[:, 0], table[:, i]) for i in (1, 2, 3)], axis=-1)
-    return np.round(v * 255).astype(np.uint8)
+    return to_uint8(v)
 
 
 # ------------------------------------------------------------------------------------------- DICOM

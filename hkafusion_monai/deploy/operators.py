@@ -456,7 +456,7 @@ class FusionOperator(Operator):
             array = fused.as_tensor()[0].numpy().transpose(2, 1, 0)
             colour = None
             if self.colour_series and p.modality in ("PET", "SPECT"):
-                from hkafusion_monai.transforms.colour import colour_rendering
+                from hkafusion_monai.utils.colour import colour_rendering
 
                 colour = colour_rendering(array, other_on_mri.as_tensor()[0].numpy().transpose(2, 1, 0))
             mri_headers = _headers(p.mri)

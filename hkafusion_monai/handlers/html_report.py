@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from hkafusion_monai.metrics import CHECK_NAMES, LOWER_IS_BETTER, METRIC_NAMES, paired_comparison
+from hkafusion_monai.utils.colour import recolour
+from hkafusion_monai.utils.quantisation import to_uint8
 
 __all__ = ["GRID_COLUMNS", "colourise", "load_display_image", "png_data_uri", "render_report"]
 
@@ -73,14 +75,10 @@ def png_data_uri(image: np.ndarray) -> str:
 def colourise(y: np.ndarray, source_rgb: np.ndarray | None) -> np.ndarray:
     """A fused luminance ``y`` in [0, 1] ``(H, W)`` as uint8 for display: grey, or, given the colour source
     (uint8 ``(H, W, 3)`` pseudo-colour PET/SPECT), RGB with the source's chroma re-attached."""
-    from hkafusion_monai.transforms.colour import rgb_to_ycbcr, ycbcr_to_rgb
-
     y = np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
     if source_rgb is None or source_rgb.shape[:2] != y.shape:
-        return np.rint(y * 255.0).astype(np.uint8)
-    ycbcr = rgb_to_ycbcr(source_rgb.astype(np.float32) / 255.0, channel_dim=-1)
-    ycbcr[..., 0] = y
-    return np.rint(np.clip(ycbcr_to_rgb(ycbcr, channel_dim=-1), 0.0, 1.0) * 255.0).astype(np.uint8)
+        return to_uint8(y)
+    return to_uint8(recolour(y, source_rgb.astype(np.float32) / 255.0, channel_dim=-1))
 
 
 def _fmt(x: float) -> str:
@@ -209,5 +207,5 @@ def load_display_image(path: str | Path) -> np.ndarray | None:
     except (OSError, ValueError):
         return None
     if arr.dtype != np.uint8:
-        arr = np.rint(np.clip(arr.astype(np.float64), 0, None) / max(float(arr.max()), 1.0) * 255.0).astype(np.uint8)
+        arr = to_uint8(np.clip(arr.astype(np.float64), 0, None) / max(float(arr.max()), 1.0))
     return arr

@@ -23,6 +23,7 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.utils.quantisation import to_uint8
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -304,7 +305,7 @@ def fusion_grid(
     def as_rgb(img: np.ndarray) -> np.ndarray:
         if img.ndim == 3:
             return np.asarray(img, dtype=np.uint8)
-        grey = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+        grey = to_uint8(np.asarray(img))
         return np.repeat(grey[..., None], 3, axis=-1)
 
     n_rows = len(columns[0])

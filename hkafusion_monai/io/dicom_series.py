@@ -38,6 +38,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from hkafusion_monai.io.atomic import atomic_write_dir
+from hkafusion_monai.utils.quantisation import to_uint16
 
 __all__ = [
     "MR_IMAGE_STORAGE",
@@ -84,11 +85,16 @@ def new_uid() -> str:
 
 
 def fused_to_uint16(volume: np.ndarray) -> np.ndarray:
-    """``round(65535 * clip(x, 0, 1))`` as uint16: the stored value of a fused intensity in [0, 1]."""
-    x = np.asarray(volume, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError("the fused volume holds NaN or infinite values")
-    return np.rint(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    """``round(65535 * clip(x, 0, 1))`` as uint16: the stored value of a fused intensity in [0, 1]
+    (:func:`hkafusion_monai.utils.quantisation.to_uint16`).
+
+    Raises:
+        ValueError: the fused volume holds NaN or infinite values.
+    """
+    try:
+        return to_uint16(volume)
+    except ValueError:
+        raise ValueError("the fused volume holds NaN or infinite values") from None
 
 
 def _normal(ds: Dataset) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The eight fusion metrics of the HKAFusion paper (IV-A): MI, SF, VIF, AG, Qabf, Qcv, CC, SSIM.
 
-``functional`` holds the pure, batched torch maths on the 0-255 grey scale (float64 inside, CPU or GPU),
-plus the one :func:`quantise` and the one :func:`rgb_to_grey`; ``fusion_metric`` the MONAI
-``CumulativeIterationMetric`` classes on top. Conventions and references: docs/metrics.md.
+``functional`` holds the pure, batched torch maths on the 0-255 grey scale (float64 inside, CPU or GPU);
+``fusion_metric`` the MONAI
+``CumulativeIterationMetric`` classes on top. Conventions and references: docs/metrics.md. The one
+:func:`quantise` and the one :func:`rgb_to_grey` live in :mod:`hkafusion_monai.utils` and are re-exported here.
 """
 
 from hkafusion_monai.metrics.functional import (

@@ -10,9 +10,11 @@ fusion_metrics_reference.json`` (CDDFuse ``utils/Evaluator.py`` for MI, SF, VIF,
 Z. Liu's ``metricChen.m`` for Qcv). ``docs/metrics.md`` states each formula, its original reference and
 how it differs from the MATLAB toolboxes.
 
-Network outputs in [0, 1] are scored after :func:`quantise` (``round(255 * clip(f, 0, 1))``), because the
-reference scored 8-bit images and MI counts each distinct grey value as its own level. RGB (PET/SPECT)
-images are scored on their grey value from :func:`rgb_to_grey`.
+Network outputs in [0, 1] are scored after :func:`~hkafusion_monai.utils.quantisation.quantise`
+(``round(255 * clip(f, 0, 1))``), because the reference scored 8-bit images and MI counts each distinct grey
+value as its own level. RGB (PET/SPECT) images are scored on their grey value from
+:func:`~hkafusion_monai.utils.colour.rgb_to_grey`. Both live in :mod:`hkafusion_monai.utils` and are
+re-exported here, where the metrics' public API has always had them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.transforms import SobelGradients
+
+from hkafusion_monai.utils.colour import rgb_to_grey
+from hkafusion_monai.utils.quantisation import as_tensor, quantise
 
 __all__ = [
     "METRIC_NAMES",
@@ -58,64 +63,6 @@ _SOBEL = SobelGradients(kernel_size=3, normalize_kernels=False, dtype=torch.floa
 # ---------------------------------------------------------------------------------------------------------
 # input handling
 # ---------------------------------------------------------------------------------------------------------
-def _as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """A tensor as is; an array (read-only ones too, e.g. from PIL) copied into a tensor."""
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
-
-
-def quantise(x: torch.Tensor) -> torch.Tensor:
-    """Map an image in [0, 1] to the integer grey values 0..255 the reference scored: ``round(255 * clip(x, 0, 1))``.
-
-    The single quantisation used by every path that scores a network output (metric classes, handlers,
-    benchmark). Rounding is half-to-even (``torch.round``, like ``np.round``); a uint8 image divided by
-    255 maps back to its exact integers.
-
-    Args:
-        x: tensor of any shape, values nominally in [0, 1]; must be finite.
-
-    Returns:
-        a floating tensor of the same shape and dtype (float32 for integer input) holding integers 0..255.
-
-    Raises:
-        ValueError: when ``x`` holds NaN or inf.
-    """
-    x = _as_tensor(x)
-    if not x.is_floating_point():
-        x = x.float()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("quantise: the image holds NaN or inf values.")
-    return torch.round(x.clamp(0.0, 1.0) * 255.0)
-
-
-def rgb_to_grey(rgb: torch.Tensor | np.ndarray, channel_dim: int = -3) -> torch.Tensor:
-    """Grey value of an RGB image on the 0-255 scale, the way the reference read PET/SPECT images.
-
-    Full-range ITU-R BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B``, rounded half-to-even: CDDFuse
-    ``image_read_cv2(path, "GRAY")`` = ``np.round(cv2.cvtColor(BGR.astype(float32), COLOR_BGR2GRAY))``, not
-    the studio-range (16..235) Y of ``skimage.color.rgb2ycbcr``. The arithmetic is the package's one colour
-    home, :func:`hkafusion_monai.transforms.colour.rgb_to_y`, on float32 input: it reproduces OpenCV's
-    float32 evaluation bit for bit, which decides how values such as 200.50002 and 223.49998 round.
-    Equal-channel RGB images map to themselves.
-
-    Args:
-        rgb: RGB image(s) on the 0-255 scale with the colour channels (R, G, B) on ``channel_dim``.
-        channel_dim: the colour axis, by default -3 (channel-first: (3, H, W) or (B, 3, H, W)).
-
-    Returns:
-        float32 tensor of integer grey values 0..255, ``channel_dim`` removed.
-
-    Raises:
-        ValueError: when ``channel_dim`` does not have size 3.
-    """
-    # imported here: the transforms package pulls in SimpleITK and pydicom, which scoring does not need
-    from hkafusion_monai.transforms.colour import rgb_to_y
-
-    rgb = _as_tensor(rgb)
-    if rgb.ndim == 0 or rgb.shape[channel_dim] != 3:
-        raise ValueError(f"rgb_to_grey: expected 3 colour channels on dim {channel_dim}, got shape {tuple(rgb.shape)}.")
-    return rgb_to_y(rgb.to(torch.float32), channel_dim=channel_dim, rounded=True)
-
-
 def check_fusion_inputs(fused: torch.Tensor, sources: torch.Tensor | None = None) -> None:
     """Raise a ``ValueError`` unless ``fused`` is (B, 1, H, W), ``sources`` (B, 2, H, W) and both finite.
 
@@ -558,7 +505,7 @@ def compute_fusion_metrics(
             values that are not integers in 0..255: a float image in [0, 1] is not guessed at, it must go
             through :func:`quantise` first.
     """
-    ims = [_as_tensor(x) for x in (fused, a, b)]
+    ims = [as_tensor(x) for x in (fused, a, b)]
     for name, x in zip(("fused", "a", "b"), ims):
         if x.ndim != 2:
             raise ValueError(f"compute_fusion_metrics: {name} must be a 2-D (H, W) image, got shape {tuple(x.shape)}.")

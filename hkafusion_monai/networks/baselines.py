@@ -3,7 +3,8 @@ the evaluation workflow scores them through exactly the same pipeline (data, qua
 HKAFusion.
 
 All work on the 8-bit grey levels the metrics score: inputs in [0, 1] are first quantised to
-``round(255 x)``, as the reference rules were computed on 8-bit images.
+``round(255 x)`` (:func:`~hkafusion_monai.utils.quantisation.quantise`), as the reference rules were computed
+on 8-bit images.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hkafusion_monai.utils.quantisation import quantise
+
 __all__ = ["LaplacianPyramidFusion", "PixelAverage", "PixelMax"]
 
 
 def _levels(image: torch.Tensor) -> torch.Tensor:
     if image.dim() != 4 or image.shape[1] != 2:
         raise ValueError(f"expected image of shape (B, 2, H, W), got {list(image.shape)}.")
-    return torch.round(image.clamp(0.0, 1.0) * 255.0)
+    return quantise(image)
 
 
 class PixelAverage(nn.Module):

@@ -7,10 +7,10 @@ Volumes: ``LoadFusionVolumed`` -> ``Orientationd`` -> ``ScaleIntensityByModality
 The one preprocessing/postprocessing contract of evaluation, inference and ``load_fuser`` is
 :mod:`hkafusion_monai.transforms.contract`.
 
-The colour maths lives once, in :mod:`hkafusion_monai.transforms.colour`; import it from there.
+The colour maths lives once, in :mod:`hkafusion_monai.utils.colour` (re-exported here).
 """
 
-from .colour import is_grey_rgb, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from hkafusion_monai.utils.colour import is_grey_rgb, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from .dicom import DICOM_MODALITIES, DicomSeries, DicomSlice, order_series, pick_series, scan_dicom
 from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
 from .geometry import CheckOverlapd, RestoreOrientationd, world_bounding_box

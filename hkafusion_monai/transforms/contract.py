@@ -21,7 +21,7 @@ channel 1 CT/PET/SPECT; a pseudo-colour source also leaves its chroma as ``other
 Postprocessing (:class:`FusionPostprocessd`) turns the network's ``pred`` (``(1, H, W)`` or
 ``(1, H, W, D)`` in [0, 1]) into the written result: volumes back onto the MRI file's own axes and affine
 (``RestoreOrientationd``), 2-D colour re-attached from ``other_cbcr`` (``MergeYCbCrd``), and optionally
-the one quantisation :func:`hkafusion_monai.metrics.quantise` to uint8.
+the one quantisation :func:`hkafusion_monai.utils.quantisation.quantise` to uint8.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from monai.transforms import (
     Transform,
 )
 
-from hkafusion_monai.metrics.functional import quantise
 from hkafusion_monai.utils import as_bool
+from hkafusion_monai.utils.quantisation import to_uint8
 
 from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
 from .geometry import CheckOverlapd, RestoreOrientationd
@@ -233,7 +233,7 @@ class FusionPostprocessd(MapTransform):
       (``RestoreOrientationd``, exact flips/permutations), metadata from ``ref_key``;
     - 2-D ``pred`` ``(1, H, W)``: with ``colour`` and a stored ``cbcr_key`` (pseudo-colour source), RGB
       ``(3, H, W)`` from ``MergeYCbCrd`` (clipped to [0, 1]); a grey source stays ``(1, H, W)``;
-    - ``uint8``: ``True`` quantises with :func:`hkafusion_monai.metrics.quantise` (``round(255 * x)``) to
+    - ``uint8``: ``True`` quantises with :func:`hkafusion_monai.utils.quantisation.to_uint8` (``round(255 * x)``) to
       uint8; ``False`` keeps float32 in [0, 1]; ``None`` picks per kind: uint8 for 2-D (PNG), float32 for
       volumes (NIfTI).
     - ``stretch``: the output normalisation of CDDFuse, EMMA and FILM's test code, ``(x - min) / (max - min)``
@@ -283,16 +283,16 @@ class FusionPostprocessd(MapTransform):
             meta = dict(ref.meta) if isinstance(ref, MetaTensor) else {}
             if pred.ndim == 4:
                 out = self.restore({key: pred, self.ref_key: ref})[key]
-                to_uint8 = bool(self.uint8)
+                as_uint8 = bool(self.uint8)
             elif pred.ndim == 3:
                 out = MetaTensor(pred, meta=meta)
                 if self.colour and self.cbcr_key in d:
                     out = self.merge({key: out, self.cbcr_key: d[self.cbcr_key]})[key]
-                to_uint8 = self.uint8 is None or self.uint8
+                as_uint8 = self.uint8 is None or self.uint8
             else:
                 raise ValueError(f"FusionPostprocessd: {key} has shape {tuple(pred.shape)}; expected (1, H, W[, D])")
-            if to_uint8:
-                values = quantise(out.as_tensor() if isinstance(out, MetaTensor) else out).to(torch.uint8)
+            if as_uint8:
+                values = to_uint8(out.as_tensor() if isinstance(out, MetaTensor) else out)
                 out = MetaTensor(values, meta=out.meta) if isinstance(out, MetaTensor) else values
             d[key] = out
         return d

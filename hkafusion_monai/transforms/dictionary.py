@@ -22,8 +22,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import convert_data_type, convert_to_dst_type, convert_to_tensor
 
-from .colour import is_grey_rgb, rgb_to_ycbcr, ycbcr_to_rgb
-from .reader import FusionInputError
+from hkafusion_monai.utils.colour import is_grey_rgb, rgb_to_ycbcr, with_chroma
+from hkafusion_monai.utils.errors import FusionInputError
 
 __all__ = ["ScaleByBitDepthd", "SplitYCbCrd", "MergeYCbCrd", "StackPaird"]
 
@@ -98,7 +98,7 @@ class SplitYCbCrd(MapTransform):
     - ``C == 1`` (grey): unchanged; ``meta["colour"] = "grey"``.
     - ``C == 3`` with three equal channels (grey stored as RGB): channel 0; ``"grey_rgb"``.
     - ``C == 3`` otherwise (pseudo-colour PET/SPECT): BT.601 full-range YCbCr
-      (:func:`~hkafusion_monai.transforms.colour.rgb_to_ycbcr`); ``Y`` replaces the image as ``(1, H, W)``
+      (:func:`~hkafusion_monai.utils.colour.rgb_to_ycbcr`); ``Y`` replaces the image as ``(1, H, W)``
       and, if ``keep_cbcr``, ``(Cb, Cr)`` goes to ``"<key><cbcr_suffix>"`` as ``(2, H, W)`` so that
       inference can re-attach it to the fused ``Y`` (:class:`MergeYCbCrd`); ``"ycbcr"``.
 
@@ -193,11 +193,7 @@ class MergeYCbCrd(MapTransform):
                     f"MergeYCbCrd: {key} has shape {tuple(y_t.shape)} but {self.cbcr_key} has {tuple(cbcr.shape)}; "
                     "expected one channel of the same spatial size (invert resizing first)."
                 )
-            rgb = ycbcr_to_rgb(
-                torch.cat([y_t.float(), cbcr.to(y_t.device).float()], self.channel_dim), self.channel_dim
-            )
-            if self.clip:
-                rgb = rgb.clamp(0.0, 1.0)
+            rgb = with_chroma(y_t, cbcr, self.channel_dim, clip=self.clip)
             d[key] = convert_to_dst_type(rgb, dst=y)[0]
         return d
 

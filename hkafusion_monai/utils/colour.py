@@ -1,4 +1,5 @@
-"""BT.601 full-range RGB <-> YCbCr: the package's one home for colour maths.
+"""BT.601 full-range RGB <-> YCbCr, luma and grey, and chroma re-attachment: the package's one home for colour
+maths.
 
 The convention is OpenCV's ``COLOR_BGR2YCrCb`` / ``COLOR_YCrCb2BGR`` (full range, JPEG/JFIF style), the
 one the reference metric values use (``shared/reference/fusion_metrics_reference.json``)::
@@ -12,15 +13,35 @@ one the reference metric values use (``shared/reference/fusion_metrics_reference
 (OpenCV's 8-bit value). Channels are ordered R, G, B and Y, Cb, Cr (not OpenCV's B, G, R / Y, Cr, Cb).
 Every function takes numpy arrays or torch tensors, channel-first by default (``channel_dim=0``), and
 returns the same kind of object. This is not studio range (16..235), which is skimage's ``rgb2ycbcr``.
+
+Re-attaching colour to a fused luminance (the fused ``Y`` under a source's chroma) is :func:`with_chroma`
+(stored CbCr) and :func:`recolour` (an RGB source): the inference postprocessing, the report's image grid
+and the Deploy application's colour rendering all call them.
 """
 
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 import torch
-from monai.config import NdarrayOrTensor
 
-__all__ = ["colour_rendering", "hot_metal", "is_grey_rgb", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
+from hkafusion_monai.utils.quantisation import as_tensor, to_uint8
+
+__all__ = [
+    "colour_rendering",
+    "hot_metal",
+    "is_grey_rgb",
+    "recolour",
+    "rgb_to_grey",
+    "rgb_to_y",
+    "rgb_to_ycbcr",
+    "with_chroma",
+    "ycbcr_to_rgb",
+]
+
+#: a numpy array or a torch tensor (MONAI's ``NdarrayOrTensor``; this layer imports nothing of MONAI)
+NdarrayOrTensor = Union[np.ndarray, torch.Tensor]
 
 # float32 coefficients, exactly as OpenCV holds them
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
@@ -173,7 +194,75 @@ def colour_rendering(fused: np.ndarray, other: np.ndarray) -> np.ndarray:
     Returns:
         uint8 RGB, shape ``(*S, 3)``.
     """
-    ycbcr = rgb_to_ycbcr(hot_metal(other), channel_dim=-1)
-    ycbcr[..., 0] = np.asarray(fused, dtype=np.float32)
-    rgb = ycbcr_to_rgb(ycbcr, channel_dim=-1)
-    return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return to_uint8(recolour(np.asarray(fused, dtype=np.float32), hot_metal(other), channel_dim=-1))
+
+
+def _concat(parts: tuple, channel_dim: int) -> NdarrayOrTensor:
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts, dim=channel_dim)
+    return np.concatenate(parts, axis=channel_dim)
+
+
+def with_chroma(y: NdarrayOrTensor, cbcr: NdarrayOrTensor, channel_dim: int = 0, clip: bool = True) -> NdarrayOrTensor:
+    """A luminance under stored chroma: ``Y`` + ``(Cb, Cr)`` -> RGB (:func:`ycbcr_to_rgb`).
+
+    Args:
+        y: the (fused) luminance with a colour axis of size 1, e.g. ``(1, H, W)``, in [0, 1].
+        cbcr: the chroma ``(Cb, Cr)`` of the same spatial size, e.g. ``(2, H, W)`` (:func:`rgb_to_ycbcr`).
+        channel_dim: the colour axis of both, and of the result.
+        clip: clip the RGB result to [0, 1] (a new ``Y`` under old chroma can leave the gamut).
+
+    Returns:
+        RGB along ``channel_dim``, float32 (float64 for float64 input), the kind of ``y``.
+    """
+    if isinstance(y, torch.Tensor):
+        cbcr = torch.as_tensor(cbcr, device=y.device)
+        parts = (y.float(), cbcr.float())
+    else:
+        parts = (np.asarray(y, dtype=np.float32), np.asarray(cbcr, dtype=np.float32))
+    rgb = ycbcr_to_rgb(_concat(parts, channel_dim), channel_dim)
+    if clip:
+        rgb = rgb.clamp(0.0, 1.0) if isinstance(rgb, torch.Tensor) else np.clip(rgb, 0.0, 1.0)
+    return rgb
+
+
+def recolour(y: NdarrayOrTensor, rgb: NdarrayOrTensor, channel_dim: int = 0) -> NdarrayOrTensor:
+    """A luminance under the chroma of an RGB image: the colour re-attached to a fused image.
+
+    Args:
+        y: the luminance in [0, 1] without a colour axis, e.g. ``(H, W)``.
+        rgb: the colour source in [0, 1] with its colour axis on ``channel_dim``, e.g. ``(3, H, W)``.
+        channel_dim: the colour axis of ``rgb`` and of the result.
+
+    Returns:
+        RGB clipped to [0, 1] (:func:`with_chroma`), float32, the kind of ``y``.
+    """
+    ycbcr = rgb_to_ycbcr(rgb, channel_dim=channel_dim)
+    if isinstance(ycbcr, torch.Tensor):
+        return with_chroma(torch.as_tensor(y).unsqueeze(channel_dim), ycbcr.narrow(channel_dim, 1, 2), channel_dim)
+    return with_chroma(np.expand_dims(y, channel_dim), np.take(ycbcr, [1, 2], axis=channel_dim), channel_dim)
+
+
+def rgb_to_grey(rgb: torch.Tensor | np.ndarray, channel_dim: int = -3) -> torch.Tensor:
+    """Grey value of an RGB image on the 0-255 scale, the way the reference read PET/SPECT images.
+
+    Full-range ITU-R BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B``, rounded half-to-even: CDDFuse
+    ``image_read_cv2(path, "GRAY")`` = ``np.round(cv2.cvtColor(BGR.astype(float32), COLOR_BGR2GRAY))``, not
+    the studio-range (16..235) Y of ``skimage.color.rgb2ycbcr``. The arithmetic is :func:`rgb_to_y` on float32
+    input: it reproduces OpenCV's float32 evaluation bit for bit, which decides how values such as 200.50002
+    and 223.49998 round. Equal-channel RGB images map to themselves.
+
+    Args:
+        rgb: RGB image(s) on the 0-255 scale with the colour channels (R, G, B) on ``channel_dim``.
+        channel_dim: the colour axis, by default -3 (channel-first: (3, H, W) or (B, 3, H, W)).
+
+    Returns:
+        float32 tensor of integer grey values 0..255, ``channel_dim`` removed.
+
+    Raises:
+        ValueError: when ``channel_dim`` does not have size 3.
+    """
+    rgb = as_tensor(rgb)
+    if rgb.ndim == 0 or rgb.shape[channel_dim] != 3:
+        raise ValueError(f"rgb_to_grey: expected 3 colour channels on dim {channel_dim}, got shape {tuple(rgb.shape)}.")
+    return rgb_to_y(rgb.to(torch.float32), channel_dim=channel_dim, rounded=True)
