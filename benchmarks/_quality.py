@@ -22,6 +22,7 @@ from hkafusion_monai.metrics import (
     METRIC_NAMES,
     bone_brightness_kept,
     compute_fusion_metrics,
+    hot_spot_contrast,
     hot_spot_contrast_kept,
     paired_comparison,
     rgb_to_grey,
@@ -307,7 +308,49 @@ def write_recipes_section(rows: dict[str, dict], budget: dict, recipes: dict[str
         *table,
         "",
         "Recipes as overrides of `train.json` + `configs/joint.json`: "
-        + "; ".join(f"{name}: `{json.dumps(recipes[name], ensure_ascii=False) if recipes[name] else 'none (the paper)'}`" for name in rows)
+        + "; ".join(
+            f"{name}: `{json.dumps(recipes[name], ensure_ascii=False) if recipes[name] else 'none (the paper)'}`"
+            for name in rows
+            if not recipes[name].get("_no_training")
+        )
         + ".",
     ]
     write_section("results.md", "recipes", "\n".join(body), title="# Results")
+
+
+def phantom_lesions(fuser: object, modality: str, root: str | Path, seed: int = 0) -> np.ndarray:
+    """Contrast kept of the phantom's known lesions (hot in PET and SPECT) by a :class:`Fuser`'s volume path.
+
+    For every subject in the phantom folder ``root`` (``nifti/sub-*/``, written with ``seed``), the MRI and the
+    PET or SPECT volume go through ``fuser.fuse_volumes`` (the bundle's volume contract: per-modality scaling,
+    resampling onto the MRI grid); each lesion's contrast is measured on the MRI grid, in the fused volume
+    and in the scaled secondary resampled there: core = lesion voxels within 0.7 r of its centre, surround =
+    head voxels outside any lesion between 2 r and 3 r (r: the lesion's radius)."""
+    from hkafusion_monai.data import phantom as ph
+    from hkafusion_monai.transforms import LoadFusionVolumed
+
+    loader = LoadFusionVolumed(["mri", "other"])
+    kept = []
+    for folder in sorted(Path(root, "nifti").glob("sub-*")):
+        index = int(folder.name.split("-")[1])
+        subject = ph.make_subject(seed, index)
+        d = loader({"mri": folder / "mri.nii.gz", "other": folder / f"{modality.lower()}.nii.gz"})
+        fused, other = fuser.fuse_volumes(d["mri"], d["other"], modality=modality, return_other=True)
+        shape = fused.shape[1:]
+        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+        ras = ijk @ np.asarray(fused.affine)[:3, :3].T + np.asarray(fused.affine)[:3, 3]
+        lps = ras * np.array([-1.0, -1.0, 1.0])  # the phantom's scanner coordinates are LPS
+        labels = ph.tissue_labels(subject, lps).reshape(shape)
+        inverse = np.linalg.inv(subject.rotation / subject.scale)
+        f, o = fused[0].numpy(), other[0].numpy()
+        for lesion in subject.lesions:
+            centre = lesion[:3] @ inverse + subject.translation
+            r = float(lesion[3] * np.mean(subject.scale))
+            dist = np.linalg.norm(lps - centre, axis=1).reshape(shape)
+            core = (labels == ph.LESION) & (dist <= 0.7 * r)
+            surround = (dist >= 2 * r) & (dist <= 3 * r) & (labels != ph.LESION) & (labels != ph.AIR)
+            flat = [x.reshape(1, -1) for x in (f, o, core, surround)]  # the checks reduce over (H, W)
+            if core.sum() < 4 or surround.sum() < 8 or hot_spot_contrast(*flat[1:]) <= 0:
+                continue
+            kept.append(float(hot_spot_contrast_kept(*flat)))
+    return np.asarray(kept)
