@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
 from pathlib import Path
 
 import torch
+
+from hkafusion_monai.utils.provenance import git_commit as _git_commit
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -35,12 +36,8 @@ def machine_summary() -> str:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True).stdout
-        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """The short commit of this checkout (``+dirty`` if modified): the code a benchmark's figures came from."""
+    return _git_commit(DOCS.parent, short=True)
 
 
 def write_section(filename: str, section: str, body: str, title: str = "# Performance") -> Path:

@@ -11,7 +11,6 @@ inference workflow and the evaluation workflow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ from tqdm import tqdm
 from hkafusion_monai.io.bundle import default_bundle_dir
 from hkafusion_monai.io.writers import output_name
 from hkafusion_monai.utils import TASK_MODALITY, CheckpointError, CheckpointNotFoundError, as_bool
+from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES, modality_task
 from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 from hkafusion_monai.transforms.contract import FusionPostprocessd, FusionPreprocessd, is_2d_path
 from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
@@ -57,7 +58,6 @@ _PLS_DIAGONAL = (-1.0, -1.0, 1.0, 1.0)  # voxel axes towards posterior, left, su
 
 #: the secondary modality assumed when nothing names it (see :func:`inference_items`)
 ASSUMED_MODALITY = "PET"
-_DICOM_MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT"}
 
 logger = logging.getLogger(__name__)
 
@@ -110,32 +110,6 @@ def bundle_version(meta_file: str | os.PathLike | None = None) -> str:
         return str(json.loads(text).get("version", "unknown"))
     except (OSError, ValueError, RuntimeError):
         return "unknown"
-
-
-def _hash_path(h: Any, path: Path) -> None:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-        with f.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                h.update(block)
-
-
-def inputs_summary(items: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("mri", "other")) -> dict[str, Any]:
-    """Count and SHA-256 of an inference run's inputs (file bytes, in order; a DICOM folder's files sorted),
-    enough to identify them without logging their paths, which can identify patients."""
-    h = hashlib.sha256()
-    for item in items:
-        for key in keys:
-            _hash_path(h, Path(str(item[key])))
-    return {"inputs_count": len(items), "inputs_sha256": h.hexdigest()}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (the checkpoint's identity in the MLflow record)."""
-    h = hashlib.sha256()
-    _hash_path(h, Path(path))
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,14 +199,6 @@ def inference_items(
     return out
 
 
-def modality_task(modality: str) -> str:
-    """``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` for a secondary modality (the inverse of TASK_MODALITY)."""
-    for task, m in TASK_MODALITY.items():
-        if m == modality:
-            return task
-    raise ValueError(f"unknown modality {modality!r}; use one of {sorted(TASK_MODALITY.values())}")
-
-
 def dicom_modality(folder: str | os.PathLike) -> str | None:
     """``CT``, ``PET`` or ``SPECT`` from the ``Modality`` of the first DICOM file found in ``folder`` (CT, PT,
     NM), or None when there is none or it is another modality."""
@@ -244,7 +210,8 @@ def dicom_modality(folder: str | os.PathLike) -> str | None:
                 ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
             except Exception:  # not DICOM: look further
                 continue
-            return _DICOM_MODALITY.get(str(ds.get("Modality", "")))
+            found = DICOM_MODALITIES.get(str(ds.get("Modality", "")))
+            return found if found in TASK_MODALITY.values() else None
     return None
 
 

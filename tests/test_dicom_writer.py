@@ -20,7 +20,7 @@ from hkafusion_monai.io.dicom_series import (
     fused_to_uint16,
     write_fused_series,
 )
-from hkafusion_monai.transforms.dicom import order_series, scan_dicom
+from hkafusion_monai.io.dicom import order_series, scan_dicom
 
 
 def _sorted_datasets(folder: Path, pixels: bool = False) -> list[pydicom.Dataset]:

@@ -20,7 +20,7 @@ from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from monai.transforms import Orientationd
 
 from hkafusion_monai.inference import load_fuser
-from hkafusion_monai.transforms.dicom import (
+from hkafusion_monai.io.dicom import (
     multiframe_geometry,
     order_series,
     scan_dicom,

@@ -7,31 +7,25 @@ twice.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hkafusion_monai.utils.lazy import lazy_exports
 
-__all__ = [
-    "SHARED_VARIABLE",
-    "DatalistError",
-    "datalist_from_dicom",
-    "datalist_from_folders",
-    "datalist_from_splits",
-    "harvard_datalist",
-    "harvard_root",
-    "reference_file",
-    "shared_root",
-    "load_fusion_datalist",
-    "pair_folder",
-    "write_datalist",
-    "write_phantom",
-]
+_HOMES = {
+    "DatalistError": ".datalist",
+    "datalist_from_dicom": ".datalist",
+    "datalist_from_folders": ".datalist",
+    "datalist_from_splits": ".datalist",
+    "harvard_datalist": ".datalist",
+    "load_fusion_datalist": ".datalist",
+    "pair_folder": ".datalist",
+    "write_datalist": ".datalist",
+    "ensure_phantom": ".phantom",
+    "write_phantom": ".phantom",
+    "SHARED_VARIABLE": ".roots",
+    "harvard_root": ".roots",
+    "reference_file": ".roots",
+    "shared_root": ".roots",
+}
 
+__all__ = sorted(_HOMES)
 
-def __getattr__(name: str) -> Any:
-    if name == "write_phantom":
-        return getattr(importlib.import_module(".phantom", __name__), name)
-    if name in ("SHARED_VARIABLE", "harvard_root", "reference_file", "shared_root"):
-        return getattr(importlib.import_module(".roots", __name__), name)
-    if name in __all__:
-        return getattr(importlib.import_module(".datalist", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

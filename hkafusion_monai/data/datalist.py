@@ -46,6 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.io.formats import IMAGE_SUFFIXES
 
 __all__ = [
     "DATALIST_SPLITS",
@@ -66,7 +67,6 @@ DATALIST_SPLITS = ("training", "validation", "test")
 MODALITIES = ("CT", "PET", "SPECT")
 MRI_FOLDER = "MRI"
 # files a folder pair is built from; others (notes, CSVs, hidden files) are ignored
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class DatalistError(ValueError):
@@ -299,8 +299,8 @@ def _study_pair(
     ``(None, problem)``."""
     import re
 
-    from hkafusion_monai.transforms.dicom import order_series
-    from hkafusion_monai.transforms.reader import FusionInputError
+    from hkafusion_monai.io.dicom import order_series
+    from hkafusion_monai.utils.errors import FusionInputError
 
     usable, ignored = [], []
     for s in study:
@@ -397,7 +397,7 @@ def datalist_from_dicom(
         DatalistError: listing every unpaired or ambiguous study, unreadable file, and pairs of mixed
             modalities.
     """
-    from hkafusion_monai.transforms.dicom import DICOM_MODALITIES, scan_dicom
+    from hkafusion_monai.io.dicom import DICOM_MODALITIES, scan_dicom
 
     base = Path(base_dir)
     tags = {v: k for k, v in DICOM_MODALITIES.items() if v != "MRI"}  # PET -> PT ...

@@ -40,8 +40,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pydicom.uid import CTImageStorage, MRImageStorage, NuclearMedicineImageStorage, PositronEmissionTomographyImageStorage
 
 from hkafusion_monai.utils.quantisation import to_uint8
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES
 
 __all__ = [
     "PROFILES",
@@ -355,12 +357,12 @@ def _patient_id(seed: int, index: int) -> str:
 
 
 _SOP_CLASSES = {
-    "MRI": "1.2.840.10008.5.1.4.1.1.4",
-    "CT": "1.2.840.10008.5.1.4.1.1.2",
-    "PET": "1.2.840.10008.5.1.4.1.1.128",
-    "SPECT": "1.2.840.10008.5.1.4.1.1.20",  # NM Image Storage
+    "MRI": MRImageStorage,
+    "CT": CTImageStorage,
+    "PET": PositronEmissionTomographyImageStorage,
+    "SPECT": NuclearMedicineImageStorage,
 }
-_DICOM_MODALITY = {"MRI": "MR", "CT": "CT", "PET": "PT", "SPECT": "NM"}
+_DICOM_MODALITY = {name: tag for tag, name in DICOM_MODALITIES.items()}  # "MRI" -> "MR", ...
 _SERIES = {
     "MRI": (1, "T1 3D phantom"),
     "CT": (2, "CT head phantom"),

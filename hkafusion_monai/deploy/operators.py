@@ -39,7 +39,7 @@ from monai.deploy.operators.dicom_series_selector_operator import (
 )
 
 from hkafusion_monai.io.study import study_files
-from hkafusion_monai.transforms.dicom import (
+from hkafusion_monai.io.dicom import (
     DICOM_MODALITIES,
     DicomSeries,
     frame_headers,

@@ -18,9 +18,9 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
-from hkafusion_monai.handlers.tracking import name_digest
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
+from hkafusion_monai.utils.hashing import name_digest
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from hkafusion_monai.handlers.tracking import git_commit
+from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
+from hkafusion_monai.utils.provenance import git_commit
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ __all__ = ["InferenceRunRecorder"]
 class InferenceRunRecorder:
     """Log an inference run to the ``MLFlowHandler``'s run; attach it after that handler.
 
-    - at the start, params: ``inputs_count`` and ``inputs_sha256`` (:func:`hkafusion_monai.inference.inputs_summary`),
+    - at the start, params: ``inputs_count`` and ``inputs_sha256`` (:func:`hkafusion_monai.utils.hashing.inputs_summary`),
       ``model_version`` (the bundle's ``metadata.json``), ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
     - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written``.
 
@@ -68,8 +69,6 @@ class InferenceRunRecorder:
         return handler.client, handler.cur_run.info.run_id
 
     def started(self, engine: Engine) -> None:
-        from hkafusion_monai.inference import file_sha256, inputs_summary
-
         self._start = time.perf_counter()
         client, run_id = self._run()
         if client is None:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.utils.hashing import name_digest
+from hkafusion_monai.utils.provenance import git_commit
 from hkafusion_monai.utils.quantisation import to_uint8
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -40,9 +41,7 @@ __all__ = [
     "config_files_from_argv",
     "datalist_summary",
     "flatten_params",
-    "name_digest",
     "scrub_paths",
-    "git_commit",
     "fusion_grid",
     "report_outputs",
 ]
@@ -52,23 +51,6 @@ logger = logging.getLogger(__name__)
 #: MLflow accepts at most 100 params per request (and MONAI's handler sends all in one).
 _PARAMS_PER_BATCH = 100
 _MAX_PARAM_CHARS = 500
-
-
-def git_commit(path: str | os.PathLike = ".") -> str:
-    """The checked-out commit of the repository containing ``path`` (``+dirty`` if modified), or ``"unknown"``."""
-    try:
-        cwd = Path(path).resolve()
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, check=True)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def name_digest(text: str) -> str:
-    """A short, stable stand-in for a file or folder name that must not leave the site: 12 hex digits of its
-    SHA-256."""
-    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:12]
 
 
 def datalist_summary(datalist: str | os.PathLike, log_names: bool = False) -> dict[str, Any]:

@@ -1,39 +1,49 @@
-"""Files in and out: writing fusion results (PNG, NIfTI, the derived DICOM series of
+"""Files in and out: the file formats by name (:mod:`~hkafusion_monai.io.formats`), reading and ordering DICOM
+series from their headers (:mod:`~hkafusion_monai.io.dicom`), atomic writes (:mod:`~hkafusion_monai.io.atomic`),
+writing fusion results (PNG, NIfTI, the derived DICOM series of
 :mod:`hkafusion_monai.io.dicom_series`), listing a study folder safely (:mod:`~hkafusion_monai.io.study`),
 sending series to a PACS (:mod:`~hkafusion_monai.io.pacs`), and finding the bundle's run-time files in a
 checkout or an installed wheel (:mod:`~hkafusion_monai.io.bundle`).
 
-Imports are lazy: :mod:`hkafusion_monai.io.atomic` serves the command-line tools without importing MONAI.
+``io`` sits just above ``utils`` and below the transforms, whose loaders read DICOM headers through it; it
+imports nothing of ours but ``utils``. Imports are lazy: :mod:`hkafusion_monai.io.atomic` serves the
+command-line tools without importing MONAI.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hkafusion_monai.utils.lazy import lazy_exports
 
-__all__ = [
-    "OUTPUT_FORMATS",
-    "DicomDestination",
-    "FusedImageWriterd",
-    "atomic_write",
-    "default_bundle_dir",
-    "output_name",
-    "send_files",
-    "study_files",
-    "write_fused_series",
-    "write_nifti",
-    "write_png",
-]
+_HOMES = {
+    "atomic_write": ".atomic",
+    "atomic_write_dir": ".atomic",
+    "BUNDLE_RUNTIME_FILES": ".bundle",
+    "default_bundle_dir": ".bundle",
+    "DicomSeries": ".dicom",
+    "DicomSlice": ".dicom",
+    "frame_headers": ".dicom",
+    "multiframe_geometry": ".dicom",
+    "order_series": ".dicom",
+    "pick_series": ".dicom",
+    "scan_dicom": ".dicom",
+    "write_fused_series": ".dicom_series",
+    "write_fused_series_from_folders": ".dicom_series",
+    "DICOM_SUFFIXES": ".formats",
+    "IMAGE_SUFFIXES": ".formats",
+    "NIFTI_SUFFIXES": ".formats",
+    "is_image_file": ".formats",
+    "is_nifti": ".formats",
+    "split_suffix": ".formats",
+    "DicomDestination": ".pacs",
+    "send_files": ".pacs",
+    "study_files": ".study",
+    "OUTPUT_FORMATS": ".writers",
+    "FusedImageWriterd": ".writers",
+    "output_name": ".writers",
+    "write_nifti": ".writers",
+    "write_png": ".writers",
+}
 
+__all__ = sorted(_HOMES)
 
-def __getattr__(name: str) -> Any:
-    if name == "atomic_write":
-        return importlib.import_module(".atomic", __name__).atomic_write
-    lazy = {"DicomDestination": ".pacs", "send_files": ".pacs", "study_files": ".study", "default_bundle_dir": ".bundle"}
-    if name in lazy:
-        return getattr(importlib.import_module(lazy[name], __name__), name)
-    if name == "write_fused_series":
-        return importlib.import_module(".dicom_series", __name__).write_fused_series
-    if name in __all__:
-        return getattr(importlib.import_module(".writers", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -11,24 +11,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["NIFTI_SUFFIXES", "atomic_write", "atomic_write_dir", "split_suffix"]
+from hkafusion_monai.io.formats import split_suffix
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+__all__ = ["atomic_write", "atomic_write_dir"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def split_suffix(name: str) -> tuple[str, str]:
-    """``"a.nii.gz"`` -> ``("a", ".nii.gz")``; ``"a.png"`` -> ``("a", ".png")``."""
-    for suffix in NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)], name[-len(suffix) :]
-    stem, dot, ext = name.rpartition(".")
-    return (stem, dot + ext) if dot else (name, "")
 
 
 def _prepare(path: str | os.PathLike, overwrite: bool) -> Path:

@@ -1,7 +1,9 @@
 """Finding and checking DICOM image series from their headers (pydicom only, no pixel data).
 
-One home for the rules shared by the volume reader (:class:`~hkafusion_monai.transforms.FusionDicomReader`)
-and the DICOM-study datalist (``python -m hkafusion_monai.data.datalist dicom``):
+One home for the rules shared by the volume reader (:class:`~hkafusion_monai.transforms.FusionDicomReader`),
+the DICOM-study datalist (``python -m hkafusion_monai.data.datalist dicom``), the derived-series writer
+(:mod:`hkafusion_monai.io.dicom_series`) and the Deploy application. It holds no transform: it reads headers,
+so it lives in ``io``, which sits below ``transforms`` (docs/architecture.md).
 
 - :func:`scan_dicom` reads the headers of every DICOM file in a folder (optionally below it) and groups
   them by ``SeriesInstanceUID``; non-DICOM files, hidden files and DICOMDIR files are ignored.
@@ -27,8 +29,19 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    EnhancedPETImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+    LegacyConvertedEnhancedMRImageStorage,
+    LegacyConvertedEnhancedPETImageStorage,
+    MediaStorageDirectoryStorage,
+    NuclearMedicineImageStorage,
+)
 
-from .reader import FusionInputError
+from hkafusion_monai.utils.errors import FusionInputError
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES
 
 __all__ = [
     "DICOM_MODALITIES",
@@ -45,19 +58,17 @@ __all__ = [
     "series_of",
 ]
 
-# DICOM Modality tag -> the modality name of the datalists
-DICOM_MODALITIES = {"MR": "MRI", "CT": "CT", "PT": "PET", "NM": "SPECT"}
-_MEDIA_DIRECTORY_SOP = "1.2.840.10008.1.3.10"  # DICOMDIR
-NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
+_MEDIA_DIRECTORY_SOP = MediaStorageDirectoryStorage  # DICOMDIR
+NM_IMAGE_STORAGE = NuclearMedicineImageStorage
 #: the multi-frame image storage classes whose frames :func:`multiframe_geometry` places
 MULTIFRAME_SOP_CLASSES = {
     NM_IMAGE_STORAGE: "NM Image",
-    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
-    "1.2.840.10008.5.1.4.1.1.4.4": "Legacy Converted Enhanced MR Image",
-    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image",
-    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image",
-    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET Image",
-    "1.2.840.10008.5.1.4.1.1.128.1": "Legacy Converted Enhanced PET Image",
+    EnhancedMRImageStorage: "Enhanced MR Image",
+    LegacyConvertedEnhancedMRImageStorage: "Legacy Converted Enhanced MR Image",
+    EnhancedCTImageStorage: "Enhanced CT Image",
+    LegacyConvertedEnhancedCTImageStorage: "Legacy Converted Enhanced CT Image",
+    EnhancedPETImageStorage: "Enhanced PET Image",
+    LegacyConvertedEnhancedPETImageStorage: "Legacy Converted Enhanced PET Image",
 }
 _HEADER_TAGS = [
     "SOPClassUID",

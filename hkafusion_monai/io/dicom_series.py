@@ -35,9 +35,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage
 
 from hkafusion_monai.io.atomic import atomic_write_dir
+from hkafusion_monai.io.dicom import frame_headers, order_series, pick_series, scan_dicom
 from hkafusion_monai.utils.quantisation import to_uint16
 
 __all__ = [
@@ -51,8 +52,8 @@ __all__ = [
     "write_fused_series_from_folders",
 ]
 
-MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
-SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+MR_IMAGE_STORAGE = MRImageStorage
+SECONDARY_CAPTURE_STORAGE = SecondaryCaptureImageStorage
 MANUFACTURER = "hkafusion-monai"
 
 RESEARCH_USE_COMMENT = (
@@ -126,7 +127,7 @@ def _series_reference(series: Sequence[Dataset]) -> Dataset:
 
 def _image_reference(ds: Dataset) -> Dataset:
     """A reference to an image, or to one frame of a multi-frame image (a header from
-    :func:`~hkafusion_monai.transforms.dicom.frame_headers`, which carries ``frame_number``)."""
+    :func:`~hkafusion_monai.io.dicom.frame_headers`, which carries ``frame_number``)."""
     ref = Dataset()
     ref.ReferencedSOPClassUID = ds.SOPClassUID
     ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
@@ -455,8 +456,6 @@ def check_written_series(files: Sequence[str | os.PathLike], mri: Sequence[Datas
 def _series_headers(folder: str | os.PathLike, role: str, series_uid: str | None = None) -> list[Dataset]:
     """The headers of the series the reader fused, in its order (the reader's own series choice rules); one
     per frame, in spatial order, for a multi-frame image."""
-    from hkafusion_monai.transforms.dicom import frame_headers, order_series, pick_series, scan_dicom
-
     series = pick_series(scan_dicom(folder), folder, series_uid)
     files, _ = order_series(series)
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]

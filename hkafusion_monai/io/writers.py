@@ -18,8 +18,8 @@ from monai.data import MetaTensor, NibabelWriter
 from monai.transforms import MapTransform
 from monai.utils import convert_data_type
 
-from hkafusion_monai.io.atomic import NIFTI_SUFFIXES as _NIFTI_SUFFIXES
-from hkafusion_monai.io.atomic import atomic_write, split_suffix as _split_suffix
+from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.io.formats import is_nifti, split_suffix
 from hkafusion_monai.utils import as_bool
 
 __all__ = ["OUTPUT_FORMATS", "FusedImageWriterd", "atomic_write", "output_name", "write_nifti", "write_png"]
@@ -37,15 +37,15 @@ def output_name(mri_path: str | os.PathLike, kind: str, postfix: str = "_fused")
     """
     path = Path(mri_path)
     if kind == "2d":
-        return _split_suffix(path.name)[0] + postfix + ".png"
+        return split_suffix(path.name)[0] + postfix + ".png"
     if kind == "dicom":  # a derived series: a folder
         stem = f"{path.parent.name}_{path.name}" if path.parent.name else path.name
         return stem + postfix
-    if path.is_dir() or not path.name.lower().endswith(_NIFTI_SUFFIXES):
+    if path.is_dir() or not is_nifti(path.name):
         stem = f"{path.parent.name}_{path.name}" if path.parent.name else path.name
-        stem = stem if path.is_dir() else _split_suffix(stem)[0]
+        stem = stem if path.is_dir() else split_suffix(stem)[0]
     else:
-        stem = _split_suffix(path.name)[0]
+        stem = split_suffix(path.name)[0]
     return stem + postfix + ".nii.gz"
 
 

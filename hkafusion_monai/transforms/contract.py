@@ -42,6 +42,7 @@ from monai.transforms import (
     Transform,
 )
 
+from hkafusion_monai.io.formats import is_image_file
 from hkafusion_monai.utils import as_bool
 from hkafusion_monai.utils.quantisation import to_uint8
 
@@ -49,7 +50,7 @@ from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
 from .geometry import CheckOverlapd, RestoreOrientationd
 from .intensity import CT_BRAIN_WINDOW, ScaleIntensityByModalityd
 from .pairing import CheckSamePatientd
-from .reader import SUPPORTED_2D_SUFFIXES, LoadFusionImaged
+from .reader import LoadFusionImaged
 from .registration import RigidRegisterd
 from .volume import LoadFusionVolumed
 
@@ -72,9 +73,8 @@ KEYS = ("mri", "other")
 VOLUME_AXCODES = "PLS"
 
 
-def is_2d_path(path: str | Path) -> bool:
-    """True for a 2-D image file (PNG, JPEG, TIFF, BMP), False for a volume (NIfTI, DICOM file or folder)."""
-    return str(path).lower().endswith(tuple(SUPPORTED_2D_SUFFIXES))
+#: True for a 2-D image file (PNG, JPEG, TIFF, BMP), False for a volume (NIfTI, DICOM file or folder)
+is_2d_path = is_image_file
 
 
 def pair_transforms(

@@ -25,8 +25,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, ScaleIntensityRange, ScaleIntensityRangePercentiles
 from monai.utils import convert_to_dst_type
 
-from .dicom import DICOM_MODALITIES
-from .reader import FusionInputError
+from hkafusion_monai.utils.errors import FusionInputError
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES
 
 __all__ = ["CT_BRAIN_WINDOW", "ScaleIntensityByModalityd", "modality_of"]
 

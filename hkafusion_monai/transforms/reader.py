@@ -22,11 +22,13 @@ from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, UnidentifiedImageError
 
+from hkafusion_monai.io.formats import IMAGE_SUFFIXES
 from hkafusion_monai.utils.errors import FusionInputError
 
-__all__ = ["FusionInputError", "FusionPILReader", "LoadFusionImaged", "SUPPORTED_2D_SUFFIXES"]
+__all__ = ["FusionPILReader", "LoadFusionImaged", "SUPPORTED_2D_SUFFIXES"]
 
-SUPPORTED_2D_SUFFIXES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp")
+#: the 2-D file types the reader takes, without the dot (:data:`hkafusion_monai.io.formats.IMAGE_SUFFIXES`)
+SUPPORTED_2D_SUFFIXES = tuple(s[1:] for s in IMAGE_SUFFIXES)
 
 # bit depth maximum of each PIL mode; "I" and "F" are decided per file (see ``_bit_depth_max``)
 _MODE_MAX = {"1": 255.0, "L": 255.0, "P": 255.0, "RGB": 255.0}

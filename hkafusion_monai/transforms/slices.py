@@ -19,7 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
-from .reader import FusionInputError
+from hkafusion_monai.utils.errors import FusionInputError
 
 __all__ = ["DropEmptySlicesd"]
 

@@ -6,7 +6,7 @@ DICOM series and a NIfTI file of the same scan line up. DICOM values are rescale
 ``RescaleIntercept``): HU for CT, activity (e.g. Bq/ml) for PET. A single 2-D slice (one DICOM file, a
 2-D NIfTI) is a volume of one slice, ``Z == 1``.
 
-Bad inputs raise :class:`~hkafusion_monai.transforms.FusionInputError` (``FileNotFoundError`` for a
+Bad inputs raise :class:`~hkafusion_monai.utils.errors.FusionInputError` (``FileNotFoundError`` for a
 missing path) naming the path and the problem: a DICOM folder with no series or several, a series that
 is not one regular volume (missing slice, uneven spacing, mixed orientations), a truncated or corrupt
 file, NaN or inf voxels, a 4-D volume, a blank volume.
@@ -28,8 +28,11 @@ from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from pydicom.errors import InvalidDicomError
 
-from .dicom import DicomSeries, FrameGeometry, multiframe_geometry, order_series, pick_series, scan_dicom
-from .reader import FusionInputError, quiet_default_readers
+from hkafusion_monai.io.dicom import DicomSeries, FrameGeometry, multiframe_geometry, order_series, pick_series, scan_dicom
+from hkafusion_monai.io.formats import DICOM_SUFFIXES, NIFTI_SUFFIXES, is_nifti
+from hkafusion_monai.utils.errors import FusionInputError
+
+from .reader import quiet_default_readers
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -40,8 +43,6 @@ __all__ = [
     "LoadFusionVolumed",
 ]
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # metadata every loaded volume carries (empty strings for NIfTI), so that batches of both formats collate
 SOURCE_META_KEYS = (
     "source_format",
@@ -53,10 +54,6 @@ SOURCE_META_KEYS = (
     "series_description",
     "source_units",
 )
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def _check_exists(path: Path) -> None:
@@ -73,12 +70,12 @@ class FusionDicomReader(PydicomReader):
     order, and only warns about mixed sizes; this reader first groups the folder's files by
     ``SeriesInstanceUID`` and requires one series (or the one named by ``series_uid``), checks that it is
     one regular volume and orders the slices by position along the slice normal
-    (:func:`~hkafusion_monai.transforms.dicom.order_series`); then MONAI's own code decodes, rescales and
+    (:func:`~hkafusion_monai.io.dicom.order_series`); then MONAI's own code decodes, rescales and
     builds the affine. A single file is a one-slice volume whose third axis is the slice normal times
     ``SliceThickness`` (MONAI gives it the patient z axis whatever the orientation).
 
     One multi-frame image (an NM SPECT reconstruction, an enhanced MR, CT or PET image) is read here rather
-    than by MONAI: :func:`~hkafusion_monai.transforms.dicom.multiframe_geometry` places its frames and gives
+    than by MONAI: :func:`~hkafusion_monai.io.dicom.multiframe_geometry` places its frames and gives
     their rescale (NM: the real-world value mapping), and the frames are stacked in spatial order.
 
     ``data`` may also be a list of the files of one series (as the Deploy application gives them).
@@ -251,7 +248,7 @@ class FusionNibabelReader(NibabelReader):
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         names = ensure_tuple(filename)
-        return len(names) == 1 and _is_nifti(Path(names[0]))
+        return len(names) == 1 and is_nifti(Path(names[0]).name)
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs):
         names = ensure_tuple(data)
@@ -345,7 +342,7 @@ class LoadFusionVolumed(LoadImaged):
             )
 
     def _reader_for(self, path: Path, series_uid: str | None) -> FusionNibabelReader | FusionDicomReader:
-        if _is_nifti(path):
+        if is_nifti(path.name):
             return self.nifti_reader
         _check_exists(path)
         if path.is_dir() or path.name.lower().endswith(DICOM_SUFFIXES) or pydicom.misc.is_dicom(path):
@@ -363,7 +360,7 @@ class LoadFusionVolumed(LoadImaged):
             uid = d.get(f"{key}{self.series_uid_suffix}")
             if isinstance(value, (list, tuple)):  # the files of one DICOM series
                 files = [str(Path(str(v)).expanduser()) for v in value]
-                if not files or any(_is_nifti(Path(f)) for f in files):
+                if not files or any(is_nifti(Path(f).name) for f in files):
                     raise FusionInputError(f"{key}: {value}: a list must hold the DICOM files of one series")
                 path = Path(os.path.commonpath([str(Path(f).parent) for f in files]))
                 dicom = FusionDicomReader(series_uid=str(uid) if uid else None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["TASK_MODALITY", "modality_of_task"]
+__all__ = ["DICOM_MODALITIES", "TASK_MODALITY", "modality_of_task", "modality_task"]
 
 #: the other modality of each task (the MRI is always channel 0)
 TASK_MODALITY: dict[str, str] = {"mri_ct": "CT", "mri_pet": "PET", "mri_spect": "SPECT"}
+#: DICOM ``Modality`` -> the modality name of the datalists and tasks
+DICOM_MODALITIES: dict[str, str] = {"MR": "MRI", "CT": "CT", "PT": "PET", "NM": "SPECT"}
 
 
 def modality_of_task(task: str) -> str:
@@ -17,3 +19,15 @@ def modality_of_task(task: str) -> str:
     if task not in TASK_MODALITY:
         raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
     return TASK_MODALITY[task]
+
+
+def modality_task(modality: str) -> str:
+    """``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` for a secondary modality (the inverse of TASK_MODALITY).
+
+    Raises:
+        ValueError: an unknown modality, naming the known ones.
+    """
+    for task, m in TASK_MODALITY.items():
+        if m == modality:
+            return task
+    raise ValueError(f"unknown modality {modality!r}; use one of {sorted(TASK_MODALITY.values())}")
