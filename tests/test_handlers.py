@@ -102,11 +102,11 @@ def test_with_the_loss_in_a_training_loop():
     torch.manual_seed(0)
     loss = FusionLoss(win_size=7)
     batches = [(torch.rand(2, 3, 16, 16), torch.rand(2, 2, 16, 16)) for _ in range(3)]
-    engine = Engine(lambda e, batch: loss(*batch))
+    engine = Engine(lambda e, batch: loss.forward_terms(*batch))
     DynamicMuHandler(loss).attach(engine)
     engine.run(batches, max_epochs=1)
-    sum_a = sum(loss(p, i)["l_ssim_a_per_sample"].sum().item() for p, i in batches)
-    sum_b = sum(loss(p, i)["l_ssim_b_per_sample"].sum().item() for p, i in batches)
+    sum_a = sum(loss.forward_terms(p, i)["l_ssim_a_per_sample"].sum().item() for p, i in batches)
+    sum_b = sum(loss.forward_terms(p, i)["l_ssim_b_per_sample"].sum().item() for p, i in batches)
     assert loss.mu == pytest.approx(min(max(sum_b / sum_a, 0.1), 10.0), rel=1e-6)
 
 

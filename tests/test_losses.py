@@ -42,7 +42,7 @@ def tiny_loss(**kwargs) -> FusionLoss:
 
 def test_each_term_by_hand():
     pred, image = tiny_case()
-    out = tiny_loss(mu=1.0)(pred, image)
+    out = tiny_loss(mu=1.0).forward_terms(pred, image)
     assert set(out) == set(TERM_KEYS) | set(PER_SAMPLE_KEYS)
     expected = {
         "l_ssim_a": L_SSIM_A,
@@ -63,11 +63,23 @@ def test_each_term_by_hand():
 def test_total_by_hand(lambdas, mu):
     pred, image = tiny_case()
     loss = tiny_loss(lambda_s=lambdas[0], lambda_grad=lambdas[1], lambda_inten=lambdas[2], mu=mu)
-    out = loss(pred, image)
+    out = loss.forward_terms(pred, image)
     l_s = L_SSIM_A + mu * L_SSIM_B
     total = lambdas[0] * l_s + lambdas[1] * L_GRAD + lambdas[2] * L_INTEN + L_REC_A + L_REC_B
     assert out["l_s"].item() == pytest.approx(l_s, rel=1e-5)
     assert out["loss"].item() == pytest.approx(total, rel=1e-5)
+
+
+def test_call_returns_the_total_and_keeps_the_terms():
+    # as MONAI's losses: a tensor to back-propagate; the terms of the call beside it, detached
+    pred, image = tiny_case()
+    loss = tiny_loss(mu=1.0)
+    total = loss(pred, image)
+    assert isinstance(total, torch.Tensor) and total.ndim == 0
+    assert total.item() == pytest.approx(L_SSIM_A + L_SSIM_B + L_GRAD + 0.5 * L_INTEN + L_REC_A + L_REC_B, rel=1e-5)
+    assert set(loss.terms) == set(TERM_KEYS) | set(PER_SAMPLE_KEYS)
+    assert loss.terms["l_grad"].item() == pytest.approx(L_GRAD, rel=1e-5)
+    assert not any(t.requires_grad for t in loss.terms.values())
 
 
 def test_mu_is_settable_and_validated():
@@ -75,7 +87,7 @@ def test_mu_is_settable_and_validated():
     loss = tiny_loss()
     assert loss.mu == 1.0
     loss.mu = 3.0
-    assert loss(pred, image)["l_s"].item() == pytest.approx(L_SSIM_A + 3.0 * L_SSIM_B, rel=1e-5)
+    assert loss.forward_terms(pred, image)["l_s"].item() == pytest.approx(L_SSIM_A + 3.0 * L_SSIM_B, rel=1e-5)
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError):
             loss.mu = bad
@@ -83,7 +95,7 @@ def test_mu_is_settable_and_validated():
 
 def test_fused_only_output_has_no_reconstruction_terms():
     pred, image = tiny_case()
-    out = tiny_loss(mu=2.0)(pred[:, :1], image)
+    out = tiny_loss(mu=2.0).forward_terms(pred[:, :1], image)
     assert out["l_rec_a"].item() == 0.0 and out["l_rec_b"].item() == 0.0
     expected = (L_SSIM_A + 2.0 * L_SSIM_B) + L_GRAD + 0.5 * L_INTEN
     assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
@@ -92,9 +104,9 @@ def test_fused_only_output_has_no_reconstruction_terms():
 def test_reductions_and_batch():
     torch.manual_seed(0)
     pred, image = torch.rand(3, 3, 16, 16), torch.rand(3, 2, 16, 16)
-    per_sample = FusionLoss(win_size=7, reduction="none")(pred, image)
-    mean = FusionLoss(win_size=7)(pred, image)
-    total = FusionLoss(win_size=7, reduction="sum")(pred, image)
+    per_sample = FusionLoss(win_size=7, reduction="none").forward_terms(pred, image)
+    mean = FusionLoss(win_size=7).forward_terms(pred, image)
+    total = FusionLoss(win_size=7, reduction="sum").forward_terms(pred, image)
     for key in TERM_KEYS:
         assert per_sample[key].shape == (3,)
         assert mean[key].item() == pytest.approx(per_sample[key].mean().item(), rel=1e-6)
@@ -106,7 +118,7 @@ def test_gradients_flow_to_all_outputs():
     torch.manual_seed(0)
     pred = torch.rand(2, 3, 24, 24, requires_grad=True)
     image = torch.rand(2, 2, 24, 24)
-    out = FusionLoss()(pred, image)
+    out = FusionLoss().forward_terms(pred, image)
     out["loss"].backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all()
     for channel in range(3):

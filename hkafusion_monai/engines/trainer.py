@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from monai.engines import SupervisedTrainer
+from monai.engines import IterationEvents, SupervisedTrainer
 from monai.utils import CommonKeys
 
 from hkafusion_monai.losses import PER_SAMPLE_KEYS, TERM_KEYS
@@ -57,22 +57,6 @@ def loss_terms(output: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[
     return {k: float(torch.as_tensor(output[k]).detach()) for k in TERM_KEYS if k in output}
 
 
-class _TermRecordingLoss(torch.nn.Module):
-    """Calls the fusion loss, writes all its terms into the engine's output, returns the total to back-propagate."""
-
-    def __init__(self, loss_function: Callable[..., Mapping[str, torch.Tensor]], trainer: SupervisedTrainer) -> None:
-        super().__init__()
-        self.loss = loss_function
-        self._trainer = [trainer]  # a list, so that the engine is not registered as a submodule
-
-    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        terms = self.loss(pred, image)
-        output = self._trainer[0].state.output
-        for key in TERM_KEYS + PER_SAMPLE_KEYS:
-            output[key] = terms[key].detach()
-        return terms["loss"]
-
-
 class FusionTrainer(SupervisedTrainer):
     """``SupervisedTrainer`` for unsupervised fusion with the HKAFusion loss.
 
@@ -81,10 +65,11 @@ class FusionTrainer(SupervisedTrainer):
 
     - the batch's ``"image"`` (B, 2, H, W) is both the network input and the loss target
       (:func:`prepare_fusion_batch`), so no label is needed;
-    - ``loss_function`` is a :class:`~hkafusion_monai.losses.FusionLoss` (or any callable with its
-      ``(pred, image) -> dict`` interface): the total ``"loss"`` is back-propagated and every term of
-      :data:`~hkafusion_monai.losses.TERM_KEYS`, plus the per-sample structural losses the dynamic-mu handler
-      reads, is put (detached) into ``engine.state.output``;
+    - ``loss_function`` is a :class:`~hkafusion_monai.losses.FusionLoss` (or any loss returning the total and
+      keeping its terms in a ``terms`` dict): the parent back-propagates the total, and at the trainer's own
+      ``IterationEvents.LOSS_COMPLETED`` every term of :data:`~hkafusion_monai.losses.TERM_KEYS`, plus the
+      per-sample structural losses the dynamic-mu handler reads, is copied (detached) into
+      ``engine.state.output``;
     - ``decollate`` defaults to False: handlers read batch tensors.
 
     ``engine.state.output`` therefore holds ``"image"``, ``"pred"`` (the network's training output,
@@ -98,5 +83,12 @@ class FusionTrainer(SupervisedTrainer):
     def __init__(self, *args: Any, loss_function: Callable, decollate: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("prepare_batch", prepare_fusion_batch)
         super().__init__(*args, loss_function=loss_function, decollate=decollate, **kwargs)
-        self.fusion_loss = loss_function
-        self.loss_function = _TermRecordingLoss(loss_function, self)
+        self.add_event_handler(IterationEvents.LOSS_COMPLETED, self.record_loss_terms)
+
+    def record_loss_terms(self, engine: SupervisedTrainer) -> None:
+        """Copy the loss's terms of this iteration (``loss_function.terms``) into ``engine.state.output``; the
+        total is already there under ``"loss"``, attached to the graph for the backward pass."""
+        terms: Mapping[str, torch.Tensor] = getattr(engine.loss_function, "terms", {})
+        for key in TERM_KEYS + PER_SAMPLE_KEYS:
+            if key in terms and key != CommonKeys.LOSS:
+                engine.state.output[key] = terms[key]

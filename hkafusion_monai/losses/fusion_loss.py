@@ -20,7 +20,7 @@ from torch.nn.modules.loss import _Loss
 
 __all__ = ["FusionLoss", "TERM_KEYS", "PER_SAMPLE_KEYS"]
 
-#: the scalar entries of :meth:`FusionLoss.forward`'s result, each worth logging ("loss" is the total).
+#: the scalar entries of :meth:`FusionLoss.forward_terms`'s result, each worth logging ("loss" is the total).
 TERM_KEYS: tuple[str, ...] = ("loss", "l_s", "l_ssim_a", "l_ssim_b", "l_grad", "l_inten", "l_rec_a", "l_rec_b")
 
 #: the per-sample (B,) detached structural losses 1 - SSIM(I_f, I_A), 1 - SSIM(I_f, I_B) that the dynamic-mu
@@ -55,6 +55,11 @@ class FusionLoss(_Loss):
     ``mu`` is a settable attribute: :class:`hkafusion_monai.handlers.DynamicMuHandler` sets it at the end of
     every epoch (paper IV-A).
 
+    As MONAI's losses, calling the loss returns the total to back-propagate (a tensor); its terms are
+    :meth:`forward_terms`, and :attr:`terms` keeps those of the last call (detached), which
+    :class:`~hkafusion_monai.engines.FusionTrainer` puts into its output for the loggers and the dynamic-mu
+    handler.
+
     Args:
         lambda_s: lambda_1, weight of L_s.
         lambda_grad: lambda_2, weight of L_grad.
@@ -74,8 +79,9 @@ class FusionLoss(_Loss):
     Example::
 
         loss_fn = FusionLoss()
-        terms = loss_fn(net(image), image)   # pred (B, 3, H, W) or (B, 1, H, W), image (B, 2, H, W)
-        terms["loss"].backward()
+        loss = loss_fn(net(image), image)   # pred (B, 3, H, W) or (B, 1, H, W), image (B, 2, H, W)
+        loss.backward()
+        loss_fn.terms["l_grad"]             # each term of that call, detached
     """
 
     def __init__(
@@ -113,6 +119,8 @@ class FusionLoss(_Loss):
         self.register_buffer("sobel_diff", sobel.kernel_diff, persistent=False)
         self.register_buffer("sobel_smooth", sobel.kernel_smooth, persistent=False)
         self.sobel_padding = sobel_padding
+        #: the :meth:`forward_terms` of the last call, detached (empty before the first)
+        self.terms: dict[str, torch.Tensor] = {}
 
     @property
     def mu(self) -> float:
@@ -132,7 +140,19 @@ class FusionLoss(_Loss):
         gy = separable_filtering(x, [self.sobel_diff, self.sobel_smooth], mode=self.sobel_padding)
         return gx.abs() + gy.abs()
 
-    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """The eq. 12 total, reduced over the batch by ``reduction`` (what to back-propagate); the terms of the
+        call are kept, detached, in :attr:`terms`.
+
+        Args:
+            pred: as for :meth:`forward_terms`.
+            image: as for :meth:`forward_terms`.
+        """
+        terms = self.forward_terms(pred, image)
+        self.terms = {key: value.detach() for key, value in terms.items()}
+        return terms["loss"]
+
+    def forward_terms(self, pred: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of eq. 7-12.
 
         Args:

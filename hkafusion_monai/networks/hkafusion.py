@@ -26,6 +26,8 @@ class HKAEncoder(nn.Module):
     Each stage starts with a strided convolution (stride 4 for the first stage, 2 after), then stacks SKA blocks
     at a constant width.
 
+    Every argument is keyword-only; :class:`HKAFusion` documents their defaults and checks their values.
+
     Args:
         shallow_channels: width of F0.
         shallow_blocks: Restormer blocks of the shallow extraction (2 in the paper).
@@ -33,13 +35,18 @@ class HKAEncoder(nn.Module):
         stage_depths: SKA blocks per stage.
         head_channels: channels per MDTA / self-attention head.
         restormer_ffn_expansion: GDFN hidden width factor.
-        ska_kwargs: passed to every :class:`SKABlock`.
+        small_kernels: (k1, k2, k3) of eq. 1, for every :class:`SKABlock`.
+        large_kernel: K of eq. 2-3.
+        dilation: d of eq. 2-3.
+        attention: ``"ska"`` (paper), ``"none"`` or ``"self"`` (Table II ablations), see :class:`SKABlock`.
+        ska_ffn_expansion: hidden width factor of the eq. 5 FFN.
 
     Shape: ``(B, 1, H, W) -> [F0 (B, C0, H, W), F1 (B, C1, H/4, W/4), ..., F4 (B, C4, H/32, W/32)]``.
     """
 
     def __init__(
         self,
+        *,
         shallow_channels: int,
         shallow_blocks: int,
         stage_channels: Sequence[int],
@@ -49,7 +56,7 @@ class HKAEncoder(nn.Module):
         small_kernels: Sequence[int],
         large_kernel: int,
         dilation: int,
-        mixer: str,
+        attention: str,
         ska_ffn_expansion: float,
     ) -> None:
         super().__init__()
@@ -66,12 +73,12 @@ class HKAEncoder(nn.Module):
             blocks += [
                 SKABlock(
                     channels,
-                    small_kernels,
-                    large_kernel,
-                    dilation,
-                    mixer,
-                    ska_ffn_expansion,
-                    heads_for(channels, head_channels),
+                    small_kernels=small_kernels,
+                    large_kernel=large_kernel,
+                    dilation=dilation,
+                    attention=attention,
+                    ffn_expansion=ska_ffn_expansion,
+                    num_heads=heads_for(channels, head_channels),
                 )
                 for _ in range(depth)
             ]
@@ -194,17 +201,17 @@ class HKAFusion(nn.Module):
         self.shared_encoder = shared_encoder
         self.encoders = nn.ModuleList(
             HKAEncoder(
-                shallow_channels,
-                shallow_blocks,
-                stage_channels,
-                stage_depths,
-                head_channels,
-                restormer_ffn_expansion,
-                small_kernels,
-                large_kernel,
-                dilation,
-                attention,
-                ska_ffn_expansion,
+                shallow_channels=shallow_channels,
+                shallow_blocks=shallow_blocks,
+                stage_channels=stage_channels,
+                stage_depths=stage_depths,
+                head_channels=head_channels,
+                restormer_ffn_expansion=restormer_ffn_expansion,
+                small_kernels=small_kernels,
+                large_kernel=large_kernel,
+                dilation=dilation,
+                attention=attention,
+                ska_ffn_expansion=ska_ffn_expansion,
             )
             for _ in range(1 if shared_encoder else 2)
         )

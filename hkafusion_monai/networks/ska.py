@@ -180,10 +180,12 @@ class SKABlock(nn.Module):
     Args:
         channels: C (input and output).
         small_kernels, large_kernel, dilation: see :class:`SKAModule`.
-        mixer: ``"ska"`` (the paper), ``"none"`` (SKA module without its attention branch) or ``"self"``
-            (plain multi-head self-attention in place of the SKA module).
+        attention: ``"ska"`` (the paper), ``"none"`` (SKA module without its attention branch) or ``"self"``
+            (plain multi-head self-attention in place of the SKA module), the option of the same name of
+            :class:`~hkafusion_monai.networks.HKAFusion`. The chosen module is the block's token mixer,
+            ``self.mixer`` (the checkpoints' key).
         ffn_expansion: hidden width factor of the FFN.
-        num_heads: heads of the ``"self"`` mixer.
+        num_heads: heads of the ``"self"`` attention.
     """
 
     def __init__(
@@ -192,19 +194,19 @@ class SKABlock(nn.Module):
         small_kernels: Sequence[int] = (3, 5, 7),
         large_kernel: int = 11,
         dilation: int = 2,
-        mixer: str = "ska",
+        attention: str = "ska",
         ffn_expansion: float = 1.0,
         num_heads: int = 1,
     ) -> None:
         super().__init__()
         self.pre = BatchNormConv1x1(channels, channels)
         self.act = nn.GELU()
-        if mixer == "self":
+        if attention == "self":
             self.mixer: nn.Module = SpatialSelfAttention(channels, num_heads)
-        elif mixer in ("ska", "none"):
-            self.mixer = SKAModule(channels, small_kernels, large_kernel, dilation, use_attention=mixer == "ska")
+        elif attention in ("ska", "none"):
+            self.mixer = SKAModule(channels, small_kernels, large_kernel, dilation, use_attention=attention == "ska")
         else:
-            raise ValueError(f"SKABlock: mixer must be 'ska', 'none' or 'self', got {mixer!r}.")
+            raise ValueError(f"SKABlock: attention must be 'ska', 'none' or 'self', got {attention!r}.")
         self.ffn = SKAFeedForward(channels, ffn_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
