@@ -70,6 +70,25 @@ def test_volumes_slice_by_slice(fuser: Fuser) -> None:
     assert fuser((mri / 4).astype(np.uint8), pet.astype(np.uint8)).dtype == np.uint8
 
 
+def test_volume_slices_reach_the_network_as_given() -> None:
+    """An (H, W, D) array volume is fused slice by slice with each (H, W) slice as given (its affine carries the
+    chain's own axis codes, so the orientation step transposes nothing)."""
+
+    class Same(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :1]
+
+    class ShiftRows(torch.nn.Module):  # not transpose-equivariant: moves each slice down one row (along H)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.roll(x[:, :1], 1, dims=-2)
+
+    rng = np.random.default_rng(2)
+    mri = rng.normal(500, 100, (24, 40, 2)).astype(np.float32)
+    pet = rng.gamma(2.0, 1000.0, (24, 40, 2)).astype(np.float32)
+    same = Fuser(Same())(mri, pet)
+    np.testing.assert_allclose(Fuser(ShiftRows())(mri, pet), np.roll(same, 1, axis=0))
+
+
 def test_checkpoint_saver_dict_and_missing_weights(tmp_path: Path, ckpt: Path) -> None:
     full = tmp_path / "checkpoint_epoch=1.pt"
     torch.save({"model": torch.load(ckpt, weights_only=True), "optimizer": {}}, full)

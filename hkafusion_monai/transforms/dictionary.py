@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import numpy as np
-import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import MapTransform

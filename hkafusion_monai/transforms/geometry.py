@@ -25,7 +25,7 @@ from monai.utils import MetaKeys, convert_data_type
 
 from hkafusion_monai.utils import RefusedPairError
 
-__all__ = ["CheckOverlapd", "RestoreOrientationd", "world_bounding_box"]
+__all__ = ["CheckOverlapd", "RestoreOrientationd", "axcodes_affine", "world_bounding_box"]
 
 
 def _affine(img: NdarrayOrTensor) -> np.ndarray:
@@ -33,6 +33,17 @@ def _affine(img: NdarrayOrTensor) -> np.ndarray:
     if affine is None:
         raise ValueError("a MetaTensor with an affine is needed (load with LoadFusionVolumed)")
     return convert_data_type(affine, np.ndarray, dtype=np.float64)[0]
+
+
+def axcodes_affine(axcodes: str) -> np.ndarray:
+    """The ``(4, 4)`` RAS affine of unit spacing whose voxel axes point along ``axcodes`` (e.g. ``"PLS"``: axis 0
+    towards posterior, 1 towards left, 2 towards superior), so that ``Orientation(axcodes)`` leaves a volume
+    with this affine as it is."""
+    affine = np.zeros((4, 4))
+    affine[3, 3] = 1.0
+    for voxel_axis, (world_axis, sign) in enumerate(nib.orientations.axcodes2ornt(tuple(axcodes))):
+        affine[int(world_axis), voxel_axis] = sign
+    return affine
 
 
 def world_bounding_box(affine: NdarrayOrTensor, spatial_shape: tuple[int, ...]) -> np.ndarray:

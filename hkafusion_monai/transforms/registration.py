@@ -19,6 +19,7 @@ import SimpleITK as sitk
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
+from monai.data.utils import orientation_ras_lps
 from monai.transforms import MapTransform
 from monai.utils import convert_data_type
 
@@ -35,7 +36,7 @@ def _registration_mode(value: object, name: str) -> bool | str:
         return "auto"
     return as_bool(value, name)
 
-_RAS_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+_RAS_LPS = orientation_ras_lps(np.eye(4))  # MONAI's RAS <-> LPS flip as a matrix; its own inverse
 
 
 def to_sitk_image(img: MetaTensor) -> sitk.Image:
@@ -44,7 +45,7 @@ def to_sitk_image(img: MetaTensor) -> sitk.Image:
     if array.ndim != 4 or array.shape[0] != 1:
         raise ValueError(f"expected a (1, X, Y, Z) volume, got shape {array.shape}")
     out = sitk.GetImageFromArray(np.ascontiguousarray(array[0].transpose(2, 1, 0)))  # SimpleITK: z, y, x
-    affine = _RAS_LPS @ convert_data_type(img.affine, np.ndarray, dtype=np.float64)[0]
+    affine = orientation_ras_lps(convert_data_type(img.affine, np.ndarray, dtype=np.float64)[0])
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     out.SetSpacing(spacing.tolist())
     out.SetDirection((affine[:3, :3] / spacing).flatten().tolist())
@@ -151,7 +152,7 @@ def rigid_registration(
     result = reg.Execute(f_img, m_img)
     t_lps = _euler_matrix(result.GetNthTransform(0) if isinstance(result, sitk.CompositeTransform) else result)
     # SimpleITK maps fixed points to moving points; the moving volume moves by the inverse
-    matrix = _RAS_LPS @ np.linalg.inv(t_lps) @ _RAS_LPS
+    matrix = orientation_ras_lps(np.linalg.inv(t_lps) @ _RAS_LPS)
     return matrix, float(reg.GetMetricValue())
 
 

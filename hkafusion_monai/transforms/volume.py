@@ -24,6 +24,7 @@ import pydicom
 import torch
 from monai.config import KeysCollection, PathLike
 from monai.data import MetaTensor, NibabelReader, PydicomReader
+from monai.data.utils import orientation_ras_lps
 from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from pydicom.errors import InvalidDicomError
@@ -164,7 +165,7 @@ class FusionDicomReader(PydicomReader):
             )
         values = frames.astype(np.float64) * geometry.slopes[:, None, None] + geometry.intercepts[:, None, None]
         array = np.ascontiguousarray(values[geometry.order].transpose(2, 1, 0), dtype=np.float32)
-        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ geometry.affine  # LPS -> RAS
+        affine = orientation_ras_lps(geometry.affine)  # LPS -> RAS
         meta = {
             MetaKeys.AFFINE: affine.copy(),
             MetaKeys.ORIGINAL_AFFINE: affine,
@@ -208,7 +209,7 @@ class FusionDicomReader(PydicomReader):
         if array.ndim == 2:  # one slice: give it a third axis along the slice normal
             array = array[..., None]
             _, step = order_series(self._series)
-            column = step * np.array([-1.0, -1.0, 1.0])  # LPS -> RAS
+            column = orientation_ras_lps(np.eye(4))[:3, :3] @ step  # LPS -> RAS
             for key in (MetaKeys.AFFINE, MetaKeys.ORIGINAL_AFFINE):
                 affine = np.array(meta[key], dtype=np.float64)
                 affine[:3, 2] = column

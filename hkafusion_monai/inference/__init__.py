@@ -1,0 +1,49 @@
+"""Inference: the notebook API :func:`load_fuser`, and the pieces ``bundle/configs/inference.json`` declares,
+one module per job:
+
+- :mod:`~hkafusion_monai.inference.weights`: the checkpoint (the shipped one by default), loaded safely, and
+  the model version;
+- :mod:`~hkafusion_monai.inference.items`: the run's data items, their modality and outputs, the checks before
+  any work;
+- :mod:`~hkafusion_monai.inference.inferer`: :class:`FusionInferer` (2-D whole, volumes slice by slice, large
+  planes in tiles);
+- :mod:`~hkafusion_monai.inference.fuser`: :func:`load_fuser` and :class:`Fuser`;
+- :mod:`~hkafusion_monai.inference.export`: ONNX export.
+
+>>> from hkafusion_monai import load_fuser
+>>> fuser = load_fuser(bundle_dir="bundle", task="mri_pet", weights="model.pt")   # doctest: +SKIP
+>>> fused = fuser(mri, pet)                                                          # doctest: +SKIP
+
+Every path uses the bundle's one preprocessing/postprocessing contract,
+:mod:`hkafusion_monai.transforms.contract`.
+"""
+
+from hkafusion_monai.inference.export import export_onnx
+from hkafusion_monai.inference.fuser import Fuser, load_fuser
+from hkafusion_monai.inference.inferer import FusionInferer
+from hkafusion_monai.inference.items import ASSUMED_MODALITY, check_outputs, dicom_modality, inference_items, task_of
+from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version, load_weights, shipped_weights
+
+# re-exported where the public API has always had them; their home is utils
+from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
+from hkafusion_monai.utils.tasks import TASK_MODALITY, modality_task
+
+__all__ = [
+    "ASSUMED_MODALITY",
+    "NO_WEIGHTS_MESSAGE",
+    "TASK_MODALITY",
+    "Fuser",
+    "FusionInferer",
+    "bundle_version",
+    "check_outputs",
+    "dicom_modality",
+    "export_onnx",
+    "file_sha256",
+    "inference_items",
+    "inputs_summary",
+    "load_fuser",
+    "load_weights",
+    "modality_task",
+    "shipped_weights",
+    "task_of",
+]

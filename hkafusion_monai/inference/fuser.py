@@ -1,0 +1,297 @@
+"""The notebook API: :func:`load_fuser` and the :class:`Fuser` it returns.
+
+>>> from hkafusion_monai import load_fuser
+>>> fuser = load_fuser(bundle_dir="bundle", task="mri_pet", weights="model.pt")   # doctest: +SKIP
+>>> fused = fuser(mri, pet)                                                          # doctest: +SKIP
+
+It runs the bundle's one preprocessing/postprocessing contract, :mod:`hkafusion_monai.transforms.contract`, so a
+pair fuses to the same pixels through ``load_fuser``, the inference workflow and the evaluation workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+
+from hkafusion_monai.inference.inferer import FusionInferer
+from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, load_weights, shipped_weights
+from hkafusion_monai.io.bundle import default_bundle_dir
+from hkafusion_monai.transforms.contract import VOLUME_AXCODES, FusionPostprocessd, FusionPreprocessd
+from hkafusion_monai.transforms.geometry import axcodes_affine
+from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
+from hkafusion_monai.utils import TASK_MODALITY, CheckpointError, CheckpointNotFoundError, as_bool
+
+__all__ = ["Fuser", "load_fuser"]
+
+
+def _as_array(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array or a torch tensor, got {type(x).__name__}")
+    if x.dtype.kind not in "uif":
+        raise TypeError(f"{name}: dtype {x.dtype} is not supported; give integer or float intensities")
+    if x.size == 0:
+        raise ValueError(f"{name}: empty array (shape {x.shape})")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        first = tuple(int(v) for v in np.argwhere(~np.isfinite(x))[0])
+        n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        raise ValueError(f"{name}: {n_nan} NaN and {n_inf} inf value(s), the first at {first}")
+    return x
+
+
+def _bit_depth_max(x: np.ndarray, name: str) -> float:
+    """The full-white value of a 2-D array, as the PNG reader gives it for a file of that type."""
+    if x.dtype.kind == "f":
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{name}: float 2-D images must lie in [0, 1] (got [{lo:g}, {hi:g}]), like a float TIFF; "
+                "scale them, or pass the uint8/uint16 pixels as read from the file"
+            )
+        return 1.0
+    if x.dtype.kind == "i" and int(x.min()) < 0:
+        raise ValueError(f"{name}: negative pixel values (min {int(x.min())}); 2-D inputs must be >= 0")
+    return float(np.iinfo(x.dtype).max)
+
+
+def _is_2d_colour(x: np.ndarray) -> bool:
+    # a (H, W, 3|4) uint8 array is a picture, never a 3- or 4-slice volume
+    return x.ndim == 3 and x.shape[-1] in (3, 4) and x.dtype == np.uint8
+
+
+class Fuser:
+    """Fuse an MRI with a CT/PET/SPECT image or volume: ``fused = fuser(mri, other)``.
+
+    Made by :func:`load_fuser`. Inputs are raw intensities, never modified:
+
+    - 2-D: ``mri`` ``(H, W)`` (or ``(H, W, 3)`` grey-as-RGB uint8), ``other`` ``(H, W)`` grey or
+      ``(H, W, 3)`` RGB (pseudo-colour PET/SPECT). Integer arrays are divided by their type's maximum
+      (255, 65535), as the file reader does; float arrays must lie in [0, 1].
+    - volumes: ``mri`` and ``other`` ``(H, W, D)`` on one grid, fused slice by slice along the last axis;
+      each is scaled by its modality over the whole volume (MRI, PET, SPECT percentiles; CT the HU window).
+
+    Output: grey ``(H, W)`` / ``(H, W, D)``, or RGB ``(H, W, 3)`` with the colour re-attached when
+    ``other`` was RGB (unless ``colour=False``). uint8 in (the MRI's dtype) gives uint8 out (0..255, the one
+    quantisation :func:`hkafusion_monai.metrics.quantise`); anything else gives float in [0, 1], in the
+    MRI's float dtype (float32 for integer volumes). With ``stretch``, the fused luminance is min-max
+    stretched to [0, 1] per image or per volume (:func:`~hkafusion_monai.transforms.contract.min_max_stretch`).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        task: str = "mri_pet",
+        device: str | torch.device = "cpu",
+        ct_window: Sequence[float] = CT_BRAIN_WINDOW,
+        sw_batch_size: int = 8,
+        stretch: bool = False,
+    ) -> None:
+        if task not in TASK_MODALITY:
+            raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
+        self.network = network.to(device).eval()
+        self.task = task
+        self.modality = TASK_MODALITY[task]
+        self.device = torch.device(device)
+        self.stretch = as_bool(stretch, "stretch")
+        self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
+        self.inferer = FusionInferer(sw_batch_size=sw_batch_size)
+
+    def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[str, Any]:
+        """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
+        if _is_2d_colour(mri) or mri.ndim == 2:
+            for name, x in (("mri", mri), ("other", other)):
+                if x.ndim == 3 and x.shape[-1] == 4:
+                    raise ValueError(
+                        f"{name}: RGBA image {x.shape}; the alpha channel is not supported, give RGB or grey"
+                    )
+                if not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)):
+                    raise ValueError(f"{name}: shape {x.shape}; a 2-D image is (H, W) grey or (H, W, 3) RGB")
+            if mri.shape[:2] != other.shape[:2]:
+                raise ValueError(f"shape mismatch: mri is {mri.shape[:2]} (H, W) but other is {other.shape[:2]}")
+            item: dict[str, Any] = {"modality": self.modality}
+            for name, x in (("mri", mri), ("other", other)):
+                chw = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
+                meta = {"filename_or_obj": f"<{name} array>", "bit_depth_max": _bit_depth_max(x, name)}
+                item[name] = MetaTensor(torch.from_numpy(np.array(chw, dtype=np.float32)), meta=meta)
+            return item
+        if mri.ndim != 3 or other.ndim != 3:
+            raise ValueError(
+                f"mri {mri.shape} and other {other.shape}: expected 2-D images (H, W) / (H, W, 3) or "
+                "3-D volumes (H, W, D)"
+            )
+        if mri.shape != other.shape:
+            raise ValueError(
+                f"shape mismatch: mri is {mri.shape} but other is {other.shape}; volumes must share a grid"
+            )
+        # an affine with the chain's own axis codes: the orientation step and the resampling are no-ops, so each
+        # (H, W) slice reaches the network as given
+        affine = torch.from_numpy(axcodes_affine(VOLUME_AXCODES))
+        item = {"modality": self.modality}
+        for name, x in (("mri", mri), ("other", other)):
+            vol = torch.from_numpy(np.array(x, dtype=np.float32))[None]
+            meta = {"filename_or_obj": f"<{name} array>", "original_affine": affine.numpy().copy()}
+            item[name] = MetaTensor(vol, affine=affine.clone(), meta=meta)
+        return item
+
+    @torch.no_grad()
+    def __call__(self, mri: Any, other: Any, colour: bool = True) -> np.ndarray:
+        """Fuse one pair; see the class docstring for shapes and types.
+
+        Args:
+            mri: the MRI image or volume.
+            other: the CT, PET or SPECT image or volume.
+            colour: re-attach the colour of an RGB ``other``; ``False`` returns the fused luminance.
+
+        Raises:
+            TypeError: not an array, or a non-numeric dtype.
+            ValueError: empty, NaN/inf, RGBA, wrong dimensions, mismatched shapes, out-of-range values.
+        """
+        mri, other = _as_array(mri, "mri"), _as_array(other, "other")
+        data = self.preprocess(self._items(mri, other))
+        image = data["image"]
+        pred = self.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
+        uint8 = mri.dtype == np.uint8
+        data["pred"] = pred
+        out = FusionPostprocessd("pred", colour=colour, uint8=uint8, stretch=self.stretch)(data)["pred"]
+        arr = out.as_tensor().numpy() if isinstance(out, MetaTensor) else np.asarray(out)
+        arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (H, W[, D]) or (H, W, 3)
+        if not uint8:
+            arr = arr.astype(mri.dtype if mri.dtype.kind == "f" else np.float32, copy=False)
+        return np.ascontiguousarray(arr)
+
+    @torch.no_grad()
+    def fuse_volumes(
+        self,
+        mri: MetaTensor,
+        other: MetaTensor,
+        modality: str | None = None,
+        register: bool | str = "auto",
+        return_other: bool = False,
+        allow_patient_mismatch: bool = False,
+    ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
+        """Fuse two volumes on their own grids: the result lies on the MRI's grid and axes.
+
+        The contract's volume chain (orientation, per-modality scaling, optional rigid registration, the
+        overlap check, resampling of ``other`` onto the MRI grid), then the network slice by slice, then the
+        MRI's own axes back. This is what the MONAI Deploy application and DICOM output run.
+
+        Args:
+            mri: ``(1, X, Y, Z)`` raw MRI intensities with its RAS ``affine``.
+            other: ``(1, X', Y', Z')`` raw CT (HU), PET or SPECT with its RAS ``affine``.
+            modality: ``"CT"``, ``"PET"`` or ``"SPECT"`` (default: the task's).
+            register: rigidly register ``other`` to the MRI first: ``"auto"`` (when the frames of reference
+                differ, as the Deploy application does), ``True`` or ``False``.
+            return_other: also return the scaled ``other`` as resampled onto the MRI grid (for a colour
+                rendering).
+            allow_patient_mismatch: fuse volumes whose PatientIDs differ (refused by default).
+
+        Returns:
+            float32 ``(1, X, Y, Z)`` in [0, 1] with the MRI's affine (and, with ``return_other``, the other
+            volume on the same grid).
+
+        Raises:
+            ValueError: not ``(1, X, Y, Z)`` MetaTensors, NaN/inf; ``RefusedPairError`` (a ValueError): two
+                patients, or volumes that do not overlap enough in space.
+        """
+        item: dict[str, Any] = {
+            "modality": modality or self.modality,
+            "register": register,
+            "allow_patient_mismatch": allow_patient_mismatch,
+        }
+        for name, vol in (("mri", mri), ("other", other)):
+            if not isinstance(vol, MetaTensor) or vol.ndim != 4 or vol.shape[0] != 1:
+                raise ValueError(
+                    f"{name}: expected a (1, X, Y, Z) MetaTensor with an affine, got {type(vol).__name__} "
+                    f"{tuple(getattr(vol, 'shape', ()))}"
+                )
+            if not torch.isfinite(vol.as_tensor()).all():
+                raise ValueError(f"{name} ({vol.meta.get('filename_or_obj', 'volume')}): NaN or infinite values")
+            vol = vol.clone().float()
+            vol.meta.setdefault("original_affine", vol.affine.numpy().copy())
+            vol.meta.setdefault("filename_or_obj", f"<{name} volume>")
+            item[name] = vol
+        data = self.preprocess(item)
+        pred = self.inferer(data["image"].as_tensor()[None].to(self.device), self.network)[0]
+        data["pred"] = pred
+        if return_other:
+            data["other_on_mri"] = data["image"].as_tensor()[1:2]
+        post = FusionPostprocessd("pred", colour=False, uint8=False, stretch=self.stretch)(data)
+        if return_other:
+            post = FusionPostprocessd("other_on_mri", colour=False, uint8=False)(post)
+        return (post["pred"], post["other_on_mri"]) if return_other else post["pred"]
+
+
+def load_fuser(
+    bundle_dir: str | os.PathLike | None = None,
+    task: str = "mri_pet",
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    config_file: str | os.PathLike | None = None,
+    stretch: bool = False,
+) -> Fuser:
+    """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
+
+    Args:
+        bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network); default the
+            bundle this package runs with: the source checkout's ``bundle/``, else the configs packaged in the
+            installed wheel (:func:`hkafusion_monai.io.bundle.default_bundle_dir`).
+        task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
+        weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``), or a TorchScript
+            ``.ts`` export, which needs no config (the network, and the ``inference.json`` settings it was
+            exported with, travel inside it); default :func:`shipped_weights` (``models/model_<task>.pt`` if
+            shipped, else the joint ``models/model.pt``).
+        device: default CUDA when available, else CPU.
+        config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
+        stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
+            test code does (docs/results.md).
+
+    Raises:
+        CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
+            pass one).
+        CheckpointError: a file that is not a readable checkpoint or TorchScript model (named).
+        FileNotFoundError: a checkpoint without the inference config that defines its network.
+    """
+    bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
+    if weights is None:
+        weights = shipped_weights(bundle_dir, task)
+    if not Path(weights).is_file():
+        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
+    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    if str(weights).endswith(".ts"):  # a TorchScript export (ckpt_export): the network travels with its weights
+        extra = {"inference.json": ""}  # and the settings it was exported with
+        try:
+            network = torch.jit.load(str(weights), map_location="cpu", _extra_files=extra).eval()
+        except (RuntimeError, ValueError, OSError, EOFError) as e:
+            detail = " ".join(str(e).split()).split(". ")[0][:120]  # torch's first sentence names the fault
+            raise CheckpointError(
+                f"{weights}: not a readable TorchScript model (empty, truncated or another kind of file: {detail})"
+            ) from None
+        try:
+            ct_window = json.loads(extra["inference.json"] or "{}").get("ct_window", CT_BRAIN_WINDOW)
+        except (ValueError, AttributeError):
+            ct_window = CT_BRAIN_WINDOW
+        if not (isinstance(ct_window, (list, tuple)) and len(ct_window) == 2):
+            ct_window = CT_BRAIN_WINDOW
+        ct_window = [float(v) for v in ct_window]
+    else:
+        config = Path(config_file or bundle_dir / "configs" / "inference.json")
+        if not config.is_file():
+            raise FileNotFoundError(
+                f"{config}: no inference config defining the network for the checkpoint {weights}; pass "
+                "bundle_dir= or config_file=, or a TorchScript export (.ts), which needs none"
+            )
+        parser = ConfigParser()
+        parser.read_config(str(config))
+        network = parser.get_parsed_content("network_def", instantiate=True)
+        load_weights(network, weights, map_location="cpu")
+        ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
+    return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch)
