@@ -188,7 +188,7 @@ def test_validation_grid_is_labelled_and_shows_pet_in_colour(tmp_path) -> None:
     from monai.data import MetaTensor
     from PIL import Image
 
-    from hkafusion_monai.handlers.tracking import FusionGridHandler
+    from hkafusion_monai.handlers.fusion_grid import FusionGridHandler
 
     rng = np.random.default_rng(0)
     pet_rgb = np.zeros((32, 32, 3), np.uint8)

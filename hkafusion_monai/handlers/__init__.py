@@ -1,6 +1,26 @@
-"""Ignite/MONAI handlers: the dynamic loss weight mu and the eight fusion-metric handlers."""
+"""Ignite/MONAI handlers, one handler (and its helpers) per module, as in ``monai/handlers``:
 
+- ``dynamic_mu``: :class:`DynamicMuHandler`, the loss's dynamic weight mu;
+- ``fusion_metrics``: the eight fusion-metric handlers; ``fusion_checks``: the reader's checks;
+- ``checkpoint``: resumable training state, safe weights loading, the output-folder check;
+- ``run_record``: :class:`MLflowRunRecorder`, the reproducibility record of a training or evaluation run;
+- ``inference_record``: :class:`InferenceRunRecorder`, the record of an inference run;
+- ``learning_rate``: :class:`LearningRateRecorder`; ``fusion_grid``: :class:`FusionGridHandler`;
+- ``evaluation``: the side-by-side evaluation report, rendered by ``html_report``;
+- ``run_status``: runs that end FAILED/KILLED, and where a run left its outputs.
+"""
+
+from hkafusion_monai.handlers.checkpoint import (
+    TrainingStateLoader,
+    TrainingStateSaver,
+    WeightsLoader,
+    check_output_dir,
+    resume_run_name,
+)
 from hkafusion_monai.handlers.dynamic_mu import DynamicMuHandler
+from hkafusion_monai.handlers.evaluation import FusionEvaluationReport
+from hkafusion_monai.handlers.fusion_checks import FusionChecksHandler
+from hkafusion_monai.handlers.fusion_grid import FusionGridHandler
 from hkafusion_monai.handlers.fusion_metrics import (
     FUSION_METRIC_HANDLERS,
     VIF,
@@ -12,11 +32,28 @@ from hkafusion_monai.handlers.fusion_metrics import (
     Qabf,
     Qcv,
     SpatialFrequency,
+    fusion_metric_handlers,
 )
+from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
+from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
+from hkafusion_monai.handlers.run_record import MLflowRunRecorder
+from hkafusion_monai.handlers.run_status import report_outputs, run_tracked
 
 __all__ = [
     "DynamicMuHandler",
+    "FusionChecksHandler",
+    "FusionEvaluationReport",
+    "TrainingStateLoader",
+    "TrainingStateSaver",
+    "WeightsLoader",
+    "check_output_dir",
+    "fusion_metric_handlers",
+    "resume_run_name",
+    "FusionGridHandler",
     "FusionMetricHandler",
+    "InferenceRunRecorder",
+    "LearningRateRecorder",
+    "MLflowRunRecorder",
     "MutualInformation",
     "SpatialFrequency",
     "VIF",
@@ -26,4 +63,6 @@ __all__ = [
     "CorrelationCoefficient",
     "FusionSSIM",
     "FUSION_METRIC_HANDLERS",
+    "report_outputs",
+    "run_tracked",
 ]

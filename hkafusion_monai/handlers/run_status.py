@@ -1,4 +1,5 @@
-"""A workflow's MLflow run ends FAILED or KILLED when the workflow does not finish.
+"""How a workflow run ends: its MLflow run ends FAILED or KILLED when the workflow does not finish, and a
+finished run prints where it left its outputs (:func:`report_outputs`).
 
 MONAI's ``MLFlowHandler`` ends its run FINISHED on completion and leaves it RUNNING when the engine raises,
 is interrupted (Ctrl-C) or is terminated (SIGTERM, which :mod:`hkafusion_monai.utils.cli` turns into
@@ -10,10 +11,10 @@ attachment (MONAI's ``StatsHandler`` re-raises from its own).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["run_tracked", "mark_runs_ended"]
+__all__ = ["mark_runs_ended", "report_outputs", "run_tracked"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def run_tracked(mlflow_handlers: Any, *steps: Callable[[], Any]) -> list[Any]:
     """Run ``steps`` in order; if one raises (or is interrupted), end the handlers' MLflow runs FAILED/KILLED
     and re-raise. Returns the steps' results.
 
-    Config use: ``"run": ["$hkafusion_monai.handlers.run_status.run_tracked([@train#mlflow, @validate#mlflow],
+    Config use: ``"run": ["$hkafusion_monai.handlers.run_tracked([@train#mlflow, @validate#mlflow],
     @train#trainer.run)"]``.
     """
     handlers = list(mlflow_handlers) if isinstance(mlflow_handlers, (list, tuple)) else [mlflow_handlers]
@@ -52,3 +53,11 @@ def run_tracked(mlflow_handlers: Any, *steps: Callable[[], Any]) -> list[Any]:
         mark_runs_ended(handlers, e)
         raise
     return results
+
+
+def report_outputs(paths: Mapping[str, str]) -> Mapping[str, str]:
+    """Print where a workflow run left its outputs (``{"what": "where"}``), and how to open a SQLite MLflow store."""
+    lines = ["HKAFusion run finished."] + [f"  {what}: {where}" for what, where in paths.items()]
+    lines += [f"  MLflow UI: mlflow ui --backend-store-uri {v}" for v in paths.values() if str(v).startswith("sqlite:")]
+    print("\n".join(lines), flush=True)
+    return paths

@@ -1,0 +1,278 @@
+"""The MLflow record of a training or evaluation run: what makes it reproducible, beside what MONAI's
+``MLFlowHandler`` logs on its own (the resolved settings, the datalist by counts and hash, the git commit, the
+executed config). It uses that handler's client and run, so there is one MLflow run per workflow run.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monai.utils import IgniteInfo, min_version, optional_import
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.utils import as_bool
+from hkafusion_monai.utils.hashing import name_digest
+from hkafusion_monai.utils.provenance import git_commit
+
+__all__ = [
+    "MLflowRunRecorder",
+    "config_files_from_argv",
+    "datalist_summary",
+    "executed_config_from_argv",
+    "flatten_params",
+    "scrub_paths",
+    "source_tags",
+]
+
+#: MLflow accepts at most 100 params per request (and MONAI's handler sends all in one).
+_PARAMS_PER_BATCH = 100
+_MAX_PARAM_CHARS = 500
+#: the options of ``python -m monai.bundle run`` that are not config overrides
+_RUN_OPTIONS = ("config_file", "meta_file", "logging_file", "tracking", "args_file", "run_id", "init_id", "final_id")
+
+
+def datalist_summary(datalist: str | os.PathLike, log_names: bool = False) -> dict[str, Any]:
+    """Item counts per list and a SHA-256 of the datalist's bytes: enough to identify the data of a run without
+    logging the item paths, which can identify patients; the file's name only with ``log_names``."""
+    path = Path(datalist)
+    raw = path.read_bytes()
+    spec = json.loads(raw)
+    summary: dict[str, Any] = {"datalist_sha256": hashlib.sha256(raw).hexdigest()}
+    if log_names:
+        summary["datalist_file"] = path.name
+    for key, value in spec.items():
+        if isinstance(value, list):
+            summary[f"datalist_{key}_count"] = len(value)
+    return summary
+
+
+def scrub_paths(config: Any, keep_under: Sequence[str | os.PathLike] = ()) -> Any:
+    """A copy of a config whose strings that name existing files or folders (outside ``keep_under``) are
+    replaced by ``"<path sha256:...>"``: data paths often carry patient names."""
+    roots = [Path(p).resolve() for p in keep_under]
+    if isinstance(config, Mapping):
+        return {k: scrub_paths(v, keep_under) for k, v in config.items()}
+    if isinstance(config, list):
+        return [scrub_paths(v, keep_under) for v in config]
+    if isinstance(config, str) and config and config[0] not in "$@%" and len(config) < 4096:
+        try:
+            path = Path(config)
+            if ("/" in config or os.sep in config or path.suffix) and path.exists():
+                resolved = path.resolve()
+                if not any(resolved == r or r in resolved.parents for r in roots):
+                    return f"<path sha256:{name_digest(str(resolved))}>"
+        except (OSError, ValueError):
+            pass
+    return config
+
+
+def config_files_from_argv(argv: Sequence[str] | None = None) -> list[str]:
+    """The ``--config_file`` list of a ``python -m monai.bundle run ...`` command line (empty if none)."""
+    argv = list(sys.argv if argv is None else argv)
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == "--config_file" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--config_file="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        return []
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    files = [parsed] if isinstance(parsed, str) else list(parsed)
+    return [str(f) for f in files]
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Resolved params as MLflow strings, nested keys joined with ``.``: numbers as numbers (``"0.0002"``),
+    sequences as JSON (``"[128, 128]"``), ``None`` as ``"none"``; each cut to 500 characters."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, name))
+            continue
+        if isinstance(value, bool) or value is None:
+            text = str(value).lower()
+        elif isinstance(value, (int, float, str)):
+            text = str(value)
+        elif isinstance(value, (list, tuple)):
+            text = json.dumps(value, default=str)
+        else:
+            text = str(value)
+        flat[name] = text[:_MAX_PARAM_CHARS]
+    return flat
+
+
+def source_tags(commit: str) -> dict[str, str]:
+    """MLflow's system tags for where a run came from: the entry point, the user and the git commit."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if entry.name == "__main__.py" and entry.parent.name == "bundle":  # python -m monai.bundle run <id>
+        source = "python -m monai.bundle " + " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+    else:
+        source = entry.name
+    tags = {"mlflow.user": user, "mlflow.source.name": source, "mlflow.source.type": "LOCAL", "git_commit": commit}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.replace("+dirty", "")
+    return tags
+
+
+def _command_line_options(argv: Sequence[str]) -> dict[str, str]:
+    """The ``--name value`` (or ``--name=value``; a bare ``--flag`` is ``"True"``) options of a command line."""
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            if not eq:
+                if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                    value, i = argv[i + 1], i + 1
+                else:
+                    value = "True"
+            options[name] = value
+        i += 1
+    return options
+
+
+def executed_config_from_argv(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """The executed config of a ``python -m monai.bundle run ...`` command line, as MONAI saves it under
+    ``--tracking`` (``save_execute_config``): its ``--config_file`` list merged by ``ConfigParser.read_config``,
+    the bundle's ``metadata.json`` (``--meta_file``, default beside the first config) as ``_meta_``, and every
+    other ``--id value`` applied with ``ConfigParser.update``, values parsed as the command line's python-fire
+    parses them. ``None`` without a ``--config_file`` (a workflow built in Python).
+    """
+    from fire.parser import DefaultParseValue
+    from monai.bundle import ConfigParser
+
+    argv = list(sys.argv if argv is None else argv)
+    files = config_files_from_argv(argv)
+    if not files or not all(Path(f).is_file() for f in files):
+        return None
+    options = _command_line_options(argv)
+    parser = ConfigParser()
+    parser.read_config(files)
+    meta = options.get("meta_file") or str(Path(files[0]).parent / "metadata.json")
+    if Path(meta).is_file():
+        parser.read_meta(meta)
+    parser.update({k: DefaultParseValue(v) for k, v in options.items() if k not in _RUN_OPTIONS})
+    return parser.get()
+
+
+class MLflowRunRecorder:
+    """At the start of a training or evaluation run, record in the MLflow run what makes it reproducible.
+
+    - params: the run's settings as resolved values (``params``, declared in the config as
+      ``tracked_params``: numbers as numbers, lists as JSON, no unresolved ``$`` expressions), the datalist's
+      :func:`datalist_summary` (counts and hash, never the item paths), the git commit and ``extra_params``;
+    - tags: the git commit, the user, and the entry point (MLflow's ``mlflow.source.*`` and ``mlflow.user``);
+    - artifacts: the executed config as ``executed_config.json`` (also written to ``output_dir``) and the
+      config files named on the command line. Unless ``log_names``, every string of the executed config that
+      names an existing file or folder outside the bundle is replaced by a hash (:func:`scrub_paths`):
+      nothing that names a patient's file reaches a tracking server unless asked.
+
+    Args:
+        mlflow_handler: the ``monai.handlers.MLFlowHandler`` of the same engine (attach this recorder after it).
+        output_dir: where ``executed_config.json`` is written; ``None`` to skip the file.
+        datalist: path of the run's datalist JSON.
+        params: the resolved settings to log (the config's ``tracked_params``).
+        config: the executed config to record; default: :func:`executed_config_from_argv` (the config files,
+            metadata and overrides of the ``python -m monai.bundle run`` command line), or, for a workflow built
+            in Python, the resolved ``params``.
+        meta: the bundle's metadata (``"@_meta_"`` in a config), for the ``bundle_version`` param; default: the
+            executed config's ``_meta_``.
+        extra_params: more params to log, e.g. ``{"task": "mri_pet"}``.
+        log_names: log file names and paths as they are (off by default).
+        keep_under: folders whose paths are kept in the executed config (the bundle).
+    """
+
+    def __init__(
+        self,
+        mlflow_handler: Any = None,
+        output_dir: str | os.PathLike | None = None,
+        datalist: str | os.PathLike | None = None,
+        params: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        extra_params: Mapping[str, Any] | None = None,
+        log_names: bool | str = False,
+        keep_under: Sequence[str | os.PathLike] = (),
+    ) -> None:
+        self.mlflow_handler = mlflow_handler
+        self.output_dir = output_dir
+        self.datalist = datalist
+        self.log_names = as_bool(log_names, "log_names")
+        self.params = dict(params or {})
+        if config is None:
+            config = executed_config_from_argv()
+        if config is None:
+            config = {"tracked_params": self.params}
+        # a deep copy as plain JSON: later parsing must not change what is recorded
+        config = json.loads(json.dumps(config, default=str))
+        self.config = config if self.log_names else scrub_paths(config, keep_under)
+        self.meta = dict(meta) if meta is not None else dict(self.config.get("_meta_", {}))
+        self.extra_params = dict(extra_params or {})
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        config = {k: v for k, v in self.config.items() if k != "_meta_"}
+        files = [f for f in config_files_from_argv() if Path(f).is_file()]
+        params = flatten_params(self.params)
+        if "version" in self.meta:
+            params["bundle_version"] = str(self.meta["version"])
+        if self.datalist is not None:
+            params.update({k: str(v) for k, v in datalist_summary(self.datalist, self.log_names).items()})
+        commit = git_commit(Path(__file__).parent)
+        params["git_commit"] = commit
+        if files:
+            params["config_files"] = ", ".join(Path(f).name for f in files)[:_MAX_PARAM_CHARS]
+        params.update(flatten_params(self.extra_params))
+
+        written = None
+        if self.output_dir is not None and config:
+            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+            written = Path(self.output_dir) / "executed_config.json"
+            text = json.dumps(config, indent=2)
+            atomic_write(written, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)
+
+        handler = self.mlflow_handler
+        if handler is None or getattr(handler, "cur_run", None) is None:
+            return
+        import mlflow
+
+        run_id = handler.cur_run.info.run_id
+        logged = handler.client.get_run(run_id).data.params
+        new = [mlflow.entities.Param(k, v) for k, v in params.items() if k not in logged]
+        for start in range(0, len(new), _PARAMS_PER_BATCH):
+            handler.client.log_batch(run_id, params=new[start : start + _PARAMS_PER_BATCH])
+        tags = [mlflow.entities.RunTag(k, v) for k, v in source_tags(commit).items()]
+        handler.client.log_batch(run_id, tags=tags)
+        for f in files:
+            handler.client.log_artifact(run_id, f, artifact_path="configs")
+        if written is not None:
+            handler.client.log_artifact(run_id, str(written), artifact_path="configs")
