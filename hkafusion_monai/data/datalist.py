@@ -608,7 +608,7 @@ JOINT_TASK = "joint"
 def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | Path) -> str:
     """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
 
-    For the bundle's task overlays (``configs/mri_*.json``, ``configs/joint.json``): the datalist is rebuilt at
+    For the bundle's task overlays (``configs/harvard.json`` with ``--task``, ``configs/joint.json``): the datalist is rebuilt at
     every run, so it always matches the ``splits.json`` it names, and any missing file is reported by
     :func:`datalist_from_splits`. ``task="joint"`` concatenates every task of ``splits.json``, split by split;
     each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``.
