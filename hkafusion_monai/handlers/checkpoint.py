@@ -1,9 +1,10 @@
 """Resumable training: the latest full training state (network, optimiser, lr scheduler, trainer epoch and
 iteration, the loss's mu, the RNG states) saved every epoch, and restored with ``--resume``.
 
-MONAI's ``CheckpointSaver`` / ``CheckpointLoader`` do the work; these subclasses only add what a bundle config
-cannot declare: the trainer itself (a handler inside ``train#trainer`` cannot reference ``@train#trainer``
-without a circular reference), the random number generators, and the MLflow run name to continue.
+ignite's ``Checkpoint`` (atomic ``DiskSaver``) and MONAI's ``CheckpointLoader`` do the work; these handlers only
+add what a bundle config cannot declare: the trainer itself (a handler inside ``train#trainer`` cannot
+reference ``@train#trainer`` without a circular reference), the random number generators, and the MLflow run
+name to continue.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.handlers import CheckpointLoader
 from monai.utils import IgniteInfo, min_version, optional_import
+
+from hkafusion_monai.io.atomic import atomic_write
 
 from hkafusion_monai.utils import CheckpointError, OutputExistsError, as_bool, path_or_flag
 from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+Checkpoint, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Checkpoint")
+DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -107,37 +113,85 @@ def check_output_dir(ckpt_dir: str | os.PathLike, resuming: bool, overwrite: boo
         path.unlink(missing_ok=True)
 
 
-class TrainingStateSaver(CheckpointSaver):
-    """``CheckpointSaver`` of the latest full training state; adds the trainer and the RNG states when attached.
+class TrainingStateSaver:
+    """Save the latest full training state every ``save_interval`` epochs (or iterations), and once more at the
+    end, atomically; adds the trainer and the RNG states when attached.
+
+    ignite's public ``Checkpoint`` with ``DiskSaver(atomic=True)``, as MONAI's ``CheckpointSaver`` builds them
+    (same file names: ``checkpoint_epoch=N.pt``, the final ``final_filename``) but atomic: MONAI writes in place
+    (``atomic=False``), and a training killed mid-write would leave a truncated latest checkpoint and nothing to
+    resume from. An atomic write goes to a temporary file that is then renamed (the file is readable by its
+    owner only, which suits a training state).
 
     Args:
         save_dir: the checkpoint folder.
         save_dict: the objects to save besides the trainer, e.g. network, optimiser, lr scheduler, the
             dynamic-mu handler.
         run_name: the MLflow run name, written to ``save_dir/run.json`` so that ``--resume`` continues that run.
-        kwargs: as for ``CheckpointSaver`` (e.g. ``save_interval=1``, ``n_saved=1``, ``epoch_level=True``).
+        save_interval: save every this many epochs (``epoch_level``) or iterations; 0: never.
+        n_saved: how many interval checkpoints to keep.
+        epoch_level: count ``save_interval`` in epochs (True) or iterations.
+        save_final: also save when the training completes (or raises).
+        final_filename: the final checkpoint's file name (default ``checkpoint_final.pt``).
+        file_prefix: prefix of the interval checkpoints' names.
     """
 
-    def __init__(self, save_dir: str, save_dict: dict, run_name: str | None = None, **kwargs: Any) -> None:
-        # the Checkpoint objects built by the parent keep this same dict, so adding the trainer later reaches them
-        save_dict = dict(save_dict, rng=RNGState())
-        super().__init__(save_dir, save_dict, **kwargs)
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: dict,
+        run_name: str | None = None,
+        save_interval: int = 1,
+        n_saved: int | None = 1,
+        epoch_level: bool = True,
+        save_final: bool = False,
+        final_filename: str | None = None,
+        file_prefix: str = "",
+    ) -> None:
+        # the Checkpoint objects keep this same dict, so adding the trainer later reaches them
+        self.save_dict = dict(save_dict, rng=RNGState())
+        self.save_dir = save_dir
         self.run_name = run_name
-        # MONAI writes in place (atomic=False); a training killed mid-write would leave a truncated latest
-        # checkpoint and nothing to resume from. ignite's atomic mode writes a temporary file and renames it
-        # (the file is then readable by its owner only, which suits a training state).
-        for checkpoint in (self._interval_checkpoint, self._final_checkpoint):
-            if checkpoint is not None:
-                checkpoint.save_handler._atomic = True
+        self.save_interval = save_interval
+        self.epoch_level = epoch_level
+        unit = "epoch" if epoch_level else "iteration"
+        self.interval_checkpoint = None
+        if save_interval > 0:
+            self.interval_checkpoint = Checkpoint(
+                to_save=self.save_dict,
+                save_handler=DiskSaver(save_dir, require_empty=False, atomic=True),
+                filename_prefix=file_prefix,
+                score_function=lambda engine: engine.state.epoch if epoch_level else engine.state.iteration,
+                score_name=unit,
+                n_saved=n_saved,
+            )
+        self.final_checkpoint = None
+        if save_final:
+            self.final_checkpoint = Checkpoint(
+                to_save=self.save_dict,
+                save_handler=DiskSaver(save_dir, require_empty=False, atomic=True),
+                filename_pattern=final_filename or "checkpoint_final.pt",
+                n_saved=1,
+            )
 
     def attach(self, engine: Engine) -> None:
         self.save_dict["trainer"] = engine
-        super().attach(engine)
+        if self.interval_checkpoint is not None:
+            event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
+            engine.add_event_handler(event(every=self.save_interval), self.interval_checkpoint)
+        if self.final_checkpoint is not None:
+            engine.add_event_handler(Events.COMPLETED, self.final_checkpoint)
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self._save_final_on_error)
         if self.run_name:
-            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
-            tmp = Path(self.save_dir) / f".{_RUN_FILE}.tmp"
-            tmp.write_text(json.dumps({"run_name": self.run_name}))
-            tmp.replace(Path(self.save_dir) / _RUN_FILE)
+            text = json.dumps({"run_name": self.run_name})
+            atomic_write(
+                Path(self.save_dir) / _RUN_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True
+            )
+
+    def _save_final_on_error(self, engine: Engine, error: Exception) -> None:
+        """Save the state reached (as MONAI's ``CheckpointSaver`` does), then let the error go on."""
+        self.final_checkpoint(engine)
+        raise error
 
 
 class TrainingStateLoader(CheckpointLoader):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from monai.config import KeysCollection, PathLike
 from monai.data import PILReader
-from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, UnidentifiedImageError
@@ -146,12 +145,13 @@ class FusionPILReader(PILReader):
         """Array and metadata of the image(s) from :meth:`read`.
 
         Returns:
-            ``(H, W)`` or ``(H, W, 3)`` array in the file's dtype (several files stack on a new first
-            axis), and a dict with ``format``, ``mode``, ``source_mode``, ``width``, ``height``,
+            ``(H, W)`` or ``(H, W, 3)`` array in the file's dtype (several files, which must share their size,
+            stack as MONAI's readers stack them: grey on a new first axis, colour along the colour axis), and
+            the first file's dict with ``format``, ``mode``, ``source_mode``, ``width``, ``height``,
             ``spatial_shape`` (``(H, W)``), ``original_channel_dim`` and ``bit_depth_max``.
         """
         arrays: list[np.ndarray] = []
-        meta: dict = {}
+        headers: list[dict] = []
         for i in ensure_tuple(img):
             info = i.info.get(_INFO_KEY, {})
             name = info.get("filename", getattr(i, "filename", "<image>"))
@@ -161,14 +161,26 @@ class FusionPILReader(PILReader):
             self._check_values(data, name, float(info.get("bit_depth_max", 1.0)))
             if self.reverse_indexing:
                 data = np.moveaxis(data, 0, 1)
-            header = self._get_meta_dict(i)
+            header = {"format": i.format, "mode": i.mode, "width": i.width, "height": i.height}
             header["source_mode"] = info.get("source_mode", i.mode)
             header["bit_depth_max"] = float(info.get("bit_depth_max", _bit_depth_max(i, name)))
             header[MetaKeys.SPATIAL_SHAPE] = np.asarray(data.shape[:2])
             header[MetaKeys.ORIGINAL_CHANNEL_DIM] = float("nan") if data.ndim == 2 else -1
             arrays.append(data)
-            _copy_compatible_dict(header, meta)
-        return _stack_images(arrays, meta), meta
+            headers.append(header)
+        meta = headers[0]
+        if len(arrays) == 1:
+            return arrays[0], meta
+        for header in headers[1:]:
+            if tuple(header[MetaKeys.SPATIAL_SHAPE]) != tuple(meta[MetaKeys.SPATIAL_SHAPE]):
+                raise FusionInputError(
+                    f"images of sizes {tuple(meta[MetaKeys.SPATIAL_SHAPE])} and "
+                    f"{tuple(header[MetaKeys.SPATIAL_SHAPE])} cannot be stacked (H, W)"
+                )
+        if arrays[0].ndim == 3:  # colour: along the colour axis
+            return np.concatenate(arrays, axis=-1), meta
+        meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0  # grey: on a new first (channel) axis
+        return np.stack(arrays, axis=0), meta
 
     def _check_values(self, data: np.ndarray, name: str, bit_max: float) -> None:
         if data.size == 0:

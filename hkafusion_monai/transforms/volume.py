@@ -23,13 +23,13 @@ import numpy as np
 import pydicom
 import torch
 from monai.config import KeysCollection, PathLike
-from monai.data import MetaTensor, NibabelReader, PydicomReader
+from monai.data import ImageReader, MetaTensor, NibabelReader
 from monai.data.utils import orientation_ras_lps
 from monai.transforms import LoadImaged
-from monai.utils import MetaKeys, ensure_tuple
+from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from pydicom.errors import InvalidDicomError
 
-from hkafusion_monai.io.dicom import DicomSeries, FrameGeometry, multiframe_geometry, order_series, pick_series, scan_dicom
+from hkafusion_monai.io.dicom import DicomSeries, lps_affine, multiframe_geometry, order_series, pick_series, scan_dicom
 from hkafusion_monai.io.formats import DICOM_SUFFIXES, NIFTI_SUFFIXES, is_nifti
 from hkafusion_monai.utils.errors import FusionInputError
 
@@ -64,39 +64,43 @@ def _check_exists(path: Path) -> None:
         raise FusionInputError(f"{path}: empty file (0 bytes)")
 
 
-class FusionDicomReader(PydicomReader):
-    """``PydicomReader`` for one DICOM series (a folder or a file), checked and ordered in space.
+class FusionDicomReader(ImageReader):
+    """MONAI ``ImageReader`` for one DICOM series (a folder or a file), checked and ordered in space.
 
     MONAI's ``PydicomReader`` stacks every file of a folder, whatever its series, in ``InstanceNumber``
     order, and only warns about mixed sizes; this reader first groups the folder's files by
     ``SeriesInstanceUID`` and requires one series (or the one named by ``series_uid``), checks that it is
     one regular volume and orders the slices by position along the slice normal
-    (:func:`~hkafusion_monai.io.dicom.order_series`); then MONAI's own code decodes, rescales and
-    builds the affine. A single file is a one-slice volume whose third axis is the slice normal times
-    ``SliceThickness`` (MONAI gives it the patient z axis whatever the orientation).
+    (:func:`~hkafusion_monai.io.dicom.order_series`); then it decodes and rescales the pixels as
+    ``PydicomReader`` does (``RescaleSlope``/``RescaleIntercept`` in float32) and places them with
+    :func:`~hkafusion_monai.io.dicom.lps_affine`, ``PydicomReader``'s affine (first position and orientation,
+    pixel spacing, the last position for the slice axis). A single file is a one-slice volume whose third axis
+    is the slice normal times ``SliceThickness``.
 
-    One multi-frame image (an NM SPECT reconstruction, an enhanced MR, CT or PET image) is read here rather
-    than by MONAI: :func:`~hkafusion_monai.io.dicom.multiframe_geometry` places its frames and gives
-    their rescale (NM: the real-world value mapping), and the frames are stacked in spatial order.
+    One multi-frame image (an NM SPECT reconstruction, an enhanced MR, CT or PET image) is placed by
+    :func:`~hkafusion_monai.io.dicom.multiframe_geometry`, which gives its frames' positions and rescale (NM: the
+    real-world value mapping); the frames are stacked in spatial order.
 
     ``data`` may also be a list of the files of one series (as the Deploy application gives them).
 
-    Output (through ``LoadImage``): ``(X, Y, Z)`` with MONAI's defaults ``swap_ij=True`` (X along the
-    columns) and an RAS affine; the metadata adds :data:`SOURCE_META_KEYS` from the DICOM header
-    (``source_units``: the NM/PET ``Units`` or real-world units, else the CT ``RescaleType``).
+    Output (through ``LoadImage``): ``(X, Y, Z)`` = (columns, rows, slices), ``PydicomReader``'s default axes
+    (``swap_ij=True``), with an RAS affine; the metadata holds ``affine``, ``original_affine``, ``spacing``,
+    ``Modality``, ``SOPClassUID`` and :data:`SOURCE_META_KEYS` from the DICOM header (``source_units``: the
+    NM/PET ``Units`` or real-world units, else the CT ``RescaleType``).
 
     Args:
         series_uid: the ``SeriesInstanceUID`` to read when the folder holds several series.
         recursive: also look for the series' files in sub-folders.
-        kwargs: passed to ``PydicomReader`` (e.g. ``swap_ij``) and on to ``pydicom.dcmread``.
+        kwargs: passed to ``pydicom.dcmread``.
     """
 
     def __init__(self, series_uid: str | None = None, recursive: bool = False, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__()
         self.series_uid = series_uid
         self.recursive = recursive
+        self.kwargs = kwargs
         self._series: DicomSeries | None = None
-        self._frames: FrameGeometry | None = None
+        self._files: list[Path] = []
         self._units = ""
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
@@ -108,9 +112,9 @@ class FusionDicomReader(PydicomReader):
             return True
         return path.is_file() and pydicom.misc.is_dicom(path)
 
-    def read(self, data: Sequence[PathLike] | PathLike, **kwargs):
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs) -> list[pydicom.Dataset]:
         """Find, check and read the series at ``data`` (one folder or file, or the files of one series);
-        returns pydicom datasets."""
+        returns its pydicom datasets in spatial order."""
         names = ensure_tuple(data)
         if len(names) > 1:  # the files of one series
             for name in names:
@@ -137,25 +141,22 @@ class FusionDicomReader(PydicomReader):
                 datasets.append(pydicom.dcmread(f, **kwargs_))
             except (InvalidDicomError, OSError, EOFError, ValueError) as e:
                 raise FusionInputError(f"{f}: truncated or corrupt DICOM file ({e})") from e
-        self._series = series
-        self._frames = multiframe_geometry(datasets[0], files[0]) if series.slices[0].multiframe else None
-        first = datasets[0]
-        self._units = str(first.get("Units", "") or first.get("RescaleType", "") or "")
-        if self._frames is not None:
-            self._units = self._frames.units
-        # the state MONAI's get_data expects from its own read()
-        self.has_series = len(datasets) > 1
-        self.filenames = [[str(f) for f in files]] if self.has_series else [str(files[0])]
-        return datasets if self.has_series else datasets[0]
+        self._series, self._files = series, list(files)
+        return datasets
 
-    def _get_multiframe_data(self, ds: pydicom.Dataset, filename: str) -> tuple[np.ndarray, dict]:
-        """The frames of one multi-frame image as ``(X, Y, Z)`` (columns, rows, frames in spatial order),
-        rescaled per frame, with the RAS affine of :func:`multiframe_geometry`."""
-        geometry = self._frames
+    @staticmethod
+    def _pixels(ds: pydicom.Dataset, filename: PathLike) -> np.ndarray:
+        """The decoded pixel data, or an error naming the file."""
         try:
-            frames = np.asarray(ds.pixel_array)
+            return np.asarray(ds.pixel_array)
         except (ValueError, AttributeError, EOFError, OSError, NotImplementedError, RuntimeError) as e:
             raise FusionInputError(f"{filename}: truncated or corrupt pixel data ({e})") from e
+
+    def _multiframe_volume(self, ds: pydicom.Dataset, filename: PathLike) -> tuple[np.ndarray, np.ndarray]:
+        """The frames of one multi-frame image as ``(X, Y, Z)`` (columns, rows, frames in spatial order),
+        rescaled per frame, and its LPS affine (:func:`multiframe_geometry`)."""
+        geometry = multiframe_geometry(ds, filename)
+        frames = self._pixels(ds, filename)
         n = len(geometry.order)
         if frames.ndim == 2 and n == 1:
             frames = frames[None]
@@ -164,71 +165,51 @@ class FusionDicomReader(PydicomReader):
                 f"{filename}: pixel data of shape {frames.shape}; expected {n} grey frames (frames, rows, columns)"
             )
         values = frames.astype(np.float64) * geometry.slopes[:, None, None] + geometry.intercepts[:, None, None]
-        array = np.ascontiguousarray(values[geometry.order].transpose(2, 1, 0), dtype=np.float32)
-        affine = orientation_ras_lps(geometry.affine)  # LPS -> RAS
+        self._units = geometry.units
+        return np.ascontiguousarray(values[geometry.order].transpose(2, 1, 0), dtype=np.float32), geometry.affine
+
+    def _series_volume(self, datasets: Sequence[pydicom.Dataset]) -> tuple[np.ndarray, np.ndarray]:
+        """Single-frame slices in spatial order as ``(X, Y, Z)`` (columns, rows, slices), rescaled as MONAI's
+        ``PydicomReader`` rescales, and their LPS affine (:func:`lps_affine`)."""
+        planes = []
+        for ds, filename in zip(datasets, self._files, strict=True):
+            data = self._pixels(ds, filename)
+            if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+                data = data.astype(np.float32) * ds.get("RescaleSlope", 1.0) + ds.get("RescaleIntercept", 0.0)
+            planes.append(data)
+        first = datasets[0]
+        self._units = str(first.get("Units", "") or first.get("RescaleType", "") or "")
+        return np.ascontiguousarray(np.stack(planes, axis=-1).transpose(1, 0, 2)), lps_affine(datasets)
+
+    def get_data(self, img: Sequence[pydicom.Dataset]) -> tuple[np.ndarray, dict]:
+        """Array ``(X, Y, Z)`` and metadata (affine, spacing, source UIDs) of the series from :meth:`read`."""
+        datasets = list(img)
+        first, s = datasets[0], self._series
+        if s.slices[0].multiframe:
+            array, lps = self._multiframe_volume(first, self._files[0])
+        else:
+            array, lps = self._series_volume(datasets)
+        affine = orientation_ras_lps(lps)  # LPS -> RAS
         meta = {
             MetaKeys.AFFINE: affine.copy(),
             MetaKeys.ORIGINAL_AFFINE: affine,
             MetaKeys.SPATIAL_SHAPE: np.asarray(array.shape),
             MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
-            MetaKeys.SPACE: "RAS",
-            "spacing": np.sqrt((geometry.affine[:3, :3] ** 2).sum(axis=0)),
-            "Modality": str(ds.get("Modality", "")),
-            "SOPClassUID": str(ds.get("SOPClassUID", "")),
-            "NumberOfFrames": n,
+            MetaKeys.SPACE: SpaceKeys.RAS,
+            "spacing": np.sqrt((lps[:3, :3] ** 2).sum(axis=0)),
+            "Modality": str(first.get("Modality", "")),
+            "SOPClassUID": str(first.get("SOPClassUID", "")),
+            "source_format": "dicom",
+            "source_modality": s.modality,
+            "patient_id": s.patient_id,
+            "study_instance_uid": s.study_uid,
+            "series_instance_uid": s.series_uid,
+            "frame_of_reference_uid": s.frame_of_reference_uid,
+            "series_description": s.description,
+            "source_units": self._units,
         }
-        return array, meta
-
-    def _get_array_data(self, img, filename):
-        try:
-            return super()._get_array_data(img, filename)
-        except (ValueError, AttributeError, EOFError, OSError, NotImplementedError, RuntimeError) as e:
-            raise FusionInputError(f"{filename}: truncated or corrupt pixel data ({e})") from e
-
-    def _combine_dicom_series(self, data: Sequence, filenames: Sequence[PathLike]):
-        """Stack the slices in the order :meth:`read` gave them (by position), as MONAI does otherwise.
-
-        MONAI's version re-sorts by ``InstanceNumber``; the rest (rescaled arrays stacked on the last axis,
-        the first slice's geometry tags plus ``lastImagePositionPatient`` for the affine) is the same.
-        """
-        arrays = [self._get_array_data(ds, fn) for ds, fn in zip(data, filenames, strict=True)]
-        first, last = data[0], data[-1]
-        meta = self._get_meta_dict(first)
-        step = np.linalg.norm(np.subtract(last.ImagePositionPatient, first.ImagePositionPatient, dtype=float))
-        meta["spacing"] = np.asarray([*map(float, first.PixelSpacing), step / (len(data) - 1)])
-        meta["lastImagePositionPatient"] = np.asarray(last.ImagePositionPatient, dtype=float)
-        meta[MetaKeys.SPATIAL_SHAPE] = arrays[0].shape + (len(arrays),)
-        return np.stack(arrays, axis=-1), meta
-
-    def get_data(self, data) -> tuple[np.ndarray, dict]:
-        """Array ``(X, Y, Z)`` and metadata (affine, spacing, source UIDs) of the series from :meth:`read`."""
-        if self._frames is not None:
-            array, meta = self._get_multiframe_data(data, self.filenames[0])
-        else:
-            array, meta = super().get_data(data)
-        if array.ndim == 2:  # one slice: give it a third axis along the slice normal
-            array = array[..., None]
-            _, step = order_series(self._series)
-            column = orientation_ras_lps(np.eye(4))[:3, :3] @ step  # LPS -> RAS
-            for key in (MetaKeys.AFFINE, MetaKeys.ORIGINAL_AFFINE):
-                affine = np.array(meta[key], dtype=np.float64)
-                affine[:3, 2] = column
-                meta[key] = affine
-            meta[MetaKeys.SPATIAL_SHAPE] = (*array.shape[:2], 1)
-            meta["spacing"] = np.asarray([*np.asarray(meta["spacing"])[:2], np.linalg.norm(step)])
-        s = self._series
-        meta.update(
-            {
-                "source_format": "dicom",
-                "source_modality": s.modality,
-                "patient_id": s.patient_id,
-                "study_instance_uid": s.study_uid,
-                "series_instance_uid": s.series_uid,
-                "frame_of_reference_uid": s.frame_of_reference_uid,
-                "series_description": s.description,
-                "source_units": self._units,
-            }
-        )
+        if s.slices[0].multiframe:
+            meta["NumberOfFrames"] = int(array.shape[-1])
         return array, meta
 
 
@@ -275,15 +256,12 @@ class FusionNibabelReader(NibabelReader):
             raise FusionInputError(f"{path}: empty image (shape {shape})")
         return img
 
-    def _get_array_data(self, img, filename):
-        try:
-            return super()._get_array_data(img, filename)
-        except (EOFError, OSError, ValueError, zlib.error) as e:
-            raise FusionInputError(f"{filename}: truncated or corrupt image data ({e})") from e
-
     def get_data(self, img) -> tuple[np.ndarray, dict]:
         """Array ``(X, Y, Z)`` and metadata; a 2-D image gets ``Z == 1``."""
-        array, meta = super().get_data(img)
+        try:
+            array, meta = super().get_data(img)
+        except (EOFError, OSError, ValueError, zlib.error) as e:  # the voxels are decoded here
+            raise FusionInputError(f"{img.get_filename()}: truncated or corrupt image data ({e})") from e
         if array.ndim == 2:
             array = array[..., None]
             meta[MetaKeys.SPATIAL_SHAPE] = np.asarray((*array.shape[:2], 1))
