@@ -517,6 +517,35 @@ def load_fusion_datalist(
     return items
 
 
+#: the task name of one model trained on every Harvard task (``configs/joint.json``)
+JOINT_TASK = "joint"
+
+
+def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | Path) -> str:
+    """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
+
+    For the bundle's task overlays (``configs/harvard.json`` with ``--task``, ``configs/joint.json``): the datalist is rebuilt at
+    every run, so it always matches the ``splits.json`` it names, and any missing file is reported by
+    :func:`datalist_from_splits`. ``task="joint"`` concatenates every task of ``splits.json``, split by split;
+    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``.
+    """
+    if task != JOINT_TASK:
+        datalist = datalist_from_splits(splits_json, task)
+    else:
+        tasks = sorted(json.loads(Path(splits_json).read_text()).get("tasks", {}))
+        parts = [datalist_from_splits(splits_json, t) for t in tasks]
+        datalist = {
+            "base_dir": parts[0]["base_dir"],
+            "modality": "+".join(p["modality"] for p in parts),
+            "task": JOINT_TASK,
+            "tasks": tasks,
+            "source": Path(splits_json).name,
+        }
+        for split in DATALIST_SPLITS:
+            datalist[split] = [item for p in parts for item in p[split]]
+    return str(write_datalist(datalist, Path(out_dir) / f"{task}.json", overwrite=True))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hkafusion_monai.data.datalist",
@@ -599,35 +628,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = ", ".join(f"{s} {len(datalist[s])}" for s in DATALIST_SPLITS)
     print(f"wrote {out}: {datalist['modality']} pairs: {counts}")
     return 0
-
-
-#: the task name of one model trained on every Harvard task (``configs/joint.json``)
-JOINT_TASK = "joint"
-
-
-def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | Path) -> str:
-    """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
-
-    For the bundle's task overlays (``configs/harvard.json`` with ``--task``, ``configs/joint.json``): the datalist is rebuilt at
-    every run, so it always matches the ``splits.json`` it names, and any missing file is reported by
-    :func:`datalist_from_splits`. ``task="joint"`` concatenates every task of ``splits.json``, split by split;
-    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``.
-    """
-    if task != JOINT_TASK:
-        datalist = datalist_from_splits(splits_json, task)
-    else:
-        tasks = sorted(json.loads(Path(splits_json).read_text()).get("tasks", {}))
-        parts = [datalist_from_splits(splits_json, t) for t in tasks]
-        datalist = {
-            "base_dir": parts[0]["base_dir"],
-            "modality": "+".join(p["modality"] for p in parts),
-            "task": JOINT_TASK,
-            "tasks": tasks,
-            "source": Path(splits_json).name,
-        }
-        for split in DATALIST_SPLITS:
-            datalist[split] = [item for p in parts for item in p[split]]
-    return str(write_datalist(datalist, Path(out_dir) / f"{task}.json", overwrite=True))
 
 
 if __name__ == "__main__":

@@ -782,6 +782,17 @@ def write_phantom(
     return out
 
 
+def ensure_phantom(out: str | Path, subjects: int = 4, seed: int = 0) -> str:
+    """The phantom folder ``out``, generated first when it holds no ``phantom.json`` (the demo overlay's data).
+
+    An existing phantom is used as it is, whatever arguments made it; delete the folder to regenerate.
+    """
+    out = Path(out)
+    if not (out / "phantom.json").is_file():
+        write_phantom(out, subjects=subjects, seed=seed)
+    return str(out)
+
+
 def _size_of(folder: Path) -> tuple[int, int]:
     files = [p for p in folder.rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
@@ -814,14 +825,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def ensure_phantom(out: str | Path, subjects: int = 4, seed: int = 0) -> str:
-    """The phantom folder ``out``, generated first when it holds no ``phantom.json`` (the demo overlay's data).
-
-    An existing phantom is used as it is, whatever arguments made it; delete the folder to regenerate.
-    """
-    out = Path(out)
-    if not (out / "phantom.json").is_file():
-        write_phantom(out, subjects=subjects, seed=seed)
-    return str(out)
