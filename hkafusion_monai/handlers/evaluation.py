@@ -11,24 +11,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-from monai.utils import IgniteInfo, min_version, optional_import
+from ignite.engine import Engine, Events
 
-from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
 from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
 from hkafusion_monai.utils.hashing import name_digest
-
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
-if TYPE_CHECKING:
-    from ignite.engine import Engine
-else:
-    Engine, _ = optional_import(
-        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
-    )
 
 __all__ = ["FusionEvaluationReport", "MethodMetricsCollector", "metric_display_name"]
 

@@ -13,22 +13,13 @@ handler read the eight metrics; attach this handler before them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-from monai.utils import IgniteInfo, min_version, optional_import
+from ignite.engine import Engine, Events
 
-from hkafusion_monai.metrics import bone_brightness_kept, hot_spot_contrast_kept, quantise
+from hkafusion_monai.metrics import bone_brightness_kept, hot_spot_contrast_kept
 from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 from hkafusion_monai.utils import as_bool
-
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
-if TYPE_CHECKING:
-    from ignite.engine import Engine
-else:
-    Engine, _ = optional_import(
-        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
-    )
+from hkafusion_monai.utils.quantisation import quantise
 
 __all__ = ["FusionChecksHandler", "check_for_task"]
 

@@ -7,20 +7,12 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from monai.utils import IgniteInfo, min_version, optional_import
+from ignite.engine import Engine, Events
 
 from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
 from hkafusion_monai.utils.provenance import git_commit
-
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
-if TYPE_CHECKING:
-    from ignite.engine import Engine
-else:
-    Engine, _ = optional_import(
-        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
-    )
 
 __all__ = ["InferenceRunRecorder"]
 
