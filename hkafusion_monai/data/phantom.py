@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import CTImageStorage, MRImageStorage, NuclearMedicineImageStorage, PositronEmissionTomographyImageStorage
 
+from hkafusion_monai.io.atomic import atomic_write_dir
 from hkafusion_monai.utils.quantisation import to_uint8
 from hkafusion_monai.utils.tasks import DICOM_MODALITIES
 
@@ -745,10 +743,10 @@ def write_phantom(
         raise ValueError(f"size must be one of {sorted(PROFILES)}, got {size!r}")
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        grids = PROFILES[size]
+    grids = PROFILES[size]
+
+    def write(folder: str) -> None:
+        tmp = Path(folder)
         names: dict[str, list[str]] = {"training": [], "validation": [], "test": []}
         for i in range(subjects):
             split = split_of(i, subjects)
@@ -768,18 +766,9 @@ def write_phantom(
             "datalists": sorted(f"datalists/{n}" for n in datalists.values()),
         }
         (tmp / "phantom.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rename(out, old / "replaced")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    # the whole data set appears at once, or nothing (an empty folder is replaced as if it were absent)
+    return atomic_write_dir(out, write, overwrite=overwrite or out.exists())
 
 
 def ensure_phantom(out: str | Path, subjects: int = 4, seed: int = 0) -> str:
