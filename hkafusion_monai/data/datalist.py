@@ -47,6 +47,7 @@ from pathlib import Path
 
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.io.formats import IMAGE_SUFFIXES
+from hkafusion_monai.utils.tasks import TASK_MODALITY
 
 __all__ = [
     "DATALIST_SPLITS",
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 DATALIST_SPLITS = ("training", "validation", "test")
-MODALITIES = ("CT", "PET", "SPECT")
+MODALITIES = tuple(TASK_MODALITY.values())  # the secondary modalities: CT, PET, SPECT
 MRI_FOLDER = "MRI"
 # files a folder pair is built from; others (notes, CSVs, hidden files) are ignored
 

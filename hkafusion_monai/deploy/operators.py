@@ -38,21 +38,10 @@ from monai.deploy.operators.dicom_series_selector_operator import (
     DICOMSeriesSelectorOperator,
 )
 
+from hkafusion_monai.io.dicom import DicomSeries, frame_headers, multiframe_geometry, order_series, series_of
 from hkafusion_monai.io.study import study_files
-from hkafusion_monai.io.dicom import (
-    DICOM_MODALITIES,
-    DicomSeries,
-    frame_headers,
-    multiframe_geometry,
-    order_series,
-    series_of,
-)
-from hkafusion_monai.utils.errors import (
-    FusionInputError,
-    HKAFusionError,
-    OutputExistsError,
-    RefusedPairError,
-)
+from hkafusion_monai.utils.errors import FusionInputError, HKAFusionError, OutputExistsError, RefusedPairError
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES, TASK_MODALITY
 
 __all__ = [
     "DEFAULT_RULES",
@@ -323,7 +312,7 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
                     f"{where}: no {what} matches the {role!r} selection rule {rule}; the study holds:\n  {seen}"
                 )
         for s in chosen["secondary"]:
-            if str(s.Modality).upper() not in ("CT", "PT", "NM"):
+            if DICOM_MODALITIES.get(str(s.Modality).upper()) not in TASK_MODALITY.values():
                 raise FusionInputError(
                     f"{where}: the 'secondary' rule selected {_describe_sdk(s)}; HKAFusion fuses MR with CT, PT "
                     "(PET) or NM (SPECT)"

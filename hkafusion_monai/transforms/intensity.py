@@ -31,7 +31,8 @@ from hkafusion_monai.utils.tasks import DICOM_MODALITIES
 __all__ = ["CT_BRAIN_WINDOW", "ScaleIntensityByModalityd", "modality_of"]
 
 CT_BRAIN_WINDOW = (40.0, 80.0)  # (level, width) in HU
-_MODALITY_NAMES = {"MR": "MRI", "MRI": "MRI", "CT": "CT", "PT": "PET", "PET": "PET", "NM": "SPECT", "SPECT": "SPECT"}
+# a DICOM Modality tag or a modality name -> the modality name
+_MODALITY_NAMES = {**DICOM_MODALITIES, **{name: name for name in DICOM_MODALITIES.values()}}
 
 
 def _name(img: NdarrayOrTensor, key: Hashable) -> str:
