@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from highdicom.spatial import create_affine_matrix_from_attributes
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     EnhancedCTImageStorage,
@@ -388,26 +389,24 @@ def lps_affine(slices: Sequence[pydicom.Dataset]) -> np.ndarray:
     """The ``(4, 4)`` LPS affine of a volume of single-frame slices in spatial order: voxel
     ``(column, row, slice)`` to millimetres (ITK's index order).
 
-    Column ``i`` steps along the row direction (``ImageOrientationPatient[:3]``) by the column spacing
-    (``PixelSpacing[1]``), row ``j`` along the column direction by the row spacing (``PixelSpacing[0]``),
-    slice ``k`` from the first to the last ``ImagePositionPatient`` (one slice: the normal times
-    ``SliceThickness``, or 1 mm).
+    The in-plane part is highdicom's (``create_affine_matrix_from_attributes``, DICOM PS3.3 C.7.6.2.1-1): column
+    ``i`` steps along the row direction (``ImageOrientationPatient[:3]``) by the column spacing, row ``j`` along
+    the column direction by the row spacing, from the first ``ImagePositionPatient``. Slice ``k`` steps from the
+    first to the last ``ImagePositionPatient`` (as MONAI's ``PydicomReader`` places it; one slice: the normal
+    times ``SliceThickness``, or 1 mm).
     """
     if not slices:
         raise ValueError("lps_affine: no slices")
     first, last = slices[0], slices[-1]
-    o = np.asarray(first.ImageOrientationPatient, dtype=float)
-    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
-    p0 = np.asarray(first.ImagePositionPatient, dtype=float)
+    affine = create_affine_matrix_from_attributes(
+        image_position=[float(v) for v in first.ImagePositionPatient],
+        image_orientation=[float(v) for v in first.ImageOrientationPatient],
+        pixel_spacing=[float(v) for v in first.PixelSpacing],
+        spacing_between_slices=float(first.get("SliceThickness") or 1.0),
+    )
     if len(slices) > 1:
-        step = (np.asarray(last.ImagePositionPatient, dtype=float) - p0) / (len(slices) - 1)
-    else:
-        step = np.cross(o[:3], o[3:]) * float(first.get("SliceThickness") or 1.0)
-    affine = np.eye(4)
-    affine[:3, 0] = o[:3] * col_spacing
-    affine[:3, 1] = o[3:] * row_spacing
-    affine[:3, 2] = step
-    affine[:3, 3] = p0
+        p0 = np.asarray(first.ImagePositionPatient, dtype=float)
+        affine[:3, 2] = (np.asarray(last.ImagePositionPatient, dtype=float) - p0) / (len(slices) - 1)
     return affine
 
 
