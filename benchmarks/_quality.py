@@ -236,7 +236,9 @@ def write_ablation_section(results: dict[str, dict[str, np.ndarray]], budget: di
         f"Task {task}, the {n} test pairs of `splits.json`; each variant trained from scratch with the same budget: "
         f"{budget['epochs'] * budget['epoch_length']} steps of {budget['batch_size']} random "
         f"{budget['roi_size'][0]}×{budget['roi_size'][1]} crops, Adam, lr {budget['learning_rate']:g} cosine to "
-        f"{budget['min_learning_rate']:g}, seed {budget['seed']}. This is a small fraction of the main model's "
+        f"{budget['min_learning_rate']:g}, seed {budget['seed']}, loss weights λ = ({budget.get('loss#lambda_s', 1)}, "
+        f"{budget.get('loss#lambda_grad', 1)}, {budget.get('loss#lambda_inten', 0.5)}), hot-spot augmentation "
+        f"{budget.get('hot_spot_prob', 0)}. This is a small fraction of the main model's "
         "budget (below): the table compares variants at equal cost, not against the published numbers.",
         "",
         "Command: `OMP_NUM_THREADS=1 python benchmarks/ablations.py train && python benchmarks/ablations.py score`; "

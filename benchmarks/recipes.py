@@ -41,6 +41,9 @@ RECIPES: dict[str, dict] = {
     "λ (0, 10, 8) + hot spots": {
         "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 8.0, "hot_spot_prob": 0.3,
     },
+    "λ (0, 10, 16) + hot spots": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
+    },
     "λ (0, 10, 4) + hot spots, full 256² batch 2": {
         "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
         "roi_size": [256, 256], "batch_size": 2,
