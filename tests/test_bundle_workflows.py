@@ -14,10 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-from ignite.engine import Events
 import numpy as np
 import pytest
 import torch
+from conftest import require_tool, stop_process
+from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
@@ -267,11 +268,7 @@ def test_short_run_logs_to_a_real_mlflow_server(demo: dict, tmp_path: Path) -> N
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
         assert "val_qabf" in run.data.metrics
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
 
 def _dump_dom(chromium: str, url: str, profile: Path) -> str:
@@ -289,8 +286,6 @@ def test_mlflow_ui_shows_the_training_run(trained: dict, demo: dict, tmp_path: P
     """The README's UI command over a store written by a real training run: the experiment page lists the run,
     its page shows the loss terms and validation metrics, and a logged validation grid renders (headless
     Chromium; the UI fetches the image and shows it from a blob URL)."""
-    from conftest import require_tool
-
     chromium = require_tool("chromium", "chromium")
     client = mlflow.MlflowClient(demo["tracking_uri"])
     run = _run(client, "overfit")
@@ -328,8 +323,4 @@ def test_mlflow_ui_shows_the_training_run(trained: dict, demo: dict, tmp_path: P
         )
         assert re.search(rf'<img alt="{re.escape(figure)}" src="blob:', page), "the validation grid is not shown"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)

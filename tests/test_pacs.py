@@ -18,7 +18,7 @@ import pydicom
 import pytest
 from _deploy import make_study, run_main, series_folders
 from _inference import random_checkpoint
-from conftest import require_module, require_tool
+from conftest import require_module, require_tool, stop_process
 
 from hkafusion_monai.io.pacs import DicomDestination
 from hkafusion_monai.utils import HKAFusionError
@@ -84,11 +84,7 @@ def orthanc(tmp_path_factory):
                 time.sleep(0.2)
         yield url, dicom_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=15)
         log.close()
 
 
