@@ -3,6 +3,7 @@ checks every derived series must pass (UIDs and references, the MR grid by Simpl
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -17,6 +18,8 @@ from conftest import require_tool
 
 #: the phantom series folders of a subject, and their DICOM modality
 SERIES = ("MR", "CT", "PT", "NM")
+#: the bundle's version, which the application reports and writes as SoftwareVersions
+VERSION = json.loads((Path(__file__).resolve().parents[1] / "bundle" / "configs" / "metadata.json").read_text())["version"]
 
 
 def make_study(root: Path, subject: Path, series: list[str] | tuple[str, ...] = SERIES) -> Path:

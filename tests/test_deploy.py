@@ -25,6 +25,7 @@ import pydicom
 import pytest
 import torch
 from _deploy import (
+    VERSION,
     check_derived_series,
     copy_series,
     digest,
@@ -91,7 +92,7 @@ def test_a_study_with_ct_pet_and_spect_gives_one_series_per_pair(phantom, tmp_pa
     lines = captured.err.strip().splitlines()
     assert len([line for line in lines if " INFO selected " in line]) == 4, captured.err
     assert len([line for line in lines if " INFO wrote " in line]) == 3, captured.err
-    assert "3 derived series written" in captured.out and "HKAFusion 0.2.0" in captured.out
+    assert "3 derived series written" in captured.out and f"HKAFusion {VERSION}" in captured.out
 
 
 def test_map_paths_and_a_quiet_cpu_log(phantom, tmp_path, checkpoint):
@@ -111,7 +112,7 @@ def test_map_paths_and_a_quiet_cpu_log(phantom, tmp_path, checkpoint):
     assert len(lines) == 4, stderr  # the model, 2 selected series, 1 written series
     assert "on cpu" in lines[0] and "selected MR #1" in lines[1] and "selected PT #3" in lines[2]
     assert "wrote HKAFusion MR+PT" in lines[3]
-    assert stdout.startswith("HKAFusion 0.2.0: 1 derived series written")
+    assert stdout.startswith(f"HKAFusion {VERSION}: 1 derived series written")
     check_derived_series(series_folders(out)["PT"], study / "MR", study / "PT")
 
 

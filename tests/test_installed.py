@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from _deploy import check_derived_series, make_study, series_folders
+from _deploy import VERSION, check_derived_series, make_study, series_folders
 from _inference import random_checkpoint
 from conftest import REPO_ROOT, require_module
 
@@ -94,12 +94,12 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
     env = {"HOLOSCAN_INPUT_PATH": str(study), "HOLOSCAN_OUTPUT_PATH": str(out), "HOLOSCAN_MODEL_PATH": str(models)}
     proc = run_installed(python, tmp, env, "-m", "hkafusion_monai.deploy")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert proc.stdout.startswith("HKAFusion 0.2.0: 3 derived series written"), proc.stdout  # the version it ran
+    assert proc.stdout.startswith(f"HKAFusion {VERSION}: 3 derived series written"), proc.stdout  # the version it ran
     folders = series_folders(out)
     assert sorted(folders) == ["CT", "NM", "PT"]
     for modality, folder in folders.items():
         headers = check_derived_series(folder, study / "MR", study / modality)
-        assert headers[0].SoftwareVersions == "0.2.0"
+        assert headers[0].SoftwareVersions == VERSION
 
     # a TorchScript model with -m loads without any config, and reports the version it carries
     ts = REPO_ROOT / "bundle" / "models" / "model.ts"
@@ -112,7 +112,7 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
         )
         proc = run_installed(python, tmp, {}, "-c", code)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert proc.stdout.split() == ["RecursiveScriptModule", "0.2.0"]
+        assert proc.stdout.split() == ["RecursiveScriptModule", VERSION]
 
 
 def test_the_installed_wheel_runs_the_application(phantom, tmp_path, tmp_path_factory):

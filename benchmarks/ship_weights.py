@@ -1,0 +1,88 @@
+"""Ship a training run's weights as the bundle's: ``bundle/models/model.pt`` (a plain state dict), its TorchScript
+export ``model.ts`` (MONAI's ``ckpt_export``), and their record in ``bundle/configs/metadata.json`` (sha256,
+size, and one more step of the training lineage: what the run started from, its recipe, steps, data and seed).
+
+    python benchmarks/ship_weights.py CHECKPOINT --run-dir bundle/eval/joint --steps 4000 --seed 1 \\
+        --note "warm start from ..., recipe configs/joint.json"
+
+Each shipped model keeps the lineage of the ones before it, so training can continue over several runs (and
+sessions): the next run warm-starts from ``model.pt`` and adds its own step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "bundle" / "models"
+METADATA = REPO / "bundle" / "configs" / "metadata.json"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a state dict, or a training state holding it under 'model'")
+    parser.add_argument("--run-dir", type=Path, required=True, help="the run's output folder (its overlay.json)")
+    parser.add_argument("--steps", type=int, required=True, help="optimiser steps of the run")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--note", default="", help="what the run started from and why")
+    args = parser.parse_args(argv)
+
+    from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
+
+    state = state_dict_of(read_checkpoint(args.checkpoint), args.checkpoint)
+    previous = _sha256(MODELS / "model.pt") if (MODELS / "model.pt").is_file() else None
+    tmp = MODELS / ".model.pt.tmp"
+    torch.save(dict(state), tmp)
+    tmp.replace(MODELS / "model.pt")
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def",
+        "--filepath", str(MODELS / "model.ts"), "--ckpt_file", str(MODELS / "model.pt"),
+        "--meta_file", str(METADATA), "--config_file", str(REPO / "bundle" / "configs" / "inference.json"),
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True)
+
+    meta = json.loads(METADATA.read_text())
+    weights = meta.setdefault("weights", {})
+    lineage = weights.get("lineage") or ([weights.pop("training")] if "training" in weights else [])
+    weights.pop("training", None)
+    overlay = args.run_dir / "overlay.json"
+    lineage.append(
+        {
+            "version": meta["version"],
+            "started_from": f"model.pt sha256 {previous}" if previous else "random initialisation",
+            "recipe": {
+                k: v for k, v in (json.loads(overlay.read_text()) if overlay.is_file() else {}).items()
+                if k not in ("output_dir", "pretrained_weights")  # local paths: the start is named by its hash
+            },
+            "steps": args.steps,
+            "data": "Harvard splits.json joint training split (673 pairs: 147 MRI-CT, 245 MRI-PET, 281 MRI-SPECT)",
+            "seed": args.seed,
+            "note": args.note,
+        }
+    )
+    for name, what in (
+        ("model.pt", "state dict of HKAFusion(in_channels=2, out_channels=1), one joint model for mri_ct, mri_pet and "
+         "mri_spect; torch.load(weights_only=True)"),
+        ("model.ts", "TorchScript export of model.pt (monai.bundle ckpt_export)"),
+    ):
+        path = MODELS / name
+        weights[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size, "what": what}
+    weights["lineage"] = lineage
+    METADATA.write_text(json.dumps(meta, indent=4, ensure_ascii=False) + "\n")
+    print(f"shipped {args.checkpoint} as {MODELS / 'model.pt'} (sha256 {weights['model.pt']['sha256']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
