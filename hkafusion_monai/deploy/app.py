@@ -146,7 +146,8 @@ class HKAFusionDeployApp(Application):
             raise FusionInputError(f"{input_folder}: the input must be a folder holding one DICOM study")
         rules = load_rules(self.rules_path)
         model = resolve_model(app_context.model_path)
-        fuser = load_fuser(task=self.task, weights=model, device=self.device)
+        # a labelled bar over each series' slices on a terminal; none in a pipeline's log
+        fuser = load_fuser(task=self.task, weights=model, device=self.device, progress=None)
         self.model_version = bundle_version(model if model.suffix == ".ts" else None)
         logger.info("HKAFusion %s: model %s on %s", self.model_version, model, self.device)
 

@@ -94,6 +94,7 @@ class Fuser:
         ct_window: Sequence[float] = CT_BRAIN_WINDOW,
         sw_batch_size: int = 8,
         stretch: bool = False,
+        progress: bool | None = False,
     ) -> None:
         if task not in TASK_MODALITY:
             raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
@@ -103,7 +104,7 @@ class Fuser:
         self.device = torch.device(device)
         self.stretch = as_bool(stretch, "stretch")
         self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
-        self.inferer = FusionInferer(sw_batch_size=sw_batch_size)
+        self.inferer = FusionInferer(sw_batch_size=sw_batch_size, progress=progress)
 
     def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[str, Any]:
         """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
@@ -237,6 +238,7 @@ def load_fuser(
     device: str | torch.device | None = None,
     config_file: str | os.PathLike | None = None,
     stretch: bool = False,
+    progress: bool | None = False,
 ) -> Fuser:
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
@@ -253,6 +255,7 @@ def load_fuser(
         config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
         stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
             test code does (docs/results.md).
+        progress: a labelled bar over a volume's slices (``None``: only when writing to a terminal).
 
     Raises:
         CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
@@ -294,4 +297,4 @@ def load_fuser(
         network = parser.get_parsed_content("network_def", instantiate=True)
         load_weights(network, weights, map_location="cpu")
         ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
-    return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch)
+    return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch, progress=progress)

@@ -27,17 +27,21 @@ class FusionInferer(Inferer):
 
     Args:
         sw_batch_size: slices (or tiles) per network call.
-        progress: a labelled progress bar over a volume's slices (tqdm).
+        progress: a labelled progress bar over a volume's slices (tqdm); ``None``: only on a terminal.
         max_pixels: the largest plane (H x W) fused whole.
         tile_size: the tile side for larger planes (a multiple of 32).
     """
 
     def __init__(
-        self, sw_batch_size: int = 8, progress: bool = False, max_pixels: int = 1024 * 1024, tile_size: int = 1024
+        self,
+        sw_batch_size: int = 8,
+        progress: bool | str | None = False,
+        max_pixels: int = 1024 * 1024,
+        tile_size: int = 1024,
     ) -> None:
         super().__init__()
         self.sw_batch_size = sw_batch_size
-        self.progress = as_bool(progress, "progress")
+        self.progress = None if progress is None else as_bool(progress, "progress")
         self.max_pixels = int(max_pixels)
         self.tile_size = int(tile_size)
 
@@ -49,7 +53,7 @@ class FusionInferer(Inferer):
             sw_batch_size=1,  # one tile at a time: the memory bound
             overlap=0.25,
             mode="gaussian",
-            progress=self.progress,
+            progress=bool(self.progress),
         )
         return tiler(inputs, network, *args, **kwargs)
 
@@ -66,7 +70,8 @@ class FusionInferer(Inferer):
             cache_roi_weight_map=False,
         )
         depth = int(inputs.shape[0] * inputs.shape[-1])
-        with tqdm(total=depth, desc="fusing slices", unit="slice", leave=False, disable=not self.progress) as bar:
+        disable = None if self.progress is None else not self.progress  # None: tqdm shows it on a terminal only
+        with tqdm(total=depth, desc="fusing slices", unit="slice", leave=False, disable=disable) as bar:
 
             def fuse(x: torch.Tensor) -> torch.Tensor:
                 out = self._plane(x, network, *args, **kwargs)
