@@ -65,16 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         history = {k: _history(client, run, k) for k in keys}
         lr = _history(client, run, "lr")
         epochs = sorted(history[keys[0]])
+        params = run.data.params
+        steps = int(params["epoch_length"]) if params.get("epoch_length", "none") not in ("none", "") else 84
+        batch, crop = params.get("batch_size", "8"), params.get("roi_size", "[96, 96]")
         lines += [
-            f"Main run `{run.info.run_name}` (MLflow run {run.info.run_id}): validation after each "
-            f"{epochs[0] if epochs else '?'} epochs of 84 steps. Qcv: lower is better.",
+            f"Main run `{run.info.run_name}` (MLflow run {run.info.run_id}, store `{args.run_dir.name}/mlruns.db`): "
+            f"the 60 joint validation pairs after each {epochs[0] if epochs else '?'} epochs of {steps} steps "
+            f"(batch {batch}, {crop} images). Qcv: lower is better.",
             "",
             "| epoch | steps | lr | " + " | ".join(METRIC_NAMES) + " |",
             "|---|---|---|" + "---|" * len(METRIC_NAMES),
         ]
         for epoch in epochs:
             cells = " | ".join(f"{history[k].get(epoch, float('nan')):.4g}" for k in keys)
-            lines.append(f"| {epoch} | {epoch * 84} | {lr.get(epoch, float('nan')):.2e} | {cells} |")
+            lines.append(f"| {epoch} | {epoch * steps} | {lr.get(epoch, float('nan')):.2e} | {cells} |")
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
