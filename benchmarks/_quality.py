@@ -253,27 +253,6 @@ def write_ablation_section(results: dict[str, dict[str, np.ndarray]], budget: di
     write_section("results.md", "ablations", "\n".join(body), title="# Results")
 
 
-def write_attempts_section(rows: dict[str, dict[str, float]], budget: dict, task: str) -> None:
-    """The loss-weight attempts, judged on the validation split (the test pairs are not used for choices)."""
-    names = [m for m in METRIC_NAMES if all(m.lower() in r for r in rows.values())]
-    table = ["| loss weights | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for name, metrics in rows.items():
-        table.append(f"| {name} | " + " | ".join(_fmt(metrics[m.lower()]) for m in names) + " |")
-    body = [
-        "## Attempts at the target: loss weights (validation)",
-        "",
-        f"Task {task}, validation split, the ablation budget ({budget['epochs'] * budget['epoch_length']} steps of "
-        f"{budget['batch_size']} random {budget['roi_size'][0]}×{budget['roi_size'][1]} crops, lr "
-        f"{budget['learning_rate']:g} cosine, seed {budget['seed']}); each row trained from scratch.",
-        "",
-        "Command: `OMP_NUM_THREADS=1 python benchmarks/ablations.py attempts`; "
-        f"commit {git_commit()}.",
-        "",
-        *table,
-    ]
-    write_section("results.md", "attempts", "\n".join(body), title="# Results")
-
-
 def write_recipes_section(rows: dict[str, dict], budget: dict, recipes: dict[str, dict]) -> None:
     """The recipe comparison on the validation pairs (docs/results.md, section "recipes")."""
     tasks = list(TASKS)

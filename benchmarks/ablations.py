@@ -2,7 +2,6 @@
 
     python benchmarks/ablations.py train      # resumable: a variant with a finished run is skipped
     python benchmarks/ablations.py score      # test-set metrics of each variant -> docs/results.md
-    python benchmarks/ablations.py attempts   # loss-weight attempts at the same budget, judged on validation
 
 Every variant trains through the bundle (``bundle/configs/train.json`` + ``configs/harvard.json`` with ``task`` mri_pet + the
 budget below + the variant's ``network_def`` arguments), so each run is logged to MLflow in
@@ -33,17 +32,12 @@ VARIANTS: dict[str, dict] = {
     "kernels (3,3,3,7)": {"small_kernels": [3, 3, 3], "large_kernel": 7},
     "kernels (3,5,7,7)": {"small_kernels": [3, 5, 7], "large_kernel": 7},
 }
-#: attempts at the quality target (docs/results.md), as loss arguments, at the ablation budget on validation
-ATTEMPTS: dict[str, dict] = {
-    "intensity weight 2 (λ_inten 0.5 → 2)": {"lambda_inten": 2.0},
-    "gradient weight 3 (λ_grad 1 → 3)": {"lambda_grad": 3.0},
-}
 #: the shared budget: 10 epochs x 40 steps of 8 random 64x64 crops from scratch, lr 1e-3 cosine to 1e-5,
 #: seed 0, with the loss weights and augmentation of the shipped weights' recipe (docs/results.md)
 BUDGET = {
     "loss#lambda_s": 0.0,
     "loss#lambda_grad": 10.0,
-    "loss#lambda_inten": 8.0,
+    "loss#lambda_inten": 16.0,
     "hot_spot_prob": 0.3,
     "roi_size": [64, 64],
     "batch_size": 8,
@@ -64,17 +58,14 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def train(variants: list[str], attempts: bool = False) -> None:
+def train(variants: list[str]) -> None:
     for name in variants:
         out = OUT / slug(name)
         if (out / "checkpoints" / "model_final.pt").is_file():
             print(f"{name}: done already ({out})")
             continue
         overlay = {**BUDGET, "task": TASK, "output_dir": str(out)}
-        if attempts:
-            overlay.update({f"loss#{k}": v for k, v in ATTEMPTS[name].items()})
-        else:
-            overlay.update({f"network_def#{k}": v for k, v in VARIANTS[name].items()})
+        overlay.update({f"network_def#{k}": v for k, v in VARIANTS[name].items()})
         out.mkdir(parents=True, exist_ok=True)
         (out / "overlay.json").write_text(json.dumps(overlay, indent=2))
         configs = ["bundle/configs/train.json", "configs/harvard.json", str(out / "overlay.json")]
@@ -85,17 +76,6 @@ def train(variants: list[str], attempts: bool = False) -> None:
         print(f"{name}: exit {proc.returncode} after {time.time() - start:.0f} s ({out / 'train.log'})", flush=True)
         if proc.returncode:
             raise SystemExit(proc.returncode)
-
-
-def validation_metrics(name: str) -> dict[str, float]:
-    """The last logged validation metrics of a run (its MLflow store)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{OUT / slug(name) / 'mlruns.db'}")
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    train_runs = [r for r in runs if r.info.run_name.startswith("train_")]
-    metrics = train_runs[0].data.metrics if train_runs else {}
-    return {k[4:]: v for k, v in metrics.items() if k.startswith("val_")}
 
 
 def score(variants: list[str], harvard: Path) -> dict:
@@ -122,7 +102,7 @@ def score(variants: list[str], harvard: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "attempts"])
+    parser.add_argument("what", choices=["train", "score"])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--harvard", default=None, help="default: <HKAFUSION_SHARED>/data/harvard")
     args = parser.parse_args(argv)
@@ -132,14 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         args.harvard = harvard_root()
     if args.what == "train":
         train(args.variants)
-        return 0
-    if args.what == "attempts":
-        train(list(ATTEMPTS), attempts=True)
-        from _quality import write_attempts_section
-
-        rows = {"defaults (λ_s 1, λ_grad 1, λ_inten 0.5)": validation_metrics("full (3,5,7,11)")}
-        rows.update({name: validation_metrics(name) for name in ATTEMPTS})
-        write_attempts_section(rows, budget=BUDGET, task=TASK)
         return 0
     from _quality import write_ablation_section
 
