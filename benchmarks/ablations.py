@@ -12,15 +12,14 @@ docs/results.md): the comparison is between variants, at equal steps.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _training import run_training  # noqa: E402
 
 #: the variants of paper Table II, as HKAFusion constructor arguments
 VARIANTS: dict[str, dict] = {
@@ -66,22 +65,16 @@ def train(variants: list[str]) -> None:
             continue
         overlay = {**BUDGET, "task": TASK, "output_dir": str(out)}
         overlay.update({f"network_def#{k}": v for k, v in VARIANTS[name].items()})
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "overlay.json").write_text(json.dumps(overlay, indent=2))
-        configs = ["bundle/configs/train.json", "configs/harvard.json", str(out / "overlay.json")]
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
-        start = time.time()
-        with open(out / "train.log", "w") as log:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        print(f"{name}: exit {proc.returncode} after {time.time() - start:.0f} s ({out / 'train.log'})", flush=True)
-        if proc.returncode:
-            raise SystemExit(proc.returncode)
+        code, seconds = run_training(out, overlay, "configs/harvard.json", log_mode="w")
+        print(f"{name}: exit {code} after {seconds:.0f} s ({out / 'train.log'})", flush=True)
+        if code:
+            raise SystemExit(code)
 
 
 def score(variants: list[str], harvard: Path) -> dict:
     import torch
-
     from _quality import score_method, test_pairs
+
     from hkafusion_monai.inference import Fuser, load_weights
     from hkafusion_monai.networks import HKAFusion
 

@@ -16,18 +16,15 @@ On a CPU it runs too (``--epochs 1 --epoch-length 2`` checks the set-up); the nu
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _report import machine_summary, write_section  # noqa: E402
+from _training import run_training  # noqa: E402
 
 OUT = REPO / "bundle" / "eval" / "full_schedule"
 #: the paper's schedule (IV-A): 2000 epochs, batch 8, 256 x 256 images
@@ -35,16 +32,10 @@ PAPER = {"epochs": 2000, "batch_size": 8, "roi_size": [256, 256], "image_size": 
 
 
 def _train(task: str, out: Path, overlay: dict) -> float:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overlay.json").write_text(json.dumps(overlay, indent=2))
-    configs = ["bundle/configs/train.json", "configs/harvard.json", str(out / "overlay.json")]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
-    start = time.perf_counter()
-    with open(out / "train.log", "a") as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-    if proc.returncode:
-        raise SystemExit(f"{task}: training failed (exit {proc.returncode}); see {out / 'train.log'}")
-    return time.perf_counter() - start
+    code, seconds = run_training(out, overlay, "configs/harvard.json")
+    if code:
+        raise SystemExit(f"{task}: training failed (exit {code}); see {out / 'train.log'}")
+    return seconds
 
 
 def _pairs(task: str) -> int:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _training import run_training  # noqa: E402
 
 #: candidates, as overrides of train.json + configs/joint.json (``loss#...``, crop and batch sizes, schedule).
 #: Each names all three loss weights and the hot-spot probability: the defaults of train.json and joint.json
@@ -102,25 +101,16 @@ def train(names: list[str], start: str | None) -> None:
         if start:
             overlay["pretrained_weights"] = start
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("checkpoint_*.pt"))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "overlay.json").write_text(json.dumps(overlay, indent=2, ensure_ascii=False))
-        configs = ["bundle/configs/train.json", "configs/joint.json", str(out / "overlay.json")]
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
-        if resume:
-            cmd += ["--resume", "true"]
-        begin = time.time()
-        with open(out / "train.log", "a") as log:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        print(f"{name}: exit {proc.returncode} after {time.time() - begin:.0f} s ({out / 'train.log'})", flush=True)
-        if proc.returncode:
-            raise SystemExit(proc.returncode)
+        code, seconds = run_training(out, overlay, "configs/joint.json", resume=resume)
+        print(f"{name}: exit {code} after {seconds:.0f} s ({out / 'train.log'})", flush=True)
+        if code:
+            raise SystemExit(code)
 
 
 def score(names: list[str], harvard: Path, threads: int) -> None:
     """Score each named recipe's final weights on the validation pairs (kept in ``validation.json`` beside its
     run, so a recipe is scored once), then write the table of every scored recipe."""
     import torch
-
     from _quality import score_validation, write_recipes_section
 
     torch.set_num_threads(threads)
