@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 
     state = state_dict_of(read_checkpoint(args.checkpoint), args.checkpoint)
-    previous = _sha256(MODELS / "model.pt") if (MODELS / "model.pt").is_file() else None
+    overlay = args.run_dir / "overlay.json"
+    recipe = json.loads(overlay.read_text()) if overlay.is_file() else {}
+    # the run's start: the weights its overlay names (a path from the repository root), else the shipped ones
+    start = REPO / recipe["pretrained_weights"] if recipe.get("pretrained_weights") else MODELS / "model.pt"
+    previous = _sha256(start) if start.is_file() else None
     tmp = MODELS / ".model.pt.tmp"
     torch.save(dict(state), tmp)
     tmp.replace(MODELS / "model.pt")
@@ -56,13 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     weights = meta.setdefault("weights", {})
     lineage = weights.get("lineage") or ([weights.pop("training")] if "training" in weights else [])
     weights.pop("training", None)
-    overlay = args.run_dir / "overlay.json"
     lineage.append(
         {
             "version": meta["version"],
-            "started_from": f"model.pt sha256 {previous}" if previous else "random initialisation",
+            "started_from": f"weights sha256 {previous}" if previous else "random initialisation",
             "recipe": {
-                k: v for k, v in (json.loads(overlay.read_text()) if overlay.is_file() else {}).items()
+                k: v for k, v in recipe.items()
                 if k not in ("output_dir", "pretrained_weights")  # local paths: the start is named by its hash
             },
             "steps": args.steps,
