@@ -3,6 +3,7 @@ train the shipped weights with.
 
     python benchmarks/recipes.py train [--recipes NAME ...]   # resumable: a recipe with a finished run is skipped
     python benchmarks/recipes.py score [--recipes NAME ...]   # validation table -> docs/results.md
+    python benchmarks/recipes.py weights --weights CKPT ...   # the same score for any checkpoints (printed)
 
 Every recipe trains through the bundle (``bundle/configs/train.json`` + ``configs/joint.json`` + the shared
 budget + the recipe's overrides), warm-started from a common starting point, so each run is logged to MLflow
@@ -134,10 +135,22 @@ def score(names: list[str], harvard: Path, threads: int) -> None:
     write_recipes_section(rows, BUDGET, RECIPES)
 
 
+def score_weights(paths: list[Path], harvard: Path, threads: int) -> None:
+    """Print the validation choice score and its parts for checkpoints outside the comparison (a longer run's
+    epochs, a probe from the shipped weights); nothing is written."""
+    import torch
+    from _quality import score_validation
+
+    torch.set_num_threads(threads)
+    for path in paths:
+        print(path, json.dumps(score_validation(harvard, path)["summary"]), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score"])
+    parser.add_argument("what", choices=["train", "score", "weights"])
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--weights", nargs="*", type=Path, default=[], help="checkpoints to score ('weights')")
     parser.add_argument("--start", default=None, help="warm-start weights (default: bundle/models/model.pt)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--harvard", default=None, help="default: <HKAFUSION_SHARED>/data/harvard")
@@ -151,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown recipes {unknown}; known: {list(RECIPES)}")
     if args.what == "train":
         train(args.recipes, args.start)
+    elif args.what == "weights":
+        score_weights(args.weights, Path(args.harvard), args.threads)
     else:
         score(args.recipes, Path(args.harvard), args.threads)
     return 0
