@@ -5,8 +5,9 @@
 For each MRI-PET and MRI-SPECT pair, one hot spot is painted exactly as ``bench_quality`` paints it (seed = the
 pair's index) and fused. The script prints the correlation, over all blobs, between the contrast kept and how
 much brighter the MRI surround is than the PET/SPECT surround. Then, for every blob below 50 %, it prints the
-fused core and surround levels and what pixel max and the Laplacian pyramid keep of the same blob. It prints
-only; docs/results.md quotes its figures.
+fused core and surround levels, the most any fused image could keep there without darkening the MRI's own
+surround below its level (255 minus that level, over the source's contrast), and what pixel max and the
+Laplacian pyramid keep of the same blob. It prints only; docs/results.md quotes its figures.
 """
 
 from __future__ import annotations
@@ -55,13 +56,18 @@ def main(argv: list[str] | None = None) -> int:
                     "laplacian": _grey_output(rule_laplacian(mri, spot.painted)).numpy(),
                 }
                 kept_by = {n: float(hot_spot_contrast_kept(f, spot.painted, spot.core, spot.surround)) for n, f in rules.items()}
-                failures.append((index, ours, fused[spot.core].mean(), fused[spot.surround].mean(), brighter[-1], kept_by))
+                # the most a fused image can keep while its surround stays as bright as the MRI's there
+                headroom = (255.0 - mri_grey[spot.surround].mean()) / (painted[spot.core].mean() - painted[spot.surround].mean())
+                failures.append(
+                    (index, ours, fused[spot.core].mean(), fused[spot.surround].mean(), brighter[-1], kept_by, headroom)
+                )
         r = float(np.corrcoef(kept, brighter)[0, 1])
         print(f"{task}: {len(kept)} blobs, mean kept {np.mean(kept):.3f}; {len(failures)} below 50 %; "
               f"corr(kept, MRI surround - {task[4:].upper()} surround) = {r:.2f}")
-        for index, ours, core, surround, diff, kept_by in failures:
+        for index, ours, core, surround, diff, kept_by, headroom in failures:
             print(f"  pair {index}: kept {ours:.3f} (fused core {core:.0f}, surround {surround:.0f}; MRI surround "
-                  f"{diff:+.0f} over the source's) | max {kept_by['max']:.3f} | laplacian {kept_by['laplacian']:.3f}")
+                  f"{diff:+.0f} over the source's; at most {headroom:.3f} without darkening the MRI surround) | "
+                  f"max {kept_by['max']:.3f} | laplacian {kept_by['laplacian']:.3f}")
     return 0
 
 

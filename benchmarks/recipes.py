@@ -4,6 +4,8 @@ train the shipped weights with.
     python benchmarks/recipes.py train [--recipes NAME ...]   # resumable: a recipe with a finished run is skipped
     python benchmarks/recipes.py score [--recipes NAME ...]   # validation table -> docs/results.md
     python benchmarks/recipes.py weights --weights CKPT ...   # the same score for any checkpoints (printed)
+    python benchmarks/recipes.py train --set continuations --start CKPT   # round 3: from the shipped weights
+    python benchmarks/recipes.py score --set continuations --phantom demo_data   # + the phantom's lesions
 
 Every recipe trains through the bundle (``bundle/configs/train.json`` + ``configs/joint.json`` + the shared
 budget + the recipe's overrides), warm-started from a common starting point, so each run is logged to MLflow
@@ -82,15 +84,61 @@ BUDGET = {
 }
 OUT = REPO / "bundle" / "eval" / "recipes"
 
+#: round 3: continuations of the shipped 0.3.0 weights on the main run's data. The round-2 control (300 more
+#: steps of the main run's recipe scored below its λ_grad 20 continuation) showed that the loss weights, not
+#: more steps, were still the lever; these push the gradient weight further and try three ways of keeping
+#: hot spots with it (more painted hot spots, more intensity weight, the structural term).
+CONTINUATIONS: dict[str, dict] = {
+    "start: weights shipped in 0.3.0": {"_no_training": True},
+    "λ (0, 40, 16) + hot spots 0.3": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
+    },
+    "λ (0, 40, 16) + hot spots 0.6": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.6,
+    },
+    # the gradient term is blind to sign (a hot spot over a dark MRI spot can go dark and still match it);
+    # eq. 7's SSIM against both sources is not, and the intensity term pulls the core to the brighter source
+    "λ (1, 40, 16) + hot spots 0.3": {
+        "loss#lambda_s": 1.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
+    },
+    "λ (0, 40, 32) + hot spots 0.3": {
+        "loss#lambda_s": 0.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 32.0, "hot_spot_prob": 0.3,
+    },
+    "λ (4, 40, 16) + hot spots 0.3": {
+        "loss#lambda_s": 4.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
+    },
+}
+#: their budget: 300 steps of 2 whole 256² slices of the joint training pairs (``configs/joint.json``), Adam 2e-4
+#: cosine to 2e-5, seed 0, from the shipped weights (``--start``)
+CONTINUATION_BUDGET = {
+    "pretrained": True,
+    "epochs": 3,
+    "epoch_length": 100,
+    "learning_rate": 0.0002,
+    "min_learning_rate": 2e-05,
+    "val_interval": 3,
+    "log_figures": False,
+    "num_workers": 0,
+    "seed": 0,
+}
+CONTINUATION_OUT = REPO / "bundle" / "eval" / "continuations"
+
+#: the comparisons: candidates, shared budget, output folder
+SETS = {
+    "recipes": (RECIPES, BUDGET, OUT),
+    "continuations": (CONTINUATIONS, CONTINUATION_BUDGET, CONTINUATION_OUT),
+}
+
 
 def slug(name: str) -> str:
     return "".join(c if c.isascii() and c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def train(names: list[str], start: str | None) -> None:
+def train(names: list[str], start: str | None, which: str = "recipes") -> None:
+    recipes, budget, root = SETS[which]
     for name in names:
-        out = OUT / slug(name)
-        if RECIPES[name].get("_no_training"):
+        out = root / slug(name)
+        if recipes[name].get("_no_training"):
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             if not (out / "checkpoints" / "model_final.pt").is_file():
                 shutil.copyfile(start or REPO / "bundle" / "models" / "model.pt", out / "checkpoints" / "model_final.pt")
@@ -98,7 +146,7 @@ def train(names: list[str], start: str | None) -> None:
         if (out / "checkpoints" / "model_final.pt").is_file():
             print(f"{name}: done already ({out})")
             continue
-        overlay = {**BUDGET, **RECIPES[name], "output_dir": str(out)}
+        overlay = {**budget, **recipes[name], "output_dir": str(out)}
         if start:
             overlay["pretrained_weights"] = start
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("checkpoint_*.pt"))
@@ -108,66 +156,96 @@ def train(names: list[str], start: str | None) -> None:
             raise SystemExit(code)
 
 
-def score(names: list[str], harvard: Path, threads: int) -> None:
+def score(names: list[str], harvard: Path, threads: int, which: str = "recipes", phantom: Path | None = None) -> None:
     """Score each named recipe's final weights on the validation pairs (kept in ``validation.json`` beside its
-    run, so a recipe is scored once), then write the table of every scored recipe."""
+    run, so a recipe is scored once), then write the table of every scored recipe. With ``phantom``, also
+    :func:`phantom_summary` (the round-3 continuations are scored so)."""
     import torch
     from _quality import score_validation, write_recipes_section
 
+    recipes, budget, root = SETS[which]
     torch.set_num_threads(threads)
     for name in names:
-        ckpt = OUT / slug(name) / "checkpoints" / "model_final.pt"
-        cache = OUT / slug(name) / "validation.json"
+        ckpt = root / slug(name) / "checkpoints" / "model_final.pt"
+        cache = root / slug(name) / "validation.json"
         if not ckpt.is_file():
             print(f"{name}: not trained ({ckpt} missing); skipped")
             continue
         if cache.is_file() and cache.stat().st_mtime > ckpt.stat().st_mtime:
             continue
-        network_kwargs = {k.split("#", 1)[1]: v for k, v in RECIPES[name].items() if k.startswith("network_def#")}
+        network_kwargs = {k.split("#", 1)[1]: v for k, v in recipes[name].items() if k.startswith("network_def#")}
         row = score_validation(harvard, ckpt, network_kwargs)
+        if phantom is not None:
+            row["phantom"] = phantom_summary(ckpt, phantom)
         cache.write_text(json.dumps(row, indent=2))
         print(name, json.dumps(row["summary"]), flush=True)
     rows = {
-        name: json.loads((OUT / slug(name) / "validation.json").read_text())
-        for name in RECIPES
-        if (OUT / slug(name) / "validation.json").is_file()
+        name: json.loads((root / slug(name) / "validation.json").read_text())
+        for name in recipes
+        if (root / slug(name) / "validation.json").is_file()
     }
-    write_recipes_section(rows, BUDGET, RECIPES)
+    write_recipes_section(rows, budget, recipes, section=which)
 
 
-def score_weights(paths: list[Path], harvard: Path, threads: int) -> None:
+def phantom_summary(weights: Path, phantom: Path) -> dict[str, float]:
+    """The contrast kept of the phantom's PET and SPECT lesions (mean and lowest) through the volume path, for
+    ``weights``: the phantom is synthetic, so it is free for choices, and its lesions sit where the hot spot
+    is dark on the MRI, which the painted Harvard hot spots never are."""
+    from _quality import phantom_lesions
+
+    from hkafusion_monai.inference import load_fuser
+
+    out = {}
+    for modality, task in (("PET", "mri_pet"), ("SPECT", "mri_spect")):
+        fuser = load_fuser(bundle_dir=REPO / "bundle", task=task, weights=str(weights), device="cpu")
+        kept = phantom_lesions(fuser, modality, phantom)
+        out[f"phantom_{modality}_lesion_mean"] = round(float(kept.mean()), 4)
+        out[f"phantom_{modality}_lesion_min"] = round(float(kept.min()), 4)
+    return out
+
+
+def score_weights(paths: list[Path], harvard: Path, threads: int, phantom: Path | None = None) -> None:
     """Print the validation choice score and its parts for checkpoints outside the comparison (a longer run's
-    epochs, a probe from the shipped weights); nothing is written."""
+    epochs, a probe from the shipped weights); nothing is written. With ``phantom`` (a phantom folder), also
+    :func:`phantom_summary`."""
     import torch
     from _quality import score_validation
 
     torch.set_num_threads(threads)
     for path in paths:
-        print(path, json.dumps(score_validation(harvard, path)["summary"]), flush=True)
+        summary = score_validation(harvard, path)["summary"]
+        if phantom is not None:
+            summary.update(phantom_summary(path, phantom))
+        print(path, json.dumps(summary), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["train", "score", "weights"])
-    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--set", dest="which", choices=list(SETS), default="recipes",
+                        help="recipes: round 2's, from the 0.2.0 weights; continuations: round 3's, from --start")
+    parser.add_argument("--recipes", nargs="*", default=None, help="default: every candidate of the set")
     parser.add_argument("--weights", nargs="*", type=Path, default=[], help="checkpoints to score ('weights')")
     parser.add_argument("--start", default=None, help="warm-start weights (default: bundle/models/model.pt)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--phantom", type=Path, default=None, help="also score this phantom folder's lesions")
     parser.add_argument("--harvard", default=None, help="default: <HKAFUSION_SHARED>/data/harvard")
     args = parser.parse_args(argv)
     if args.harvard is None:
         from hkafusion_monai.data import harvard_root
 
         args.harvard = harvard_root()
-    unknown = [n for n in args.recipes if n not in RECIPES]
+    candidates = SETS[args.which][0]
+    names = list(candidates) if args.recipes is None else args.recipes
+    unknown = [n for n in names if n not in candidates]
     if unknown:
-        parser.error(f"unknown recipes {unknown}; known: {list(RECIPES)}")
+        parser.error(f"unknown recipes {unknown}; known: {list(candidates)}")
     if args.what == "train":
-        train(args.recipes, args.start)
+        train(names, args.start, args.which)
     elif args.what == "weights":
-        score_weights(args.weights, Path(args.harvard), args.threads)
+        score_weights(args.weights, Path(args.harvard), args.threads, args.phantom)
     else:
-        score(args.recipes, Path(args.harvard), args.threads)
+        score(names, Path(args.harvard), args.threads, args.which, args.phantom)
     return 0
 
 
