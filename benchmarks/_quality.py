@@ -152,6 +152,8 @@ def score_validation(harvard: Path, weights: Path, network_kwargs: dict | None =
             "ours": {m: float(np.nanmean(v)) for m, v in ours.items()},
             "laplacian": {m: float(np.nanmean(v)) for m, v in lap.items()},
             "score": choice_score(ours, lap),
+            # the first bar on validation: how many of the eight metrics beat the pyramid's mean (not in the score)
+            "laplacian_wins": sum(_better(m, float(np.nanmean(ours[m])), float(np.nanmean(lap[m]))) for m in METRIC_NAMES),
         }
         if "Lesion" in ours:
             # the bar also asks that no hot spot keeps under half its contrast: the mean alone hides those
@@ -163,6 +165,7 @@ def score_validation(harvard: Path, weights: Path, network_kwargs: dict | None =
         **{f"{task}_{m}": round(t["ours"][m], 4) for task, t in out["tasks"].items() for m in ("Qabf", "SF", "VIF")},
         **{f"{task}_{c}": round(t["ours"][c], 4) for task, t in out["tasks"].items() for c in CHECK_TARGETS if c in t["ours"]},
         **{f"{task}_{c}": round(t["ours"][c], 4) for task, t in out["tasks"].items() for c in ("Lesion_min", "Lesion_under_half") if c in t["ours"]},
+        **{f"{task}_laplacian_wins": t["laplacian_wins"] for task, t in out["tasks"].items()},
     }
     return out
 
