@@ -22,9 +22,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _quality import _grey_output, grey, load_uint8, rule_laplacian, test_pairs
+from _quality import (
+    _grey_output,
+    grey,
+    load_uint8,
+    rule_laplacian,
+    rule_max,
+    test_pairs,
+)
 
-from hkafusion_monai.metrics import hot_spot_contrast_kept
+from hkafusion_monai.metrics import hot_spot_contrast, hot_spot_contrast_kept
 from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 
 
@@ -51,13 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             kept.append(ours)
             brighter.append(float(mri_grey[spot.surround].mean() - painted[spot.surround].mean()))
             if ours < 0.5:
-                rules = {
-                    "max": np.maximum(mri_grey, painted),
-                    "laplacian": _grey_output(rule_laplacian(mri, spot.painted)).numpy(),
-                }
+                rules = {"max": rule_max(mri, spot.painted), "laplacian": rule_laplacian(mri, spot.painted)}
                 kept_by = {n: float(hot_spot_contrast_kept(f, spot.painted, spot.core, spot.surround)) for n, f in rules.items()}
                 # the most a fused image can keep while its surround stays as bright as the MRI's there
-                headroom = (255.0 - mri_grey[spot.surround].mean()) / (painted[spot.core].mean() - painted[spot.surround].mean())
+                headroom = (255.0 - mri_grey[spot.surround].mean()) / float(
+                    hot_spot_contrast(spot.painted, spot.core, spot.surround)
+                )
                 failures.append(
                     (index, ours, fused[spot.core].mean(), fused[spot.surround].mean(), brighter[-1], kept_by, headroom)
                 )

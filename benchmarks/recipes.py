@@ -27,45 +27,36 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _training import run_training  # noqa: E402
 
-#: candidates, as overrides of train.json + configs/joint.json (``loss#...``, crop and batch sizes, schedule).
-#: Each names all three loss weights and the hot-spot probability: the defaults of train.json and joint.json
-#: have since become the chosen recipe's, so a recipe that relied on them would no longer be what it says.
+
+def recipe(lambda_s: float, lambda_grad: float, lambda_inten: float, hot_spot_prob: float, **overrides: object) -> dict:
+    """A candidate's overrides of train.json + configs/joint.json: the three loss weights (eq. 7-9) and the
+    hot-spot probability, always all named (the defaults of train.json and joint.json have since become a chosen
+    recipe's, so a candidate that relied on them would no longer be what it says), then any other overrides
+    (crop and batch sizes, schedule)."""
+    return {
+        "loss#lambda_s": lambda_s,
+        "loss#lambda_grad": lambda_grad,
+        "loss#lambda_inten": lambda_inten,
+        "hot_spot_prob": hot_spot_prob,
+        **overrides,
+    }
+
+
+#: round 2's candidates, from the 0.2.0 weights
 RECIPES: dict[str, dict] = {
     # the starting point itself, scored as it is (no training)
     "start: weights shipped in 0.2.0": {"_no_training": True},
-    "paper λ (1, 1, 0.5)": {
-        "loss#lambda_s": 1.0, "loss#lambda_grad": 1.0, "loss#lambda_inten": 0.5, "hot_spot_prob": 0.0,
-    },
-    "CDDFuse λ (0, 10, 1)": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 1.0, "hot_spot_prob": 0.0,
-    },
-    "λ (0.1, 10, 1)": {
-        "loss#lambda_s": 0.1, "loss#lambda_grad": 10.0, "loss#lambda_inten": 1.0, "hot_spot_prob": 0.0,
-    },
-    "FILM λ (0, 20, 1)": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 20.0, "loss#lambda_inten": 1.0, "hot_spot_prob": 0.0,
-    },
-    "λ (0, 10, 4)": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.0,
-    },
+    "paper λ (1, 1, 0.5)": recipe(1.0, 1.0, 0.5, 0.0),
+    "CDDFuse λ (0, 10, 1)": recipe(0.0, 10.0, 1.0, 0.0),
+    "λ (0.1, 10, 1)": recipe(0.1, 10.0, 1.0, 0.0),
+    "FILM λ (0, 20, 1)": recipe(0.0, 20.0, 1.0, 0.0),
+    "λ (0, 10, 4)": recipe(0.0, 10.0, 4.0, 0.0),
     # round 2: the better weights with synthetic hot spots, full images, a higher lr
-    "λ (0, 10, 4) + hot spots": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
-    },
-    "λ (0, 10, 8) + hot spots": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 8.0, "hot_spot_prob": 0.3,
-    },
-    "λ (0, 10, 16) + hot spots": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
-    },
-    "λ (0, 10, 4) + hot spots, full 256² batch 2": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
-        "roi_size": [256, 256], "batch_size": 2,
-    },
-    "λ (0, 10, 4) + hot spots, lr 1e-3": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 10.0, "loss#lambda_inten": 4.0, "hot_spot_prob": 0.3,
-        "learning_rate": 0.001, "min_learning_rate": 1e-05,
-    },
+    "λ (0, 10, 4) + hot spots": recipe(0.0, 10.0, 4.0, 0.3),
+    "λ (0, 10, 8) + hot spots": recipe(0.0, 10.0, 8.0, 0.3),
+    "λ (0, 10, 16) + hot spots": recipe(0.0, 10.0, 16.0, 0.3),
+    "λ (0, 10, 4) + hot spots, full 256² batch 2": recipe(0.0, 10.0, 4.0, 0.3, roi_size=[256, 256], batch_size=2),
+    "λ (0, 10, 4) + hot spots, lr 1e-3": recipe(0.0, 10.0, 4.0, 0.3, learning_rate=0.001, min_learning_rate=1e-05),
 }
 #: the shared budget: 300 steps of 8 random 128x128 crops of the joint training pairs, warm-started from the
 #: weights shipped before this comparison, Adam 2e-4 cosine to 2e-5, validated every 100 steps, seed 0
@@ -90,23 +81,13 @@ OUT = REPO / "bundle" / "eval" / "recipes"
 #: hot spots with it (more painted hot spots, more intensity weight, the structural term).
 CONTINUATIONS: dict[str, dict] = {
     "start: weights shipped in 0.3.0": {"_no_training": True},
-    "λ (0, 40, 16) + hot spots 0.3": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
-    },
-    "λ (0, 40, 16) + hot spots 0.6": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.6,
-    },
+    "λ (0, 40, 16) + hot spots 0.3": recipe(0.0, 40.0, 16.0, 0.3),
+    "λ (0, 40, 16) + hot spots 0.6": recipe(0.0, 40.0, 16.0, 0.6),
     # the gradient term is blind to sign (a hot spot over a dark MRI spot can go dark and still match it);
     # eq. 7's SSIM against both sources is not, and the intensity term pulls the core to the brighter source
-    "λ (1, 40, 16) + hot spots 0.3": {
-        "loss#lambda_s": 1.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
-    },
-    "λ (0, 40, 32) + hot spots 0.3": {
-        "loss#lambda_s": 0.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 32.0, "hot_spot_prob": 0.3,
-    },
-    "λ (4, 40, 16) + hot spots 0.3": {
-        "loss#lambda_s": 4.0, "loss#lambda_grad": 40.0, "loss#lambda_inten": 16.0, "hot_spot_prob": 0.3,
-    },
+    "λ (1, 40, 16) + hot spots 0.3": recipe(1.0, 40.0, 16.0, 0.3),
+    "λ (0, 40, 32) + hot spots 0.3": recipe(0.0, 40.0, 32.0, 0.3),
+    "λ (4, 40, 16) + hot spots 0.3": recipe(4.0, 40.0, 16.0, 0.3),
 }
 #: their budget: 300 steps of 2 whole 256² slices of the joint training pairs (``configs/joint.json``), Adam 2e-4
 #: cosine to 2e-5, seed 0, from the shipped weights (``--start``)
@@ -171,8 +152,9 @@ def score(names: list[str], harvard: Path, threads: int, which: str = "recipes",
         if not ckpt.is_file():
             print(f"{name}: not trained ({ckpt} missing); skipped")
             continue
-        if cache.is_file() and cache.stat().st_mtime > ckpt.stat().st_mtime:
-            continue
+        fresh = cache.is_file() and cache.stat().st_mtime > ckpt.stat().st_mtime
+        if fresh and (phantom is None or "phantom" in json.loads(cache.read_text())):
+            continue  # scored already (with the phantom, when asked for)
         network_kwargs = {k.split("#", 1)[1]: v for k, v in recipes[name].items() if k.startswith("network_def#")}
         row = score_validation(harvard, ckpt, network_kwargs)
         if phantom is not None:
