@@ -129,8 +129,69 @@ def test_gradients_flow_to_all_outputs():
 def test_default_configuration():
     loss = FusionLoss()
     assert (loss.lambda_s, loss.lambda_grad, loss.lambda_inten, loss.mu) == (1.0, 1.0, 0.5, 1.0)
-    assert loss.ssim_loss.data_range == 1.0
-    assert loss.ssim_loss.kernel_type == "gaussian" and tuple(loss.ssim_loss.kernel_size) == (11, 11)
+    assert (loss.gradient_target, loss.lambda_contrast) == ("magnitude", 0.0)  # the paper's eq. 9, no floor
+    assert loss.win_size == 11 and loss.c1 == pytest.approx(0.01**2) and loss.c2 == pytest.approx(0.03**2)
+
+
+@pytest.mark.parametrize("kernel_type, win_size", [("gaussian", 11), ("uniform", 7)])
+def test_ssim_is_monais(kernel_type, win_size):
+    """The banded-matrix window gives MONAI's SSIMLoss values (the loss computes them faster, not otherwise)."""
+    from monai.losses import SSIMLoss
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(3, 1, 40, 33, generator=g), torch.rand(3, 1, 40, 33, generator=g)
+    y[1] = x[1] * 0.7 + 0.1  # one well-correlated pair
+    ours = FusionLoss(kernel_type=kernel_type, win_size=win_size).one_minus_ssim(x, y)
+    monai = SSIMLoss(spatial_dims=2, data_range=1.0, kernel_type=kernel_type, win_size=win_size, reduction="none")
+    torch.testing.assert_close(ours, monai(x, y).view(-1), atol=1e-5, rtol=0)
+
+
+def _edge_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """I_A: a vertical step up (0.2 | 0.8); I_B: flat 0.1; both 1 x 2 x 16 x 16."""
+    a = torch.full((16, 16), 0.2)
+    a[:, 8:] = 0.8
+    return a, torch.stack([a, torch.full((16, 16), 0.1)])[None]
+
+
+def test_gradient_targets_and_polarity():
+    """"orientation" takes the stronger source's edge in either polarity, "stronger" only in its own, "max"
+    the signed gradient of max(I_A, I_B); "magnitude" is eq. 9."""
+    a, image = _edge_case()
+    same, inverted = a[None, None].clone(), (1.0 - a)[None, None].clone()  # the edge, and the edge flipped
+    losses = {target: FusionLoss(gradient_target=target) for target in ("magnitude", "orientation", "stronger", "max")}
+    for target, loss in losses.items():
+        assert loss.gradient_term(same, image).item() == pytest.approx(0.0, abs=1e-6), target
+    assert losses["magnitude"].gradient_term(inverted, image).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses["orientation"].gradient_term(inverted, image).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses["stronger"].gradient_term(inverted, image).item() > 0.1
+    assert losses["max"].gradient_term(inverted, image).item() > 0.1
+    flat = torch.full((1, 1, 16, 16), 0.5)  # an edge lost is a loss for every target
+    assert all(loss.gradient_term(flat, image).item() > 0.1 for loss in losses.values())
+    with pytest.raises(ValueError, match="gradient_target"):
+        FusionLoss(gradient_target="sign")
+
+
+def test_contrast_floor_only_where_the_secondary_is_hot():
+    """l_contrast is zero when the fusion stands as far above its surround as I_B does, positive when a hot
+    spot of I_B fades in the fusion, and blind to where I_B is not hot."""
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    spot = (torch.hypot(yy - 24, xx - 24) <= 4).float()
+    mri = torch.full((48, 48), 0.6) - 0.4 * spot  # dark on the MRI
+    pet = 0.2 + 0.7 * spot  # hot on the PET
+    image = torch.stack([mri, pet])[None]
+    loss = FusionLoss(lambda_contrast=1.0)
+    assert loss.contrast_term(pet[None, None], pet[None, None]).item() == pytest.approx(0.0, abs=1e-7)
+    faded = torch.maximum(mri, pet) * (1 - spot) + 0.5 * spot  # the hot spot at half its height
+    assert loss.contrast_term(faded[None, None], pet[None, None]).item() > 1e-3
+    dark_spot = (torch.full((48, 48), 0.5) - 0.3 * spot)[None, None]  # where I_B is dark there is no floor:
+    darker = dark_spot - 0.2 * spot  # a fusion darker still there costs nothing
+    assert loss.contrast_term(darker, dark_spot).item() == pytest.approx(0.0, abs=1e-7)
+    out = loss.forward_terms(faded[None, None], image)
+    assert out["l_contrast"].item() > 0
+    assert out["loss"].item() == pytest.approx(
+        (out["l_s"] + out["l_grad"] + 0.5 * out["l_inten"] + out["l_contrast"]).item(), rel=1e-6
+    )
+    assert FusionLoss().forward_terms(faded[None, None], image)["l_contrast"].item() == 0.0  # off by default
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """The HKAFusion training loss (paper III-D, eq. 7-12) as a MONAI-style ``_Loss``."""
 
-from hkafusion_monai.losses.fusion_loss import PER_SAMPLE_KEYS, TERM_KEYS, FusionLoss
+from hkafusion_monai.losses.fusion_loss import GRADIENT_TARGETS, PER_SAMPLE_KEYS, TERM_KEYS, FusionLoss
 
-__all__ = ["FusionLoss", "TERM_KEYS", "PER_SAMPLE_KEYS"]
+__all__ = ["FusionLoss", "GRADIENT_TARGETS", "TERM_KEYS", "PER_SAMPLE_KEYS"]
