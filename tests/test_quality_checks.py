@@ -15,7 +15,7 @@ from hkafusion_monai.metrics import (
 )
 from hkafusion_monai.networks import LaplacianPyramidFusion, PixelMax
 from hkafusion_monai.transforms.contract import FusionPostprocessd, min_max_stretch
-from hkafusion_monai.transforms.hot_spots import paint_hot_spot
+from hkafusion_monai.transforms.hot_spots import RandLesiond, paint_hot_spot, paint_lesion
 from hkafusion_monai.utils import as_bool, path_or_flag
 
 
@@ -102,6 +102,42 @@ def test_painting_colour_keeps_the_chroma() -> None:
     after = rgb_to_ycbcr(spot.painted.astype(np.float32) / 255.0, channel_dim=-1)
     assert float(np.abs(after[..., 1:] - before[..., 1:])[spot.core].max()) < 3 / 255
     assert float((after[..., 0] - before[..., 0])[spot.core].min()) > 0.1
+
+
+def test_painted_lesion_is_dark_on_the_mri_and_hot_and_blurred_on_the_pet() -> None:
+    mri, pet = _head()
+    rgb = np.stack([pet, pet // 2, pet // 3], -1).astype(np.uint8)
+    before = (mri.copy(), rgb.copy())
+    lesion = paint_lesion(mri, rgb, seed=5)
+    np.testing.assert_array_equal(mri, before[0])  # the inputs are never modified
+    np.testing.assert_array_equal(rgb, before[1])
+    assert lesion.mri.dtype == np.uint8 and lesion.other.shape == rgb.shape
+    assert lesion.core.any() and lesion.surround.any() and not (lesion.core & lesion.surround).any()
+    luma = 0.299 * lesion.other[..., 0] + 0.587 * lesion.other[..., 1] + 0.114 * lesion.other[..., 2]
+    assert float(hot_spot_contrast(luma, lesion.core, lesion.surround)) >= 40  # hot on the PET
+    assert float(hot_spot_contrast(lesion.mri, lesion.core, lesion.surround)) < 0  # dark on the MRI
+    # sharp on the MRI, blurred on the PET: the MRI changes only on the disc, the PET beyond it
+    changed_mri = lesion.mri.astype(int) != mri
+    changed_pet = lesion.other[..., 0].astype(int) != rgb[..., 0]
+    assert changed_pet.sum() > changed_mri.sum()
+    np.testing.assert_array_equal(paint_lesion(mri, rgb, seed=5).mri, lesion.mri)  # reproducible
+    # a fusion that follows the MRI inverts it; pixel max keeps part of it
+    assert float(hot_spot_contrast_kept(lesion.mri, luma, lesion.core, lesion.surround)) < 0
+    fused = np.maximum(lesion.mri, luma)
+    assert 0 < float(hot_spot_contrast_kept(fused, luma, lesion.core, lesion.surround)) <= 1.0
+
+
+def test_rand_lesion_paints_both_channels_of_a_training_pair() -> None:
+    mri, pet = _head()
+    image = torch.stack([torch.from_numpy(mri), torch.from_numpy(pet)]).float() / 255.0
+    out = RandLesiond(keys="image", prob=1.0)
+    out.set_random_state(0)
+    painted = out({"image": image})["image"]
+    assert painted.shape == image.shape and painted.dtype == image.dtype
+    assert (painted[0] < image[0] - 1e-3).any() and (painted[1] > image[1] + 1e-3).any()
+    assert not (painted[0] > image[0] + 1e-6).any() and not (painted[1] < image[1] - 1e-6).any()
+    skip = RandLesiond(keys="image", prob=0.0)
+    assert torch.equal(skip({"image": image})["image"], image)
 
 
 def test_no_room_for_a_hot_spot_is_a_clear_error() -> None:

@@ -1,10 +1,17 @@
-"""Hot spots painted into real PET/SPECT images, so that a fusion's lesion contrast can be measured where the
-truth is known (:func:`hkafusion_monai.metrics.hot_spot_contrast_kept`).
+"""Lesions painted into real image pairs, so that a fusion's lesion contrast can be measured where the truth is
+known (:func:`hkafusion_monai.metrics.hot_spot_contrast_kept`), and trained on.
 
-Real Harvard PET/SPECT slices carry no lesion labels, so a small bright blob is added to the PET/SPECT
-luminance at a random place inside the brain. Adding the same value to R, G and B adds it to the BT.601 luma
-and leaves Cb and Cr unchanged, so a pseudo-colour image keeps its colours. Written here because no kept
-library synthesises lesions in 2-D fusion pairs.
+Real Harvard PET/SPECT slices carry no lesion labels, so lesions are painted in at a random place inside the
+brain, in two kinds:
+
+- a *hot spot* (:func:`paint_hot_spot`): a small bright blob on the PET/SPECT only;
+- a *hypointense-hot lesion* (:func:`paint_lesion`): the project phantom's lesion model, a common tumour
+  appearance. The MRI shows a sharp dark disc, and the PET/SPECT the same spot hot and blurred to its coarser
+  resolution. Here a fusion that follows the MRI's edges shows a dark core in a bright ring.
+
+Adding the same value to R, G and B adds it to the BT.601 luma and leaves Cb and Cr unchanged, so a
+pseudo-colour image keeps its colours. Written here because no kept library synthesises lesions in 2-D fusion
+pairs.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
+from monai.networks.layers import GaussianFilter
 from monai.transforms import MapTransform, RandomizableTransform
 
-__all__ = ["HotSpot", "RandHotSpotd", "paint_hot_spot"]
+__all__ = ["HotSpot", "Lesion", "RandHotSpotd", "RandLesiond", "paint_hot_spot", "paint_lesion"]
 
 
 class HotSpot(tuple):
@@ -40,6 +48,32 @@ class HotSpot(tuple):
     @property
     def surround(self) -> np.ndarray:
         return self[2]
+
+
+class Lesion(tuple):
+    """``(mri, other, core, surround)``: the painted MRI and PET/SPECT (same shapes and dtypes as the inputs)
+    and the boolean ``(H, W)`` masks of the lesion's core and of the ring around it."""
+
+    __slots__ = ()
+
+    def __new__(cls, mri: np.ndarray, other: np.ndarray, core: np.ndarray, surround: np.ndarray) -> "Lesion":
+        return super().__new__(cls, (mri, other, core, surround))
+
+    @property
+    def mri(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def other(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def core(self) -> np.ndarray:
+        return self[2]
+
+    @property
+    def surround(self) -> np.ndarray:
+        return self[3]
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
@@ -119,6 +153,90 @@ def paint_hot_spot(
     raise ValueError(f"paint_hot_spot: no placement in {tries} tries gave a contrast of {min_contrast}.")
 
 
+def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (sigma in pixels) of an ``(H, W)`` array, with MONAI's separable filter."""
+    t = torch.from_numpy(np.asarray(x, np.float32))[None, None]
+    return GaussianFilter(spatial_dims=2, sigma=float(sigma))(t)[0, 0].double().numpy()
+
+
+def paint_lesion(
+    mri: np.ndarray,
+    other: np.ndarray,
+    seed: int,
+    radius_range: tuple[float, float] = (3.0, 8.0),
+    depth_range: tuple[float, float] = (0.3, 0.7),
+    level_range: tuple[float, float] = (200.0, 245.0),
+    blur_range: tuple[float, float] = (1.0, 4.0),
+    max_value: float = 255.0,
+    min_contrast: float = 40.0,
+    tries: int = 64,
+) -> Lesion:
+    """Paint one hypointense-on-MRI, hot-on-PET/SPECT lesion into a pair (the phantom's lesion model).
+
+    A disc of radius ``r`` (drawn from ``radius_range``) with a one-pixel linear edge: the MRI is darkened there
+    by the fraction ``depth`` (sharp, at the MRI's resolution), and the PET/SPECT luminance is raised towards
+    ``level`` by the same disc blurred with a Gaussian of ``sigma`` pixels (the coarser PET/SPECT resolution:
+    PET about 6 mm FWHM, SPECT about 11 mm, so sigma 1-5 pixels at the Harvard images' ~1 mm). Its core is the
+    disc ``d <= max(0.7 r, 1.5)`` (as the phantom's lesions are scored) and its surround the ring
+    ``2 r <= d <= 3 r``. The centre is drawn where the MRI shows tissue and the whole surround lies inside the
+    head, and drawn again until the painted PET/SPECT's core-minus-surround contrast is at least
+    ``min_contrast``.
+
+    Args:
+        mri: the MRI grey levels ``(H, W)``, scale ``max_value``; never modified.
+        other: the PET/SPECT image, grey ``(H, W)`` or RGB ``(H, W, 3)``, same scale; never modified.
+        seed: seeds the placement, radius, depth, level and blur (the same seed paints the same lesion).
+        radius_range: range of the disc radius in pixels.
+        depth_range: range of the fraction by which the MRI is darkened inside the disc.
+        level_range: range of the PET/SPECT luminance the disc is raised to, on the 0-255 scale.
+        blur_range: range of the PET/SPECT blur sigma in pixels.
+        max_value: the scale: 255 for 8-bit images, 1 for images in [0, 1].
+        min_contrast: smallest accepted contrast of the painted PET/SPECT, on the 0-255 scale.
+        tries: placements tried before giving up.
+
+    Returns:
+        :class:`Lesion` ``(mri, other, core, surround)`` with the dtypes of the inputs (rounded for integer
+        images).
+
+    Raises:
+        ValueError: for mismatched shapes, or when no placement inside the brain gives the contrast.
+    """
+    mri_in, other_in = np.asarray(mri), np.asarray(other)
+    if mri_in.ndim != 2 or other_in.shape[:2] != mri_in.shape or other_in.ndim not in (2, 3):
+        raise ValueError(f"paint_lesion: mri {mri_in.shape} and other {other_in.shape} must be (H, W) and (H, W[, 3]).")
+    scale = float(max_value)
+    min_contrast = min_contrast * scale / 255.0
+    m, o = mri_in.astype(np.float64), other_in.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    radius = float(rng.uniform(*radius_range))
+    depth = float(rng.uniform(*depth_range))
+    level = float(rng.uniform(*level_range)) * scale / 255.0
+    sigma = float(rng.uniform(*blur_range))
+    head = (m > 0.08 * scale) | (_luma(o) > 0.08 * scale)
+    allowed = _erode(head, int(np.ceil(3 * radius)) + 1) & (m > 0.12 * scale)
+    ys, xs = np.nonzero(allowed)
+    if ys.size == 0:
+        raise ValueError("paint_lesion: no place inside the brain holds a lesion with its surround.")
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    for _ in range(tries):
+        i = int(rng.integers(ys.size))
+        d = np.hypot(yy - ys[i], xx - xs[i])
+        disc = np.clip((radius + 1 - d) / 2.0, 0.0, 1.0)
+        painted_mri = np.clip(m * (1.0 - depth * disc), 0.0, scale)
+        # the same value added to R, G and B moves the luma and leaves Cb and Cr alone
+        lift = np.maximum(level - _luma(o), 0.0) * _gaussian_blur(disc, sigma)
+        painted = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
+        if np.issubdtype(mri_in.dtype, np.integer):
+            painted_mri = np.round(painted_mri)
+        if np.issubdtype(other_in.dtype, np.integer):
+            painted = np.round(painted)
+        core, surround = d <= max(0.7 * radius, 1.5), (d >= 2 * radius) & (d <= 3 * radius)
+        luma = _luma(painted)
+        if luma[core].mean() - luma[surround].mean() >= min_contrast:
+            return Lesion(painted_mri.astype(mri_in.dtype), painted.astype(other_in.dtype), core, surround)
+    raise ValueError(f"paint_lesion: no placement in {tries} tries gave a contrast of {min_contrast}.")
+
+
 class RandHotSpotd(RandomizableTransform, MapTransform):
     """Training augmentation: with probability ``prob``, paint one bright blob into channel 1 (the CT/PET/SPECT)
     of a stacked ``(2, H, W)`` pair in [0, 1] (:func:`paint_hot_spot`).
@@ -179,5 +297,75 @@ class RandHotSpotd(RandomizableTransform, MapTransform):
             painted = torch.as_tensor(spot.painted, dtype=image.dtype if isinstance(image, torch.Tensor) else None)
             out = image.clone() if isinstance(image, torch.Tensor) else arr.copy()
             out[1] = painted
+            d[key] = out
+        return d
+
+
+class RandLesiond(RandomizableTransform, MapTransform):
+    """Training augmentation: with probability ``prob``, paint one hypointense-on-MRI, hot-on-PET/SPECT lesion
+    (:func:`paint_lesion`, the phantom's lesion model) into a stacked ``(2, H, W)`` pair in [0, 1]: channel 0
+    darkened on a sharp disc, channel 1 raised on the same disc blurred.
+
+    Real training pairs hold few such lesions, and a fusion trained on them lets the MRI's sharp dark edge win
+    over the PET/SPECT's blurred uptake (a dark core in a bright ring). The ranges are wider than the check's
+    (:func:`paint_lesion`'s defaults), so the check is not the training distribution. A crop without room
+    for a lesion is left unchanged.
+
+    Args:
+        keys: the stacked image key(s).
+        prob: probability of painting a lesion into a sample.
+        radius_range: range of the disc radius (pixels).
+        depth_range: range of the MRI darkening fraction.
+        level_range: range of the PET/SPECT luminance of the lesion, in [0, 1].
+        blur_range: range of the PET/SPECT blur sigma (pixels).
+        min_contrast: smallest contrast over the surround, in [0, 1].
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        prob: float = 0.3,
+        radius_range: tuple[float, float] = (2.0, 10.0),
+        depth_range: tuple[float, float] = (0.2, 0.8),
+        level_range: tuple[float, float] = (0.55, 1.0),
+        blur_range: tuple[float, float] = (0.5, 5.0),
+        min_contrast: float = 0.1,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.radius_range = (float(radius_range[0]), float(radius_range[1]))
+        self.depth_range = (float(depth_range[0]), float(depth_range[1]))
+        self.level_range = (float(level_range[0]), float(level_range[1]))
+        self.blur_range = (float(blur_range[0]), float(blur_range[1]))
+        self.min_contrast = float(min_contrast)
+        self._seed = 0
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(None)
+        self._seed = int(self.R.randint(0, 2**31 - 1))
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            image = d[key]
+            arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            if arr.ndim != 3 or arr.shape[0] != 2:
+                raise ValueError(f"RandLesiond: {key} must be a stacked (2, H, W) pair, got {arr.shape}")
+            level = tuple(v * 255.0 for v in self.level_range)
+            try:
+                lesion = paint_lesion(
+                    arr[0], arr[1], seed=self._seed, radius_range=self.radius_range, depth_range=self.depth_range,
+                    level_range=level, blur_range=self.blur_range, max_value=1.0,
+                    min_contrast=self.min_contrast * 255.0, tries=8,
+                )
+            except ValueError:  # no room for a lesion in this crop
+                continue
+            out = image.clone() if isinstance(image, torch.Tensor) else arr.copy()
+            dtype = image.dtype if isinstance(image, torch.Tensor) else None
+            out[0] = torch.as_tensor(lesion.mri, dtype=dtype) if dtype is not None else lesion.mri
+            out[1] = torch.as_tensor(lesion.other, dtype=dtype) if dtype is not None else lesion.other
             d[key] = out
         return d
