@@ -61,8 +61,8 @@ class MDTA(nn.Module):
         heads = self.num_heads
         qkv = self.qkv_dwconv(self.qkv(x))
         # Token-major views (B, heads, HW, C/heads): free for channels-last input, which HKAFusion uses.
-        qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3, heads, c // heads)
-        q, k, v = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        # unbind, not three index selects: the backward of each select zero-fills a full-size gradient
+        q, k, v = (t.transpose(1, 2) for t in qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3, heads, c // heads).unbind(2))
         # Cosine similarity between channel maps, i.e. F.normalize on q and k, but dividing the small
         # (C/heads)^2 product by the norms instead of normalising two full-resolution maps.
         q_norm = torch.linalg.vector_norm(q, dim=2).clamp_min(1e-12)
