@@ -118,6 +118,12 @@ class FusionLoss(_Loss):
         loss_fn.terms["l_grad"]             # each term of that call, detached
     """
 
+    # buffers (typed for the type checker: nn.Module's attribute lookup returns Tensor | Module)
+    ssim_window: torch.Tensor
+    sobel_diff: torch.Tensor
+    sobel_smooth: torch.Tensor
+    contrast_kernel: torch.Tensor
+
     def __init__(
         self,
         lambda_s: float = 1.0,
@@ -159,7 +165,7 @@ class FusionLoss(_Loss):
             raise ValueError(f"lambda_contrast must be >= 0 and contrast_sigma > 0, got {lambda_contrast}, {contrast_sigma}.")
         self.gradient_target = gradient_target
         self.lambda_contrast = lambda_contrast
-        self.register_buffer("contrast_kernel", gaussian_1d(contrast_sigma, truncated=3.0), persistent=False)
+        self.register_buffer("contrast_kernel", gaussian_1d(torch.tensor(float(contrast_sigma)), truncated=3.0), persistent=False)
         #: the :meth:`forward_terms` of the last call, detached (empty before the first)
         self.terms: dict[str, torch.Tensor] = {}
 
