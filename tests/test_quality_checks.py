@@ -105,7 +105,7 @@ def test_painting_colour_keeps_the_chroma() -> None:
 
 
 def test_painted_lesion_is_dark_on_the_mri_and_hot_and_blurred_on_the_pet() -> None:
-    mri, pet = _head()
+    mri, pet = _head(size=160)
     rgb = np.stack([pet, pet // 2, pet // 3], -1).astype(np.uint8)
     before = (mri.copy(), rgb.copy())
     lesion = paint_lesion(mri, rgb, seed=5)
