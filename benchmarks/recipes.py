@@ -28,16 +28,28 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _training import run_training  # noqa: E402
 
 
-def recipe(lambda_s: float, lambda_grad: float, lambda_inten: float, hot_spot_prob: float, **overrides: object) -> dict:
-    """A candidate's overrides of train.json + configs/joint.json: the three loss weights (eq. 7-9) and the
-    hot-spot probability, always all named (the defaults of train.json and joint.json have since become a chosen
-    recipe's, so a candidate that relied on them would no longer be what it says), then any other overrides
-    (crop and batch sizes, schedule)."""
+def recipe(
+    lambda_s: float,
+    lambda_grad: float,
+    lambda_inten: float,
+    hot_spot_prob: float,
+    gradient_target: str = "magnitude",
+    lambda_contrast: float = 0.0,
+    lesion_prob: float = 0.0,
+    **overrides: object,
+) -> dict:
+    """A candidate's overrides of train.json + configs/joint.json: the loss (eq. 7-9 weights, the gradient term's
+    target, the contrast floor's weight) and the two lesion augmentations, always all named (the defaults of
+    train.json and joint.json become a chosen recipe's, so a candidate that relied on them would no longer be
+    what it says), then any other overrides (crop and batch sizes, schedule)."""
     return {
         "loss#lambda_s": lambda_s,
         "loss#lambda_grad": lambda_grad,
         "loss#lambda_inten": lambda_inten,
+        "loss#gradient_target": gradient_target,
+        "loss#lambda_contrast": lambda_contrast,
         "hot_spot_prob": hot_spot_prob,
+        "lesion_prob": lesion_prob,
         **overrides,
     }
 
@@ -104,10 +116,25 @@ CONTINUATION_BUDGET = {
 }
 CONTINUATION_OUT = REPO / "bundle" / "eval" / "continuations"
 
+#: round 4: the objective and the training data, from the shipped 0.4.0 weights at the continuations' budget.
+#: The pixel optima (``benchmarks/pixel_optima.py``) showed that eq. 9's magnitude target costs Qabf and the
+#: signed target costs lesions; the gradient's orientation in either polarity keeps both, and the contrast floor
+#: and the painted hypointense-hot lesions (``RandLesiond``) teach the polarity where the PET/SPECT is hot.
+OBJECTIVES: dict[str, dict] = {
+    "start: weights shipped in 0.4.0": {"_no_training": True},
+    "0.4.0's loss + lesions 0.3": recipe(4.0, 40.0, 16.0, 0.3, lesion_prob=0.3),
+    "orientation + lesions 0.3": recipe(4.0, 40.0, 16.0, 0.3, "orientation", lesion_prob=0.3),
+    "orientation + contrast 40 + lesions 0.3": recipe(4.0, 40.0, 16.0, 0.3, "orientation", 40.0, lesion_prob=0.3),
+    "orientation + contrast 160 + lesions 0.3": recipe(4.0, 40.0, 16.0, 0.3, "orientation", 160.0, lesion_prob=0.3),
+    "orientation + contrast 160": recipe(4.0, 40.0, 16.0, 0.3, "orientation", 160.0),
+}
+OBJECTIVES_OUT = REPO / "bundle" / "eval" / "objectives"
+
 #: the comparisons: candidates, shared budget, output folder
 SETS = {
     "recipes": (RECIPES, BUDGET, OUT),
     "continuations": (CONTINUATIONS, CONTINUATION_BUDGET, CONTINUATION_OUT),
+    "objectives": (OBJECTIVES, CONTINUATION_BUDGET, OBJECTIVES_OUT),
 }
 
 
@@ -142,7 +169,7 @@ def score(names: list[str], harvard: Path, threads: int, which: str = "recipes",
     run, so a recipe is scored once), then write the table of every scored recipe. With ``phantom``, also
     :func:`phantom_summary` (the round-3 continuations are scored so)."""
     import torch
-    from _quality import score_validation, write_recipes_section
+    from _quality import score_validation, write_objectives_section, write_recipes_section
 
     recipes, budget, root = SETS[which]
     torch.set_num_threads(threads)
@@ -166,23 +193,31 @@ def score(names: list[str], harvard: Path, threads: int, which: str = "recipes",
         for name in recipes
         if (root / slug(name) / "validation.json").is_file()
     }
-    write_recipes_section(rows, budget, recipes, section=which)
+    if which == "objectives":
+        write_objectives_section(rows, budget, recipes)
+    else:
+        write_recipes_section(rows, budget, recipes, section=which)
 
 
 def phantom_summary(weights: Path, phantom: Path) -> dict[str, float]:
     """The contrast kept of the phantom's PET and SPECT lesions (mean and lowest) through the volume path, for
-    ``weights``: the phantom is synthetic, so it is free for choices, and its lesions sit where the hot spot
-    is dark on the MRI, which the painted Harvard hot spots never are."""
+    ``weights`` and for pixel max (the bar): the phantom is synthetic, so it is free for choices, and its
+    lesions sit where the hot spot is dark on the MRI."""
     from _quality import phantom_lesions
 
-    from hkafusion_monai.inference import load_fuser
+    from hkafusion_monai.inference import Fuser, load_fuser
+    from hkafusion_monai.networks import PixelMax
 
     out = {}
     for modality, task in (("PET", "mri_pet"), ("SPECT", "mri_spect")):
-        fuser = load_fuser(bundle_dir=REPO / "bundle", task=task, weights=str(weights), device="cpu")
-        kept = phantom_lesions(fuser, modality, phantom)
-        out[f"phantom_{modality}_lesion_mean"] = round(float(kept.mean()), 4)
-        out[f"phantom_{modality}_lesion_min"] = round(float(kept.min()), 4)
+        fusers = {
+            "phantom": load_fuser(bundle_dir=REPO / "bundle", task=task, weights=str(weights), device="cpu"),
+            "phantom_max": Fuser(PixelMax(), task=task),
+        }
+        for prefix, fuser in fusers.items():
+            kept = phantom_lesions(fuser, modality, phantom)
+            out[f"{prefix}_{modality}_lesion_mean"] = round(float(kept.mean()), 4)
+            out[f"{prefix}_{modality}_lesion_min"] = round(float(kept.min()), 4)
     return out
 
 
@@ -205,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["train", "score", "weights"])
     parser.add_argument("--set", dest="which", choices=list(SETS), default="recipes",
-                        help="recipes: round 2's, from the 0.2.0 weights; continuations: round 3's, from --start")
+                        help="recipes: round 2's, from the 0.2.0 weights; continuations: round 3's, from --start; "
+                        "objectives: round 4's, from --start (default: the shipped weights)")
     parser.add_argument("--recipes", nargs="*", default=None, help="default: every candidate of the set")
     parser.add_argument("--weights", nargs="*", type=Path, default=[], help="checkpoints to score ('weights')")
     parser.add_argument("--start", default=None, help="warm-start weights (default: bundle/models/model.pt)")
