@@ -138,6 +138,16 @@ def test_rand_lesion_paints_both_channels_of_a_training_pair() -> None:
     assert not (painted[0] > image[0] + 1e-6).any() and not (painted[1] < image[1] - 1e-6).any()
     skip = RandLesiond(keys="image", prob=0.0)
     assert torch.equal(skip({"image": image})["image"], image)
+    several = RandLesiond(keys="image", prob=1.0, max_lesions=3, radius_range=(3.0, 4.0))
+    several.set_random_state(1)
+    counts = set()
+    for _ in range(6):
+        out = several({"image": image})["image"]
+        counts.add(len(several._seeds))
+        assert (out[0] <= image[0] + 1e-6).all() and (out[1] >= image[1] - 1e-6).all()
+    assert counts <= {1, 2, 3} and len(counts) > 1
+    with pytest.raises(ValueError, match="max_lesions"):
+        RandLesiond(keys="image", max_lesions=0)
 
 
 def test_no_room_for_a_hot_spot_is_a_clear_error() -> None:

@@ -321,6 +321,7 @@ class RandLesiond(RandomizableTransform, MapTransform):
         level_range: range of the PET/SPECT luminance of the lesion, in [0, 1].
         blur_range: range of the PET/SPECT blur sigma (pixels).
         min_contrast: smallest contrast over the surround, in [0, 1].
+        max_lesions: a painted sample holds 1 to ``max_lesions`` lesions (drawn uniformly).
     """
 
     def __init__(
@@ -332,42 +333,52 @@ class RandLesiond(RandomizableTransform, MapTransform):
         level_range: tuple[float, float] = (0.55, 1.0),
         blur_range: tuple[float, float] = (0.5, 5.0),
         min_contrast: float = 0.1,
+        max_lesions: int = 1,
     ) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
+        if max_lesions < 1:
+            raise ValueError(f"RandLesiond: max_lesions must be >= 1, got {max_lesions}.")
+        self.max_lesions = int(max_lesions)
         self.radius_range = (float(radius_range[0]), float(radius_range[1]))
         self.depth_range = (float(depth_range[0]), float(depth_range[1]))
         self.level_range = (float(level_range[0]), float(level_range[1]))
         self.blur_range = (float(blur_range[0]), float(blur_range[1]))
         self.min_contrast = float(min_contrast)
-        self._seed = 0
+        self._seeds: list[int] = []
 
     def randomize(self, data: object = None) -> None:
         super().randomize(None)
-        self._seed = int(self.R.randint(0, 2**31 - 1))
+        count = int(self.R.randint(1, self.max_lesions + 1))
+        self._seeds = [int(self.R.randint(0, 2**31 - 1)) for _ in range(count)]
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         self.randomize()
         if not self._do_transform:
             return d
+        level = tuple(v * 255.0 for v in self.level_range)
         for key in self.key_iterator(d):
             image = d[key]
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
             if arr.ndim != 3 or arr.shape[0] != 2:
                 raise ValueError(f"RandLesiond: {key} must be a stacked (2, H, W) pair, got {arr.shape}")
-            level = tuple(v * 255.0 for v in self.level_range)
-            try:
-                lesion = paint_lesion(
-                    arr[0], arr[1], seed=self._seed, radius_range=self.radius_range, depth_range=self.depth_range,
-                    level_range=level, blur_range=self.blur_range, max_value=1.0,
-                    min_contrast=self.min_contrast * 255.0, tries=8,
-                )
-            except ValueError:  # no room for a lesion in this crop
+            mri, other, painted = arr[0], arr[1], False
+            for seed in self._seeds:
+                try:
+                    lesion = paint_lesion(
+                        mri, other, seed=seed, radius_range=self.radius_range, depth_range=self.depth_range,
+                        level_range=level, blur_range=self.blur_range, max_value=1.0,
+                        min_contrast=self.min_contrast * 255.0, tries=8,
+                    )
+                except ValueError:  # no room for (another) lesion in this crop
+                    continue
+                mri, other, painted = lesion.mri, lesion.other, True
+            if not painted:
                 continue
             out = image.clone() if isinstance(image, torch.Tensor) else arr.copy()
             dtype = image.dtype if isinstance(image, torch.Tensor) else None
-            out[0] = torch.as_tensor(lesion.mri, dtype=dtype) if dtype is not None else lesion.mri
-            out[1] = torch.as_tensor(lesion.other, dtype=dtype) if dtype is not None else lesion.other
+            out[0] = torch.as_tensor(mri, dtype=dtype) if dtype is not None else mri
+            out[1] = torch.as_tensor(other, dtype=dtype) if dtype is not None else other
             d[key] = out
         return d
