@@ -26,10 +26,15 @@ from hkafusion_monai.metrics.functional import (
 from hkafusion_monai.metrics.checks import (
     BONE_THRESHOLD,
     CHECK_NAMES,
+    HOT_SPOT_MIN_CONTRAST,
+    HOT_SPOT_MIN_KEPT,
+    HOT_SPOT_RADII,
     BoneBrightnessMetric,
+    GuardedHotSpot,
     bone_brightness_kept,
     hot_spot_contrast,
     hot_spot_contrast_kept,
+    hot_spot_guard,
 )
 from hkafusion_monai.metrics.statistics import LOWER_IS_BETTER, paired_bootstrap_ci, paired_comparison
 from hkafusion_monai.metrics.fusion_metric import (
@@ -48,10 +53,15 @@ from hkafusion_monai.metrics.fusion_metric import (
 __all__ = [
     "BONE_THRESHOLD",
     "CHECK_NAMES",
+    "HOT_SPOT_MIN_CONTRAST",
+    "HOT_SPOT_MIN_KEPT",
+    "HOT_SPOT_RADII",
     "BoneBrightnessMetric",
+    "GuardedHotSpot",
     "bone_brightness_kept",
     "hot_spot_contrast",
     "hot_spot_contrast_kept",
+    "hot_spot_guard",
     "LOWER_IS_BETTER",
     "paired_bootstrap_ci",
     "paired_comparison",
