@@ -57,6 +57,7 @@ __all__ = [
     "pick_series",
     "scan_dicom",
     "series_of",
+    "spacing_contradiction",
 ]
 
 _MEDIA_DIRECTORY_SOP = MediaStorageDirectoryStorage  # DICOMDIR
@@ -408,6 +409,29 @@ def lps_affine(slices: Sequence[pydicom.Dataset]) -> np.ndarray:
         p0 = np.asarray(first.ImagePositionPatient, dtype=float)
         affine[:3, 2] = (np.asarray(last.ImagePositionPatient, dtype=float) - p0) / (len(slices) - 1)
     return affine
+
+
+def spacing_contradiction(ds: pydicom.Dataset, where: str | Path = "", rtol: float = 0.02) -> str | None:
+    """Why a slice's ``PixelSpacing`` contradicts its ``ReconstructionDiameter`` (the reconstructed field of
+    view of a PET or CT image: ``PixelSpacing`` should be the diameter over ``Rows`` and ``Columns``), or
+    ``None`` when they agree within ``rtol`` or either is absent. A contradiction is a warning, not a
+    refusal: the reader places the volume by ``PixelSpacing``, and the message names both values."""
+    try:
+        diameter = float(ds.get("ReconstructionDiameter") or 0.0)
+        spacing = [float(v) for v in ds.get("PixelSpacing") or ()]
+        rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    except (TypeError, ValueError):
+        return None
+    if diameter <= 0 or len(spacing) != 2 or rows <= 0 or columns <= 0:
+        return None
+    expected = (diameter / rows, diameter / columns)  # (row spacing, column spacing)
+    if all(abs(s - e) <= rtol * e for s, e in zip(spacing, expected, strict=True)):
+        return None
+    return (
+        f"{where or ds.get('filename', 'DICOM image')}: PixelSpacing {spacing[0]:g}\\{spacing[1]:g} mm contradicts "
+        f"ReconstructionDiameter {diameter:g} mm / Rows {rows} = {expected[0]:.4g} mm; the volume is placed by "
+        "PixelSpacing, so it may be misplaced: check the series' geometry"
+    )
 
 
 @dataclass

@@ -9,8 +9,9 @@ Preprocessing ends in the network's contract: ``image``, a float32 ``(2, H, W)``
 ``(2, H, W, D)`` (volume pair, axial slices on the last axis) ``MetaTensor`` in [0, 1], channel 0 MRI,
 channel 1 CT/PET/SPECT; a pseudo-colour source also leaves its chroma as ``other_cbcr`` ``(2, H, W)``.
 
-- 2-D (:func:`pair_transforms`): ``LoadFusionImaged`` -> ``ScaleByBitDepthd`` -> ``SplitYCbCrd`` ->
-  ``StackPaird`` (-> ``Resized`` when an ``image_size`` is given).
+- 2-D (:func:`pair_transforms`): ``LoadFusionImaged`` -> ``ScaleByBitDepthd`` -> ``CheckGreyMRId`` (a
+  pseudo-colour MRI: the pair the wrong way round) -> ``SplitYCbCrd`` -> ``StackPaird`` (-> ``Resized`` when
+  an ``image_size`` is given).
 - Volumes (:func:`volume_transforms`): ``LoadFusionVolumed`` -> ``CheckSamePatientd`` -> ``Orientationd``
   (PLS) -> ``ScaleIntensityByModalityd`` -> ``RigidRegisterd`` (by default when the frames of reference
   differ) -> ``CheckOverlapd`` (at least half of the MRI covered) -> ``ResampleToMatchd`` (onto the MRI
@@ -49,7 +50,7 @@ from hkafusion_monai.utils.quantisation import to_uint8
 from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
 from .geometry import CheckOverlapd, RestoreOrientationd
 from .intensity import CT_BRAIN_WINDOW, ScaleIntensityByModalityd
-from .pairing import CheckSamePatientd
+from .pairing import CheckGreyMRId, CheckSamePatientd
 from .reader import LoadFusionImaged
 from .registration import RigidRegisterd
 from .volume import LoadFusionVolumed
@@ -101,6 +102,7 @@ def pair_transforms(
     chain: list[Transform] = [LoadFusionImaged(keys, allow_blank=allow_blank)] if load else []
     chain += [
         ScaleByBitDepthd(keys),
+        CheckGreyMRId(keys),
         SplitYCbCrd(keys, keep_cbcr=keep_cbcr),
         StackPaird(keys, name="image"),
     ]

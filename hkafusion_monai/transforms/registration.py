@@ -25,9 +25,12 @@ from monai.utils import convert_data_type
 
 from hkafusion_monai.utils import as_bool
 
-__all__ = ["RigidRegisterd", "rigid_registration", "to_sitk_image"]
+__all__ = ["REGISTRATION_KEY", "RigidRegisterd", "describe_rigid", "rigid_registration", "to_sitk_image"]
 
 logger = logging.getLogger(__name__)
+
+#: the data key under which :class:`RigidRegisterd` records the transform it found (for the run's MLflow record)
+REGISTRATION_KEY = "registration"
 
 
 def _registration_mode(value: object, name: str) -> bool | str:
@@ -156,6 +159,16 @@ def rigid_registration(
     return matrix, float(reg.GetMetricValue())
 
 
+def describe_rigid(matrix: np.ndarray, centre: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(rotation in degrees, shift in mm)`` of a ``(4, 4)`` rigid world transform: the rotation angle about
+    its axis, and how far it moves ``centre`` (e.g. the MRI volume's centre, RAS mm), which, unlike the
+    matrix's translation column, does not depend on where the world origin lies."""
+    m = np.asarray(matrix, dtype=np.float64)
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(m[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
+    c = np.asarray(centre, dtype=np.float64)
+    return angle, m[:3, :3] @ c + m[:3, 3] - c
+
+
 class RigidRegisterd(MapTransform):
     """Rigidly register the other volume to the MRI when the two were not acquired in one frame of reference.
 
@@ -165,7 +178,9 @@ class RigidRegisterd(MapTransform):
     ``item[flag_key]`` (the datalist field ``"register"``) wins over ``enabled``. When on, :func:`rigid_registration`
     finds the rigid transform and the other volume's ``affine`` is updated (its voxels are untouched);
     ``meta["rigid_registration"]`` holds the ``(4, 4)`` RAS matrix applied and
-    ``meta["registration_metric"]`` the final metric. When off, the data pass unchanged.
+    ``meta["registration_metric"]`` the final metric; the item's :data:`REGISTRATION_KEY` holds both, with the
+    rotation angle and the shift of the MRI's centre (:func:`describe_rigid`), and one INFO line logs them.
+    When off, the data pass unchanged.
 
     Place it after :class:`ScaleIntensityByModalityd` and before ``CheckOverlapd`` and ``ResampleToMatchd``:
     on [0, 1] data the CT brain window gives the metric the brain's inner contrast (raw HU put grey and
@@ -218,4 +233,15 @@ class RigidRegisterd(MapTransform):
         out.meta["rigid_registration"] = matrix
         out.meta["registration_metric"] = metric
         d[k_moving] = out
+        shape = np.asarray(fixed.shape[1:4], dtype=np.float64)
+        centre = np.asarray(fixed.affine, dtype=np.float64) @ np.append((shape - 1) / 2.0, 1.0)
+        angle, shift = describe_rigid(matrix, centre[:3])
+        d[REGISTRATION_KEY] = {"matrix": matrix, "rotation_deg": angle, "shift_mm": shift, "metric": metric}
+        names = [str(img.meta.get("filename_or_obj", key)) for key, img in ((k_moving, moving), (k_fixed, fixed))]
+        logger.info(
+            "registered %s rigidly to %s (frames of reference %s / %s): rotation %.2f deg, shift of the MRI's "
+            "centre (%.1f, %.1f, %.1f) mm RAS, Mattes MI %.4f; world matrix (RAS) %s",
+            *names, frames[1] or "none", frames[0] or "none", angle, *shift, metric,
+            np.array2string(matrix[:3], precision=4, suppress_small=True, separator=", ").replace("\n", ""),
+        )
         return d

@@ -9,11 +9,15 @@ DICOM series and a NIfTI file of the same scan line up. DICOM values are rescale
 Bad inputs raise :class:`~hkafusion_monai.utils.errors.FusionInputError` (``FileNotFoundError`` for a
 missing path) naming the path and the problem: a DICOM folder with no series or several, a series that
 is not one regular volume (missing slice, uneven spacing, mixed orientations), a truncated or corrupt
-file, NaN or inf voxels, a 4-D volume, a blank volume.
+file, NaN or inf voxels, a 4-D volume, a blank volume, and a DICOM slice that its rescale makes constant (or
+a blank slice between two that are not). Two contradictions are warnings, not refusals, naming both values: a
+``PixelSpacing`` against the ``ReconstructionDiameter`` (:func:`~hkafusion_monai.io.dicom.spacing_contradiction`),
+and a NIfTI file whose qform and sform place it differently (the sform is used, as nibabel and MONAI do).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
@@ -29,7 +33,15 @@ from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from pydicom.errors import InvalidDicomError
 
-from hkafusion_monai.io.dicom import DicomSeries, lps_affine, multiframe_geometry, order_series, pick_series, scan_dicom
+from hkafusion_monai.io.dicom import (
+    DicomSeries,
+    lps_affine,
+    multiframe_geometry,
+    order_series,
+    pick_series,
+    scan_dicom,
+    spacing_contradiction,
+)
 from hkafusion_monai.io.formats import DICOM_SUFFIXES, NIFTI_SUFFIXES, is_nifti
 from hkafusion_monai.utils.errors import FusionInputError
 
@@ -44,6 +56,11 @@ __all__ = [
     "LoadFusionVolumed",
 ]
 
+logger = logging.getLogger(__name__)
+
+#: a NIfTI's qform and sform that move a corner of the volume further apart than this (mm) get a warning
+QFORM_SFORM_TOLERANCE_MM = 0.5
+
 # metadata every loaded volume carries (empty strings for NIfTI), so that batches of both formats collate
 SOURCE_META_KEYS = (
     "source_format",
@@ -55,6 +72,44 @@ SOURCE_META_KEYS = (
     "series_description",
     "source_units",
 )
+
+
+def _check_constant_slices(
+    planes: Sequence[np.ndarray], stored_vary: Sequence[bool], names: Sequence[str], rescales: Sequence[tuple]
+) -> None:
+    """Refuse a slice (in spatial order) that is constant after its rescale while a neighbour is not: either
+    its stored pixels vary and its rescale flattened them (e.g. ``RescaleSlope`` 0), or it is blank between
+    two slices that are not. A blank slab at either end (outside the field of view) passes.
+
+    Args:
+        planes: the rescaled slices, in spatial order.
+        stored_vary: whether each slice's stored pixels vary.
+        names: each slice's file (and frame), for the message.
+        rescales: each slice's ``(slope, intercept)``.
+
+    Raises:
+        FusionInputError: naming the file, the slice and its rescale.
+    """
+    n = len(planes)
+    constant = [float(p.min()) == float(p.max()) for p in planes]
+    if n < 2 or all(constant):
+        return  # a blank volume is the caller's check
+    for k in np.flatnonzero(constant):
+        varying = [j for j in (k - 1, k + 1) if 0 <= j < n and not constant[j]]
+        between = 0 < k < n - 1 and len(varying) == 2
+        if not varying or not (stored_vary[k] or between):
+            continue
+        slope, intercept = rescales[k]
+        why = (
+            f"its stored pixels vary, but RescaleSlope {slope:g} (RescaleIntercept {intercept:g}) makes every pixel "
+            f"{float(planes[k].flat[0]):g}"
+            if stored_vary[k]
+            else f"every pixel is {float(planes[k].flat[0]):g}"
+        )
+        raise FusionInputError(
+            f"{names[k]}: slice {k + 1} of {n} (in spatial order) is blank while its neighbouring slices are not: "
+            f"{why}; a corrupt slice would be fused as a blank band (fix or remove the file)"
+        )
 
 
 def _check_exists(path: Path) -> None:
@@ -165,18 +220,27 @@ class FusionDicomReader(ImageReader):
                 f"{filename}: pixel data of shape {frames.shape}; expected {n} grey frames (frames, rows, columns)"
             )
         values = frames.astype(np.float64) * geometry.slopes[:, None, None] + geometry.intercepts[:, None, None]
+        _check_constant_slices(
+            [values[f] for f in geometry.order],
+            [bool(frames[f].min() != frames[f].max()) for f in geometry.order],
+            [f"{filename} (frame {f + 1})" for f in geometry.order],
+            [(float(geometry.slopes[f]), float(geometry.intercepts[f])) for f in geometry.order],
+        )
         self._units = geometry.units
         return np.ascontiguousarray(values[geometry.order].transpose(2, 1, 0), dtype=np.float32), geometry.affine
 
     def _series_volume(self, datasets: Sequence[pydicom.Dataset]) -> tuple[np.ndarray, np.ndarray]:
         """Single-frame slices in spatial order as ``(X, Y, Z)`` (columns, rows, slices), rescaled as MONAI's
         ``PydicomReader`` rescales, and their LPS affine (:func:`lps_affine`)."""
-        planes = []
+        planes, stored_vary, rescales = [], [], []
         for ds, filename in zip(datasets, self._files, strict=True):
             data = self._pixels(ds, filename)
+            stored_vary.append(bool(data.min() != data.max()))
+            rescales.append((float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))))
             if "RescaleSlope" in ds or "RescaleIntercept" in ds:
                 data = data.astype(np.float32) * ds.get("RescaleSlope", 1.0) + ds.get("RescaleIntercept", 0.0)
             planes.append(data)
+        _check_constant_slices(planes, stored_vary, [str(f) for f in self._files], rescales)
         first = datasets[0]
         self._units = str(first.get("Units", "") or first.get("RescaleType", "") or "")
         return np.ascontiguousarray(np.stack(planes, axis=-1).transpose(1, 0, 2)), lps_affine(datasets)
@@ -189,6 +253,9 @@ class FusionDicomReader(ImageReader):
             array, lps = self._multiframe_volume(first, self._files[0])
         else:
             array, lps = self._series_volume(datasets)
+        contradiction = spacing_contradiction(first, self._files[0])
+        if contradiction:
+            logger.warning(contradiction)
         affine = orientation_ras_lps(lps)  # LPS -> RAS
         meta = {
             MetaKeys.AFFINE: affine.copy(),
@@ -211,6 +278,35 @@ class FusionDicomReader(ImageReader):
         if s.slices[0].multiframe:
             meta["NumberOfFrames"] = int(array.shape[-1])
         return array, meta
+
+
+def _warn_qform_sform(img, path: Path) -> None:
+    """Warn when a NIfTI's qform and sform are both set and place the volume differently (by more than
+    :data:`QFORM_SFORM_TOLERANCE_MM` at a corner), naming both: nibabel, MONAI and this reader use the sform,
+    other tools the qform."""
+    header = getattr(img, "header", None)
+    if header is None or not hasattr(header, "get_qform"):
+        return
+    qform, q_code = header.get_qform(coded=True)
+    sform, s_code = header.get_sform(coded=True)
+    if not q_code or not s_code or qform is None or sform is None:
+        return
+    shape = [max(int(v), 1) for v in header.get_data_shape()[:3]]
+    shape += [1] * (3 - len(shape))
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
+    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    apart = float(np.linalg.norm((qform - sform)[:3] @ corners, axis=0).max())
+    if apart <= QFORM_SFORM_TOLERANCE_MM:
+        return
+
+    def rows(m: np.ndarray) -> str:
+        return "[" + "; ".join(" ".join(f"{v:.4g}" for v in row) for row in m[:3]) + "]"
+
+    logger.warning(
+        "%s: the qform (code %d) and the sform (code %d) place the volume up to %.1f mm apart; the sform is used "
+        "(as nibabel and MONAI do), other tools may use the qform: qform %s, sform %s",
+        path, int(q_code), int(s_code), apart, rows(qform), rows(sform),
+    )
 
 
 class FusionNibabelReader(NibabelReader):
@@ -254,6 +350,7 @@ class FusionNibabelReader(NibabelReader):
             )
         if 0 in shape:
             raise FusionInputError(f"{path}: empty image (shape {shape})")
+        _warn_qform_sform(img, path)
         return img
 
     def get_data(self, img) -> tuple[np.ndarray, dict]:
