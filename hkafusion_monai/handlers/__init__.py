@@ -5,6 +5,8 @@
 - ``checkpoint``: resumable training state, safe weights loading, the output-folder check;
 - ``run_record``: :class:`MLflowRunRecorder`, the reproducibility record of a training or evaluation run;
 - ``inference_record``: :class:`InferenceRunRecorder`, the record of an inference run;
+- ``inference_checks``: :class:`InferenceChecksHandler`, the hot-spot guard and the registration record of
+  each pair an inference run fuses;
 - ``learning_rate``: :class:`LearningRateRecorder`; ``fusion_grid``: :class:`FusionGridHandler`;
 - ``evaluation``: the side-by-side evaluation report, rendered by ``html_report``;
 - ``run_status``: runs that end FAILED/KILLED, and where a run left its outputs.
@@ -34,6 +36,7 @@ from hkafusion_monai.handlers.fusion_metrics import (
     SpatialFrequency,
     fusion_metric_handlers,
 )
+from hkafusion_monai.handlers.inference_checks import InferenceChecksHandler
 from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
 from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
 from hkafusion_monai.handlers.run_record import MLflowRunRecorder
@@ -51,6 +54,7 @@ __all__ = [
     "resume_run_name",
     "FusionGridHandler",
     "FusionMetricHandler",
+    "InferenceChecksHandler",
     "InferenceRunRecorder",
     "LearningRateRecorder",
     "MLflowRunRecorder",
