@@ -109,9 +109,9 @@ def test_map_paths_and_a_quiet_cpu_log(phantom, tmp_path, checkpoint):
     assert proc.returncode == 0, stderr[-3000:]
     assert not NOISE.search(stderr + stdout), stderr
     lines = stderr.strip().splitlines()
-    assert len(lines) == 4, stderr  # the model, 2 selected series, 1 written series
+    assert len(lines) == 5, stderr  # the model, 2 selected series, the PET's hot-spot guard, 1 written series
     assert "on cpu" in lines[0] and "selected MR #1" in lines[1] and "selected PT #3" in lines[2]
-    assert "wrote HKAFusion MR+PT" in lines[3]
+    assert "hot-spot guard" in lines[3] and "wrote HKAFusion MR+PT" in lines[4]
     assert stdout.startswith(f"HKAFusion {VERSION}: 1 derived series written")
     check_derived_series(series_folders(out)["PT"], study / "MR", study / "PT")
 

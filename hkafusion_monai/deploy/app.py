@@ -164,6 +164,7 @@ class HKAFusionDeployApp(Application):
             colour_series=rules["fusion"]["colour_series"],
             allow_patient_mismatch=rules["fusion"]["allow_patient_mismatch"],
             check_outputs=self.writer.check_targets,
+            hot_spot_min_kept=rules["fusion"]["hot_spot_min_kept"],
             name="fusion",
         )
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})

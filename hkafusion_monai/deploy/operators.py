@@ -10,9 +10,11 @@
   regular volume;
 - :class:`FusionOperator`: each pair's two volumes, read by the bundle's own DICOM reader
   (``LoadFusionVolumed``: single-frame series, NM and enhanced multi-frame images), fused on the MR grid by
-  :meth:`Fuser.fuse_volumes` (the bundle's one preprocessing contract);
+  :meth:`Fuser.fuse_volumes` (the bundle's one preprocessing contract); for PET and SPECT, the hot-spot guard
+  (:func:`hkafusion_monai.metrics.hot_spot_guard`), one log line per pair;
 - :class:`DICOMFusedSeriesWriterOperator`: one derived series per pair
-  (:func:`hkafusion_monai.io.dicom_series.write_fused_series`), each checked after writing;
+  (:func:`hkafusion_monai.io.dicom_series.write_fused_series`), each checked after writing; a series whose
+  fusion lost a hot spot says so in its ``SeriesDescription`` and ``ImageComments``;
 - :class:`DICOMSendOperator`: C-STORE of the written series to a DICOM destination
   (:func:`hkafusion_monai.io.pacs.send_files`).
 
@@ -40,6 +42,7 @@ from monai.deploy.operators.dicom_series_selector_operator import (
 
 from hkafusion_monai.io.dicom import DicomSeries, frame_headers, multiframe_geometry, order_series, series_of
 from hkafusion_monai.io.study import study_files
+from hkafusion_monai.metrics.checks import HOT_SPOT_MIN_KEPT, GuardedHotSpot, hot_spot_guard
 from hkafusion_monai.utils.errors import FusionInputError, HKAFusionError, OutputExistsError, RefusedPairError
 from hkafusion_monai.utils.tasks import DICOM_MODALITIES, TASK_MODALITY
 
@@ -53,6 +56,7 @@ __all__ = [
     "FusionSeriesSelectorOperator",
     "SelectedSeries",
     "StudyLoaderOperator",
+    "hot_spot_notes",
     "load_rules",
     "plan_pairs",
 ]
@@ -69,7 +73,8 @@ logger = logging.getLogger("hkafusion_monai.deploy")
 
 def load_rules(path: str | Path | None = None) -> dict[str, Any]:
     """Read and check a rules file: ``selections`` with one ``"MR"`` and one ``"secondary"`` selection, and an
-    optional ``fusion`` block (``registration``, ``colour_series``, ``allow_patient_mismatch``)."""
+    optional ``fusion`` block (``registration``, ``colour_series``, ``allow_patient_mismatch``,
+    ``hot_spot_min_kept``)."""
     path = Path(path or DEFAULT_RULES)
     try:
         rules = json.loads(path.read_text())
@@ -90,6 +95,9 @@ def load_rules(path: str | Path | None = None) -> dict[str, Any]:
         value = fusion.setdefault(flag, False)
         if not isinstance(value, bool):
             raise FusionInputError(f"{path}: fusion.{flag} is {value!r}; use true or false")
+    kept = fusion.setdefault("hot_spot_min_kept", HOT_SPOT_MIN_KEPT)
+    if isinstance(kept, bool) or not isinstance(kept, (int, float)) or not 0.0 <= kept <= 1.0:
+        raise FusionInputError(f"{path}: fusion.hot_spot_min_kept is {kept!r}; use a fraction from 0 to 1")
     return rules
 
 
@@ -368,6 +376,12 @@ class FusedPair:
     other: list[pydicom.Dataset]  # the secondary's headers (for the references)
     colour: np.ndarray | None = None
     written: list[Path] = field(default_factory=list)
+    hot_spots: list[GuardedHotSpot] = field(default_factory=list)  # PET/SPECT: (row, column, slice k) on mri[k]
+    min_kept: float = HOT_SPOT_MIN_KEPT
+
+    @property
+    def lost_hot_spots(self) -> list[GuardedHotSpot]:
+        return [s for s in self.hot_spots if s.lost]
 
 
 def _headers(selected: SelectedSeries) -> list[pydicom.Dataset]:
@@ -394,12 +408,16 @@ class FusionOperator(Operator):
             unless the rules allow them).
         check_outputs: called with the pairs before any work (the writer's
             :meth:`DICOMFusedSeriesWriterOperator.check_targets`), so that an existing output fails first.
+        hot_spot_min_kept: the hot-spot guard's fraction (the rules' ``fusion.hot_spot_min_kept``): a PET/SPECT
+            hot spot keeping less of its contrast in the fusion is lost, logged, and noted in the series.
     """
 
     def __init__(
         self, fragment: Fragment, *args, fuser: Any, colour_series: bool = False,
-        allow_patient_mismatch: bool = False, check_outputs: Any = None, **kwargs,
+        allow_patient_mismatch: bool = False, check_outputs: Any = None,
+        hot_spot_min_kept: float = HOT_SPOT_MIN_KEPT, **kwargs,
     ) -> None:
+        self.hot_spot_min_kept = float(hot_spot_min_kept)
         self.check_outputs = check_outputs
         self.fuser = fuser
         self.colour_series = colour_series
@@ -443,18 +461,77 @@ class FusionOperator(Operator):
                 detail = " ".join(str(e).split())[:300]
                 raise RefusedPairError(f"{names}: {what} ({detail})") from e
             array = fused.as_tensor()[0].numpy().transpose(2, 1, 0)
+            other_array = other_on_mri.as_tensor()[0].numpy().transpose(2, 1, 0)
             colour = None
             if self.colour_series and p.modality in ("PET", "SPECT"):
                 from hkafusion_monai.utils.colour import colour_rendering
 
-                colour = colour_rendering(array, other_on_mri.as_tensor()[0].numpy().transpose(2, 1, 0))
+                colour = colour_rendering(array, other_array)
             mri_headers = _headers(p.mri)
             if len(mri_headers) != array.shape[0]:
                 raise FusionInputError(f"MR series {p.mri.uid}: {len(mri_headers)} slices but a {array.shape} volume")
-            results.append(
-                FusedPair(p, np.ascontiguousarray(array, dtype=np.float32), mri_headers, _headers(p.other), colour)
+            result = FusedPair(
+                p, np.ascontiguousarray(array, dtype=np.float32), mri_headers, _headers(p.other), colour,
+                min_kept=self.hot_spot_min_kept,
             )
+            if p.modality in ("PET", "SPECT"):
+                # (slices, rows, columns) -> (rows, columns, slices): position (row, column, k) lies on mri[k]
+                result.hot_spots = hot_spot_guard(
+                    array.transpose(1, 2, 0), other_array.transpose(1, 2, 0), min_kept=self.hot_spot_min_kept,
+                    max_value=1.0,
+                )
+                _log_hot_spots(result)
+            results.append(result)
         return results
+
+
+def _spot_words(spot: GuardedHotSpot) -> str:
+    row, column, k = spot.position
+    return f"instance {k + 1}, row {row}, column {column}"
+
+
+def _log_hot_spots(result: FusedPair) -> None:
+    """One line per PET/SPECT pair: the guard's figures (INFO), and the lost hot spots where any (WARNING)."""
+    spots, lost, pair = result.hot_spots, result.lost_hot_spots, result.pair
+    what = pair.other.describe()
+    if not spots:
+        logger.info("hot-spot guard, %s: no hot spot", what)
+        return
+    figures = (
+        f"{len(spots)} hot spot(s), {len(lost)} keeping less than {result.min_kept:.0%} of their contrast "
+        f"(the least {min(s.kept for s in spots):.0%})"
+    )
+    if not lost:
+        logger.info("hot-spot guard, %s: %s", what, figures)
+        return
+    shown = "; ".join(f"({_spot_words(s)} of the derived series) kept {s.kept:.0%}" for s in lost[:10])
+    more = f"; and {len(lost) - 10} more" if len(lost) > 10 else ""
+    logger.warning(
+        "hot-spot guard, %s: %s, at %s%s; the derived series says so: look at the %s series there",
+        what, figures, shown, more, pair.other.header.modality,
+    )
+
+
+def hot_spot_notes(result: FusedPair) -> dict[str, Any]:
+    """What the derived series of ``result`` says about lost hot spots (none: ``{}``): the keyword arguments
+    ``note``, ``slice_notes`` and ``description_note`` of :func:`~hkafusion_monai.io.dicom_series.write_fused_series`
+    (docs/failure_behaviour.md)."""
+    lost = result.lost_hot_spots
+    if not lost:
+        return {}
+    modality = result.pair.other.header.modality
+    slices = sorted({s.position[2] for s in lost})
+    note = (
+        f"HOT-SPOT GUARD: {len(lost)} of {len(result.hot_spots)} hot spot(s) of the {modality} series "
+        f"{result.pair.other.uid} keep less than {result.min_kept:.0%} of their contrast in this fusion (instances "
+        f"{', '.join(str(k + 1) for k in slices)}); read the {modality} series there, not this fusion alone."
+    )
+    here: dict[int, list[str]] = {}
+    for s in lost:
+        row, column, k = s.position
+        here.setdefault(k, []).append(f"the hot spot at row {row}, column {column} keeps {s.kept:.0%} of its contrast")
+    slice_notes = {k: f"In this instance, {'; '.join(words)}." for k, words in here.items()}
+    return {"note": note, "slice_notes": slice_notes, "description_note": f"hot spot lost: see {modality}"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -523,7 +600,7 @@ class DICOMFusedSeriesWriterOperator(Operator):
             for f, target in zip(fused, targets, strict=True):
                 files = write_fused_series(
                     f.volume, f.mri, f.other, target, model_version=self.model_version, colour=f.colour,
-                    series_number=SERIES_NUMBER + 2 * f.pair.index, overwrite=self.overwrite,
+                    series_number=SERIES_NUMBER + 2 * f.pair.index, overwrite=self.overwrite, **hot_spot_notes(f),
                 )
                 done.append(target)
                 check_written_series(files["mr"], f.mri)

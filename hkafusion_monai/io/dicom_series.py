@@ -13,7 +13,9 @@
   ``SliceThickness`` (and ``SpacingBetweenSlices``) per slice, copied from the MRI slice it replaces;
 - pixels: 16-bit unsigned ``MONOCHROME2``, ``round(65535 * clip(x, 0, 1))``, with no rescale (the MR IOD
   has none) and a full-range window;
-- limits: :data:`RESEARCH_USE_COMMENT` in ``ImageComments``.
+- limits: :data:`RESEARCH_USE_COMMENT` in ``ImageComments``, followed by an optional note for the reader (the
+  Deploy application's hot-spot guard: which hot spots of the PET/SPECT the fusion lost, and where), which
+  ``SeriesDescription`` then flags too.
 
 Why MR Image Storage: the result lives on the MRI's grid and in its frame of reference, and every viewer
 places MR slices in 3-D from the Image Plane module. A Parametric Map would claim a quantity with units
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +193,7 @@ def _mr_instance(
     sources: list[Dataset],
     spacing_between: float | None,
     now: datetime.datetime,
+    comments: str = RESEARCH_USE_COMMENT,
 ) -> Dataset:
     sop_uid = uids["instances"][index]
     ds = Dataset()
@@ -224,7 +227,7 @@ def _mr_instance(
     ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
     ds.DerivationDescription = derivation
     ds.SourceImageSequence = DicomSequence(sources)
-    ds.ImageComments = RESEARCH_USE_COMMENT
+    ds.ImageComments = comments
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     # Image Plane, from the MR slice this one replaces
@@ -290,7 +293,7 @@ def _sc_instance(
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.DerivationDescription = mr.DerivationDescription
     sc.SoftwareVersions = uids["version"]
-    sc.ImageComments = RESEARCH_USE_COMMENT
+    sc.ImageComments = mr.ImageComments
     sc.BurnedInAnnotation = "NO"
     sc.Laterality = mr.Laterality
     sc.FrameOfReferenceUID = mr.FrameOfReferenceUID
@@ -331,6 +334,9 @@ def write_fused_series(
     series_number: int = 9001,
     colour: np.ndarray | None = None,
     overwrite: bool = False,
+    note: str | None = None,
+    slice_notes: Mapping[int, str] | None = None,
+    description_note: str | None = None,
 ) -> dict[str, list[Path]]:
     """Write a fused volume on the MRI's grid as a derived MR series (and, optionally, an RGB SC series).
 
@@ -345,6 +351,11 @@ def write_fused_series(
         series_number: the new series' number (the SC series takes the next).
         colour: optional uint8 ``(slices, rows, columns, 3)`` colour rendering, written as a second series.
         overwrite: replace an existing ``out_dir``.
+        note: a note for the reader, added to every instance's ``ImageComments`` after
+            :data:`RESEARCH_USE_COMMENT`.
+        slice_notes: a further note for some instances, by slice index (from 0).
+        description_note: appended to ``SeriesDescription`` (``"<description> - <note>"``, the description
+            shortened so that the whole fits its 64 characters), where a series list shows it.
 
     Returns:
         ``{"mr": [paths], "sc": [paths]}``.
@@ -362,6 +373,8 @@ def write_fused_series(
     pixels = fused_to_uint16(volume)
     other_modality = str(other[0].get("Modality", "OT"))
     description = series_description or f"HKAFusion MR+{other_modality} (research use)"
+    if description_note:
+        description = f"{description[: max(0, 61 - len(description_note))]} - {description_note}"[:64]
     derivation = (
         f"HKAFusion {model_version}: fusion of MR series {mri[0].SeriesInstanceUID} with {other_modality} series "
         f"{other[0].SeriesInstanceUID}, resampled onto the MR grid; 16-bit, 65535 = fused intensity 1.0"
@@ -397,9 +410,10 @@ def write_fused_series(
             near = _nearest(other, positions[k], normal) if other[0].get("FrameOfReferenceUID") == src.FrameOfReferenceUID else None
             if near is not None:
                 sources.append(_image_reference(near))
+            comments = " ".join(c for c in (RESEARCH_USE_COMMENT, note, (slice_notes or {}).get(k)) if c)
             ds = _mr_instance(
                 pixels[k], src, k, uids, description, derivation, series_number, references, sources,
-                spacing_between, now,
+                spacing_between, now, comments[:10240],
             )
             if other_studies is not None:
                 ds.StudiesContainingOtherReferencedInstancesSequence = other_studies
