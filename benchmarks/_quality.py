@@ -261,7 +261,8 @@ def _fmt(x: float) -> str:
 
 def metric_table(results: dict[str, dict[str, np.ndarray]], peer: dict[str, float] | None = None) -> str:
     """Markdown: one row per method, mean ± std per metric (the published peer: means only)."""
-    names = list(METRIC_NAMES) + [c for c in CHECK_TARGETS if all(c in per for per in results.values())]
+    checks = list(CHECK_TARGETS) + [HYPO_LESION]
+    names = list(METRIC_NAMES) + [c for c in checks if all(c in per for per in results.values())]
     lines = ["| method | " + " | ".join(f"{m}{' ↓' if m in LOWER_IS_BETTER else ''}" for m in names) + " |"]
     lines.append("|---|" + "---|" * len(names))
     for method, per in results.items():
@@ -314,6 +315,13 @@ def target_check(results: dict[str, dict[str, np.ndarray]], ours: str, peer: dic
         ok = mean["Lesion"] >= CHECK_TARGETS["Lesion"] and low == 0
         lines.append(f"- hot spots keep ≥ 75 % of their contrast on average, none below 50 %: {verdict(ok)} "
                      f"(mean {mean['Lesion']:.1%}, lowest {float(values.min()):.1%}, {low} of {len(values)} below 50 %)")
+    if HYPO_LESION in mean and "max" in results:
+        values, bar = results[ours][HYPO_LESION], float(np.nanmean(results["max"][HYPO_LESION]))
+        inverted = int((values < 0).sum())
+        ok = mean[HYPO_LESION] >= bar and inverted == 0
+        lines.append(f"- hypointense-hot lesions keep at least pixel max's contrast on average, none inverted: {verdict(ok)} "
+                     f"(mean {mean[HYPO_LESION]:.1%} vs max {bar:.1%}, lowest {float(values.min()):.1%}, "
+                     f"{inverted} of {len(values)} inverted)")
     if "Bone" in mean:
         lines.append(f"- CT bone keeps ≥ 90 % of its brightness: {verdict(mean['Bone'] >= CHECK_TARGETS['Bone'])} ({mean['Bone']:.1%})")
     if peer:

@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "95 % bootstrap (10,000 resamples, seed 0) of the mean difference; **+** / **−**: the interval excludes 0 "
         "in our favour / against us. Bone: CT bone brightness kept (fused over CT > 200 / CT). Lesion: the "
         "contrast kept of one hot spot painted into each pair's PET/SPECT luminance (seed = the pair's index). "
+        "HypoLesion: the contrast kept of a lesion painted into both sources, dark and sharp on the MRI, hot and "
+        "blurred on the PET/SPECT (`paint_lesion`, seed = the pair's index); below 0 it is inverted. "
         "Stretched: each fused image min-max stretched to [0, 255], as CDDFuse, EMMA and FILM's test code does.",
     ]
     total_pairs, fuse_seconds = 0, 0.0
