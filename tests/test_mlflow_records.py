@@ -1,0 +1,206 @@
+"""The MLflow records of a training, an evaluation and an inference run: unchanged, and written without reaching
+into MONAI's ``MLFlowHandler``.
+
+Each workflow runs once in this process (``monai.bundle.ConfigWorkflow``, with ``sys.argv`` set to the
+``python -m monai.bundle run ...`` command that does the same) on the small phantom, and its MLflow run is read
+back as a record: the status, every param and tag (hashes, the git commit and the user masked), every metric
+with its steps, every artifact path. The records are compared with ``tests/data/mlflow_records.json``; the
+params a training run takes from the config's ``tracked_params`` are compared with the resolved config itself,
+so that a new tunable does not need a new record. After a deliberate change of what a run records, rewrite
+the file with ``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/test_mlflow_records.py`` and review its diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.handlers import MLFlowHandler
+
+from hkafusion_monai.handlers.run_record import flatten_params, scrub_paths
+
+TRAIN_JSON = BUNDLE / "configs" / "train.json"
+EVALUATE_JSON = BUNDLE / "configs" / "evaluate.json"
+RECORDS = Path(__file__).parent / "data" / "mlflow_records.json"
+UPDATE = os.environ.get("HKAFUSION_UPDATE_RECORDS", "") == "1"
+MONAI_MAIN = str(Path(sys.modules["monai"].__file__).parent / "bundle" / "__main__.py")
+
+#: what a config may ask of MONAI's MLFlowHandler: its documented options and its event methods
+HANDLER_OPTIONS = {
+    "tracking_uri", "iteration_log", "epoch_log", "epoch_logger", "iteration_logger", "dataset_logger",
+    "dataset_dict", "dataset_keys", "output_transform", "global_epoch_transform", "state_attributes", "tag_name",
+    "experiment_name", "run_name", "experiment_param", "artifacts", "optimizer_param_names", "close_on_complete",
+    "artifact_location",
+}
+HANDLER_METHODS = {"attach", "start", "complete", "close", "epoch_completed", "iteration_completed"}
+
+
+class RecordingMLFlowHandler(MLFlowHandler):
+    """MONAI's handler, unchanged, noting every attribute that code of ``hkafusion_monai`` reads from it."""
+
+    accessed: set[str] = set()
+
+    def __getattribute__(self, name: str) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("hkafusion_monai"):
+            RecordingMLFlowHandler.accessed.add(name)
+        return super().__getattribute__(name)
+
+
+def _mask(key: str, value: str) -> str:
+    """A record's value without what changes between machines and commits."""
+    if key in ("git_commit", "mlflow.source.git.commit"):
+        return "<commit>"
+    if key == "mlflow.user":
+        return "<user>"
+    return re.sub(r"\b[0-9a-f]{64}\b", "<sha256>", value)
+
+
+def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    found = []
+    for entry in client.list_artifacts(run_id, path):
+        found += _artifacts(client, run_id, entry.path) if entry.is_dir else [entry.path]
+    return sorted(found)
+
+
+def _record(tracking_uri: str, run_name: str, skip_params: Mapping[str, str] = {}) -> dict[str, Any]:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("hkafusion")
+    (run,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == run_name]
+    run_id = run.info.run_id
+    return {
+        "status": run.info.status,
+        "params": {k: _mask(k, v) for k, v in sorted(run.data.params.items()) if k not in skip_params},
+        "tags": {k: _mask(k, v) for k, v in sorted(run.data.tags.items())},
+        "metrics": {k: [m.step for m in client.get_metric_history(run_id, k)] for k in sorted(run.data.metrics)},
+        "artifacts": _artifacts(client, run_id),
+    }
+
+
+def _argv(run_id: str, config_file: list[str], overrides: Mapping[str, Any]) -> list[str]:
+    """The ``python -m monai.bundle run`` command line of ``overrides``, as a shell would hand it over."""
+    files = config_file[0] if len(config_file) == 1 else json.dumps(config_file)
+    argv = [MONAI_MAIN, "run", run_id, "--config_file", files]
+    for key, value in overrides.items():
+        argv += [f"--{key}", json.dumps(value) if isinstance(value, (list, bool)) else str(value)]
+    return argv
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, run_id: str, config_file: list[str], workflow_type: str, **overrides: Any):
+    monkeypatch.setattr(sys, "argv", _argv(run_id, config_file, overrides))
+    workflow = ConfigWorkflow(
+        config_file=config_file, workflow_type=workflow_type, logging_file=False, run_id=run_id, **overrides
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Train, evaluate and infer once each; every MLflow handler of the configs is a recording one."""
+    RecordingMLFlowHandler.accessed.clear()
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path_factory.mktemp("records")
+    ckpt = random_checkpoint(tmp_path_factory)
+    datalist = str(phantom / "datalists" / "png_pet.json")
+    handler = f"{__name__}.RecordingMLFlowHandler"
+    common = {
+        "bundle_root": str(BUNDLE), "datalist": datalist, "task": "mri_pet", "device": "$torch.device('cpu')",
+        "num_workers": 0, "cache_rate": 0.0, "val_batch_size": 2,
+    }
+    result: dict[str, Any] = {"uris": {}}
+    try:
+        train_out = out / "train"
+        train = {
+            **common, "output_dir": str(train_out), "run_name": "train_records", "image_size": [64, 64], "roi_size": [64, 64],
+            "batch_size": 2, "epochs": 2, "epoch_length": 1, "val_interval": 1,
+            "train#mlflow#_target_": handler, "validate#mlflow#_target_": handler,
+        }
+        workflow = _run(mp, "training", [str(TRAIN_JSON)], "train", **train)
+        result["tracked_params"] = flatten_params(workflow.parser.get_parsed_content("tracked_params"))
+        result["train_overrides"] = train
+        result["uris"]["training"] = (f"sqlite:///{train_out}/mlruns.db", "train_records")
+        result["train_out"] = train_out
+
+        eval_out = out / "evaluate"
+        evaluate = {
+            **common, "output_dir": str(eval_out), "run_name": "evaluate_records", "ckpt_path": str(ckpt),
+            "validate#mlflow#_target_": handler,
+        }
+        _run(mp, "evaluating", [str(TRAIN_JSON), str(EVALUATE_JSON)], "eval", **evaluate)
+        result["uris"]["evaluation"] = (f"sqlite:///{eval_out}/mlruns.db", "evaluate_records")
+
+        infer_out = out / "inference"
+        infer = {
+            "bundle_root": str(BUNDLE), "datalist": datalist, "split": "test", "task": "mri_pet",
+            "output_dir": str(infer_out), "run_name": "inference_records", "ckpt_path": str(ckpt),
+            "device": "$torch.device('cpu')", "progress": False, "mlflow#_target_": handler,
+        }
+        _run(mp, "inference", [str(INFERENCE_JSON)], "infer", **infer)
+        result["uris"]["inference"] = (f"sqlite:///{infer_out}/mlruns.db", "inference_records")
+    finally:
+        mp.undo()
+    result["accessed"] = set(RecordingMLFlowHandler.accessed)
+    return result
+
+
+def _observed(records: dict[str, Any]) -> dict[str, Any]:
+    observed = {}
+    for name, (uri, run_name) in records["uris"].items():
+        skip = records["tracked_params"] if name == "training" else {}
+        observed[name] = _record(uri, run_name, skip)
+    return observed
+
+
+def test_records_are_unchanged(records: dict[str, Any]) -> None:
+    observed = _observed(records)
+    if UPDATE:
+        RECORDS.parent.mkdir(parents=True, exist_ok=True)
+        RECORDS.write_text(json.dumps(observed, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    expected = json.loads(RECORDS.read_text(encoding="utf-8"))
+    for name in ("training", "evaluation", "inference"):
+        for part in ("status", "params", "tags", "metrics", "artifacts"):
+            assert observed[name][part] == expected[name][part], f"the {name} run's {part} changed"
+
+
+def test_training_params_are_the_resolved_tracked_params(records: dict[str, Any]) -> None:
+    uri, run_name = records["uris"]["training"]
+    params = _record(uri, run_name)["params"]
+    tracked = records["tracked_params"]
+    assert {k: params[k] for k in tracked} == {k: _mask(k, v) for k, v in tracked.items()}
+
+
+def test_no_file_names_reach_mlflow(records: dict[str, Any], phantom: Path) -> None:
+    for uri, run_name in records["uris"].values():
+        record = _record(uri, run_name)
+        values = [*record["params"].values(), *record["tags"].values()]
+        assert not any(str(phantom) in v or ".png" in v or "png_pet.json" in v for v in values), run_name
+
+
+def test_executed_config_is_the_command_lines(records: dict[str, Any]) -> None:
+    """The logged executed config is the config files merged with the command line's overrides, as
+    ``monai.bundle run`` executes them, its data paths hashed."""
+    uri, run_name = records["uris"]["training"]
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("hkafusion")
+    (run,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == run_name]
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "configs/executed_config.json")).read_text())
+    parser = ConfigParser()
+    parser.read_config(str(TRAIN_JSON))
+    parser.update(records["train_overrides"])
+    expected = scrub_paths({k: v for k, v in json.loads(json.dumps(parser.get())).items() if k != "_meta_"}, [str(BUNDLE)])
+    assert logged == expected
+    assert json.loads((records["train_out"] / "executed_config.json").read_text()) == expected
+    assert str(REPO.parent) not in json.dumps(logged).replace(str(BUNDLE), "<bundle>")
