@@ -132,3 +132,40 @@ def test_the_guard_takes_tensors(one_thread) -> None:
     painted, centre = _painted(mri, pet, seed=1)
     spots = hot_spot_guard(torch.from_numpy(mri), torch.from_numpy(painted))
     assert _near(spots, centre) and spots == hot_spot_guard(mri, painted)
+
+
+def test_bundle_inference_guards_the_networks_own_output(phantom, tmp_path, one_thread) -> None:
+    """The inference evaluator's handler measures the network's fused luminance against the secondary as the
+    network saw it (not the postprocessed uint8 colour image): its records are the guard's own figures; with
+    the MRI alone as the "network" it fires."""
+    import json
+
+    from monai.data import DataLoader, Dataset
+    from monai.engines import SupervisedEvaluator
+
+    from hkafusion_monai.handlers import InferenceChecksHandler
+    from hkafusion_monai.inference import FusionInferer
+    from hkafusion_monai.transforms.contract import FusionPreprocessd, postprocessing
+
+    class MRIAlone(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return image[:, :1]
+
+    items = [
+        {"mri": str(phantom / item["mri"]), "other": str(phantom / item["other"]), "modality": "PET"}
+        for item in json.loads((phantom / "datalists" / "png_pet.json").read_text())["test"]
+    ]
+    checks = InferenceChecksHandler(min_kept=0.5)
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=DataLoader(Dataset(items, FusionPreprocessd()), batch_size=1),
+        network=MRIAlone(), inferer=FusionInferer(), postprocessing=postprocessing(), val_handlers=[checks],
+    )
+    evaluator.run()
+    assert [r["pair"] for r in checks.records] == [1, 2]
+    for item, record in zip(items, checks.records, strict=True):
+        image = FusionPreprocessd()(item)["image"]
+        expected = hot_spot_guard(image[0], image[1], max_value=1.0)
+        assert expected and any(s.lost for s in expected)
+        assert [(tuple(s["position"]), s["kept"]) for s in record["hot_spots"]] == [
+            (s.position, pytest.approx(s.kept)) for s in expected
+        ]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.data import decollate_batch
+from monai.data import MetaTensor, decollate_batch
 from monai.engines.utils import IterationEvents
 
 from hkafusion_monai.metrics.checks import HOT_SPOT_MIN_KEPT, GuardedHotSpot, hot_spot_guard
@@ -70,7 +70,7 @@ def _locator(meta: Mapping) -> Any:
 class InferenceChecksHandler:
     """Run the per-pair checks of an inference evaluator and record them; attach it after the MLflow handler.
 
-    On every iteration (at ``IterationEvents.MODEL_COMPLETED``, before the postprocessing), for each pair of
+    On every iteration (at ``IterationEvents.FORWARD_COMPLETED``, before the postprocessing), for each pair of
     the batch: the hot-spot guard when the secondary is PET or SPECT (the item's ``modality``), and the
     registration record when the item carries one. Per pair ``i`` (its MLflow step, from 0) it logs the
     metrics ``hot_spots_found``, ``hot_spots_lost`` and ``hot_spot_min_kept``, and
@@ -106,7 +106,7 @@ class InferenceChecksHandler:
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(IterationEvents.MODEL_COMPLETED, self._iteration)
+        engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._iteration)
         # before the MLflow handler closes its run at COMPLETED
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._completed)
 
@@ -121,17 +121,22 @@ class InferenceChecksHandler:
 
     @torch.no_grad()
     def _iteration(self, engine: Engine) -> None:
-        # MONAI's evaluator has decollated both into lists of items at this event (before its postprocessing)
+        # FORWARD_COMPLETED: the network's output, before MONAI decollates the batch and runs the postprocessing
+        # (colour, the file's own axes), which it does at MODEL_COMPLETED
         batch, output = engine.state.batch, engine.state.output
         items = batch if isinstance(batch, list) else decollate_batch(batch, detach=True)
-        outputs = output if isinstance(output, list) else decollate_batch(output, detach=True)
-        for item, out in zip(items, outputs, strict=True):
+        if isinstance(output, list):
+            preds = [o[self.pred_key] for o in output]
+        else:
+            pred = output[self.pred_key]
+            preds = list((pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)).detach().cpu())
+        for item, pred in zip(items, preds, strict=True):
             image = item[self.image_key]
             meta = getattr(image, "meta", None) or {}
             record: dict[str, Any] = {"pair": len(self.records) + 1}
             modality = str(item.get(self.modality_key) or meta.get("modality") or "")
             if modality in GUARDED_MODALITIES:
-                fused = torch.as_tensor(out[self.pred_key]).detach().cpu()[0]
+                fused = torch.as_tensor(pred).detach().cpu()[0]
                 source = torch.as_tensor(image).detach().cpu()[1]
                 record["modality"] = modality
                 record["hot_spots"] = self._guard(fused, source, meta, modality)
