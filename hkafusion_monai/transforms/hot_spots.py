@@ -16,7 +16,7 @@ pairs.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -86,6 +86,35 @@ def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return (-F.max_pool2d(-t, 2 * radius + 1, stride=1, padding=radius))[0, 0].numpy() > 0.5
 
 
+def _check_pair(name: str, mri: np.ndarray, other: np.ndarray) -> None:
+    if mri.ndim != 2 or other.shape[:2] != mri.shape or other.ndim not in (2, 3):
+        raise ValueError(f"{name}: mri {mri.shape} and other {other.shape} must be (H, W) and (H, W[, 3]).")
+
+
+def _placements(
+    name: str, m: np.ndarray, o: np.ndarray, radius: float, scale: float, rng: np.random.Generator, tries: int
+) -> Iterator[np.ndarray]:
+    """Distance maps ``(H, W)`` from up to ``tries`` random centres where the MRI shows tissue and a ring of
+    ``3 radius`` around the centre lies inside the head."""
+    head = (m > 0.08 * scale) | (_luma(o) > 0.08 * scale)
+    allowed = _erode(head, int(np.ceil(3 * radius)) + 1) & (m > 0.12 * scale)
+    ys, xs = np.nonzero(allowed)
+    if ys.size == 0:
+        raise ValueError(f"{name}: no place inside the brain holds a lesion with its surround.")
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    for _ in range(tries):
+        i = int(rng.integers(ys.size))
+        yield np.hypot(yy - ys[i], xx - xs[i])
+
+
+def _lift_luma(o: np.ndarray, target: float, weight: np.ndarray, scale: float, integer: bool) -> np.ndarray:
+    """``o`` with its luminance raised towards ``target`` by ``weight`` in [0, 1]; the same value is added to R,
+    G and B, which moves the luma and leaves Cb and Cr alone."""
+    lift = np.maximum(target - _luma(o), 0.0) * weight
+    painted = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
+    return np.round(painted) if integer else painted
+
+
 def paint_hot_spot(
     mri: np.ndarray,
     other: np.ndarray,
@@ -124,28 +153,15 @@ def paint_hot_spot(
         ValueError: for mismatched shapes, or when no placement inside the brain gives the contrast.
     """
     mri, other_in = np.asarray(mri), np.asarray(other)
-    if mri.ndim != 2 or other_in.shape[:2] != mri.shape or other_in.ndim not in (2, 3):
-        raise ValueError(f"paint_hot_spot: mri {mri.shape} and other {other_in.shape} must be (H, W) and (H, W[, 3]).")
+    _check_pair("paint_hot_spot", mri, other_in)
     scale = float(max_value)
     target, min_contrast = level * scale / 255.0, min_contrast * scale / 255.0
     m, o = mri.astype(np.float64), other_in.astype(np.float64)
     rng = np.random.default_rng(seed)
     radius = int(rng.integers(radius_range[0], radius_range[1] + 1))
-    head = (m > 0.08 * scale) | (_luma(o) > 0.08 * scale)
-    allowed = _erode(head, 3 * radius + 1) & (m > 0.12 * scale)
-    ys, xs = np.nonzero(allowed)
-    if ys.size == 0:
-        raise ValueError("paint_hot_spot: no place inside the brain holds a blob with its surround.")
-    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
-    for _ in range(tries):
-        i = int(rng.integers(ys.size))
-        d = np.hypot(yy - ys[i], xx - xs[i])
+    for d in _placements("paint_hot_spot", m, o, radius, scale, rng, tries):
         profile = np.clip((radius + 1 - d) / 2.0, 0.0, 1.0)
-        # the same value added to R, G and B moves the luma and leaves Cb and Cr alone
-        lift = np.maximum(target - _luma(o), 0.0) * profile
-        painted = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
-        if np.issubdtype(other_in.dtype, np.integer):
-            painted = np.round(painted)
+        painted = _lift_luma(o, target, profile, scale, np.issubdtype(other_in.dtype, np.integer))
         core, surround = d <= radius - 1, (d >= 2 * radius) & (d <= 3 * radius)
         luma = _luma(painted)
         if luma[core].mean() - luma[surround].mean() >= min_contrast:
@@ -204,8 +220,7 @@ def paint_lesion(
         ValueError: for mismatched shapes, or when no placement inside the brain gives the contrast.
     """
     mri_in, other_in = np.asarray(mri), np.asarray(other)
-    if mri_in.ndim != 2 or other_in.shape[:2] != mri_in.shape or other_in.ndim not in (2, 3):
-        raise ValueError(f"paint_lesion: mri {mri_in.shape} and other {other_in.shape} must be (H, W) and (H, W[, 3]).")
+    _check_pair("paint_lesion", mri_in, other_in)
     scale = float(max_value)
     min_contrast = min_contrast * scale / 255.0
     m, o = mri_in.astype(np.float64), other_in.astype(np.float64)
@@ -214,24 +229,12 @@ def paint_lesion(
     depth = float(rng.uniform(*depth_range))
     level = float(rng.uniform(*level_range)) * scale / 255.0
     sigma = float(rng.uniform(*blur_range))
-    head = (m > 0.08 * scale) | (_luma(o) > 0.08 * scale)
-    allowed = _erode(head, int(np.ceil(3 * radius)) + 1) & (m > 0.12 * scale)
-    ys, xs = np.nonzero(allowed)
-    if ys.size == 0:
-        raise ValueError("paint_lesion: no place inside the brain holds a lesion with its surround.")
-    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
-    for _ in range(tries):
-        i = int(rng.integers(ys.size))
-        d = np.hypot(yy - ys[i], xx - xs[i])
+    for d in _placements("paint_lesion", m, o, radius, scale, rng, tries):
         disc = np.clip((radius + 1 - d) / 2.0, 0.0, 1.0)
         painted_mri = np.clip(m * (1.0 - depth * disc), 0.0, scale)
-        # the same value added to R, G and B moves the luma and leaves Cb and Cr alone
-        lift = np.maximum(level - _luma(o), 0.0) * _gaussian_blur(disc, sigma)
-        painted = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
         if np.issubdtype(mri_in.dtype, np.integer):
             painted_mri = np.round(painted_mri)
-        if np.issubdtype(other_in.dtype, np.integer):
-            painted = np.round(painted)
+        painted = _lift_luma(o, level, _gaussian_blur(disc, sigma), scale, np.issubdtype(other_in.dtype, np.integer))
         core, surround = d <= max(0.7 * radius, 1.5), (d >= 2 * radius) & (d <= 3 * radius)
         luma = _luma(painted)
         if luma[core].mean() - luma[surround].mean() >= min_contrast:
