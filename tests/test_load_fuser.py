@@ -67,7 +67,9 @@ def test_volumes_slice_by_slice(fuser: Fuser) -> None:
     np.testing.assert_array_equal(same[..., 0], same[..., 2])
     int_volume = fuser(mri.astype(np.int16), pet.astype(np.int32))
     assert int_volume.dtype == np.float32
-    assert fuser((mri / 4).astype(np.uint8), pet.astype(np.uint8)).dtype == np.uint8
+    # (H, W, 3) uint8 is a picture, never a volume: a grey one (a colour MRI is refused, docs/failure_behaviour.md)
+    grey_rgb = (mri[..., :1] / 4).astype(np.uint8).repeat(3, axis=2)
+    assert fuser(grey_rgb, pet.astype(np.uint8)).dtype == np.uint8
 
 
 def test_volume_slices_reach_the_network_as_given() -> None:

@@ -194,7 +194,7 @@ def test_mri_spect_from_dicom_through_inference_json(phantom, ckpt, tmp_path):
             ckpt_path=str(ckpt), device="$torch.device('cpu')", progress=False, task="mri_spect",
             mri=str(mri), other=str(other), output_format=fmt,
         )
-    (series,) = [p for p in (tmp_path / "dicom").iterdir() if p.is_dir()]
+    (series,) = [p for p in (tmp_path / "dicom").iterdir() if p.is_dir() and p.name != "mlruns"]  # not the run's artifacts
     ds = pydicom.dcmread(sorted(series.glob("MR_*.dcm"))[0], stop_before_pixels=True)
     nm = pydicom.dcmread(_nm(phantom), stop_before_pixels=True)
     assert "MR+NM" in ds.SeriesDescription
