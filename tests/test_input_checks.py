@@ -85,7 +85,7 @@ def test_a_slice_blanked_by_its_rescale_is_refused_naming_the_file(phantom: Path
     assert not list(out.glob("*.nii*"))
 
 
-def test_a_blank_slice_between_two_that_are_not_is_refused_and_a_blank_end_passes(phantom: Path, tmp_path: Path) -> None:
+def test_a_blank_slice_between_two_that_are_not_is_refused_and_a_blank_end_passes(phantom: Path, tmp_path: Path):
     def blank(indices: tuple[int, ...]):
         def edit(i: int, ds: pydicom.Dataset) -> None:
             if i in indices:
@@ -159,14 +159,15 @@ def test_a_nifti_whose_qform_and_sform_differ_is_a_warning(phantom: Path, tmp_pa
     assert len(messages) == 1, messages
     q, s = img.affine[0, 3], sform[0, 3]
     assert str(path) in messages[0] and "40.0 mm apart" in messages[0] and "the sform is used" in messages[0]
-    assert f"qform [{img.affine[0, 0]:.4g} 0 0 {q:.4g};" in messages[0] and f"sform [{sform[0, 0]:.4g} 0 0 {s:.4g};" in messages[0]
+    assert f"qform [{img.affine[0, 0]:.4g} 0 0 {q:.4g};" in messages[0]
+    assert f"sform [{sform[0, 0]:.4g} 0 0 {s:.4g};" in messages[0]
     np.testing.assert_allclose(np.asarray(volume.affine), sform, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------- what a run records
 
 
-def test_inference_logs_and_records_the_registration_and_the_hot_spot_guard(phantom: Path, ckpt: Path, tmp_path: Path) -> None:
+def test_inference_logs_and_records_the_registration_and_the_hot_spot_guard(phantom: Path, ckpt: Path, tmp_path: Path):
     """A PET series in another frame of reference: the run logs that it registered the pair, with the
     transform, and the hot-spot guard's verdict; its MLflow run holds both (metrics per pair and the artifact
     ``inference_checks.json``), and names no file."""
