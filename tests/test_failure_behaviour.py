@@ -184,13 +184,13 @@ def test_training_without_a_batch_is_refused(phantom: Path, tmp_path: Path) -> N
 
 
 def test_failed_and_interrupted_runs_end_failed_and_killed(tmp_path: Path) -> None:
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
-    experiment = client.create_experiment("status")
+    from ignite.engine import Engine
+    from monai.handlers import MLFlowHandler
 
-    class Handler:  # what run_tracked needs of an MLFlowHandler
-        def __init__(self) -> None:
-            self.client = client
-            self.cur_run = client.create_run(experiment)
+    from hkafusion_monai.handlers import MLflowRun
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    client = mlflow.MlflowClient(uri)
 
     def interrupted() -> None:
         raise KeyboardInterrupt
@@ -198,13 +198,16 @@ def test_failed_and_interrupted_runs_end_failed_and_killed(tmp_path: Path) -> No
     def failed() -> None:
         raise RuntimeError("boom")
 
-    for step, status in ((interrupted, "KILLED"), (failed, "FAILED"), (lambda: sys.exit(143), "KILLED")):
-        handler = Handler()
-        run_id = handler.cur_run.info.run_id
+    for i, (step, status) in enumerate(((interrupted, "KILLED"), (failed, "FAILED"), (lambda: sys.exit(143), "KILLED"))):
+        handler = MLFlowHandler(tracking_uri=uri, experiment_name="status", run_name=f"run_{i}")
+        run = MLflowRun(handler, uri)
+        handler.start(Engine(lambda e, b: None))
+        run.started()
+        run_id = run.run_id
         with pytest.raises(BaseException):
-            run_tracked(handler, step)
+            run_tracked(run, step)
         assert client.get_run(run_id).info.status == status
-        assert handler.cur_run is None  # nothing marks it FINISHED afterwards
+        assert not run.active  # nothing marks it FINISHED afterwards
 
 
 def test_a_failing_evaluation_run_ends_failed(phantom: Path, ckpt: Path, tmp_path: Path) -> None:

@@ -204,3 +204,58 @@ def test_executed_config_is_the_command_lines(records: dict[str, Any]) -> None:
     assert logged == expected
     assert json.loads((records["train_out"] / "executed_config.json").read_text()) == expected
     assert str(REPO.parent) not in json.dumps(logged).replace(str(BUNDLE), "<bundle>")
+
+
+def test_only_the_handlers_options_are_read(records: dict[str, Any]) -> None:
+    """No code of the package reads MONAI's handler beyond its documented options and event methods (no
+    ``cur_run``, ``client`` or ``_private`` attribute)."""
+    assert records["accessed"], "the recording handler saw no access at all"
+    assert records["accessed"] <= HANDLER_OPTIONS | HANDLER_METHODS, records["accessed"] - HANDLER_OPTIONS
+
+
+def test_one_module_talks_to_mlflow() -> None:
+    """Only ``handlers/mlflow_run.py`` imports MLflow or names a handler's run or client."""
+    package = REPO / "hkafusion_monai"
+    pattern = re.compile(r"^\s*(import mlflow|from mlflow)|\bmlflow\.(entities|MlflowClient)|\.cur_run\b|\.client\b", re.M)
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in package.rglob("*.py")
+        if path.name != "mlflow_run.py" and pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(KeyboardInterrupt, "KILLED"), (SystemExit, "KILLED"), (RuntimeError, "FAILED")]
+)
+def test_a_run_that_does_not_finish_ends_failed_or_killed(tmp_path: Path, error: type, status: str) -> None:
+    """Through a real handler on an engine: an error while the run is open ends it FAILED or KILLED, once, and
+    nothing marks it afterwards; an error before the handler started touches no run."""
+    from ignite.engine import Engine, Events
+
+    from hkafusion_monai.handlers import MLflowRun, run_tracked
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    handler = RecordingMLFlowHandler(tracking_uri=uri, experiment_name="hkafusion", run_name="broken", epoch_log=False,
+                                     iteration_log=False, close_on_complete=True)
+    runs = [MLflowRun(handler, uri), MLflowRun(handler, uri)]  # two adapters of one run (trainer and validator)
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    for run in runs:
+        run.attach(engine)
+
+    def fail(e: Engine) -> None:
+        raise error()
+
+    engine.add_event_handler(Events.ITERATION_COMPLETED, fail)
+    with pytest.raises(error):
+        run_tracked(runs, lambda: engine.run([0, 1], max_epochs=1))
+    client = mlflow.MlflowClient(uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("hkafusion").experiment_id])
+    assert found.info.status == status and found.info.run_name == "broken"
+    assert not any(run.active for run in runs)
+
+    idle = MLflowRun(RecordingMLFlowHandler(tracking_uri=uri, experiment_name="hkafusion", run_name="broken"), uri)
+    with pytest.raises(RuntimeError):
+        run_tracked(idle, lambda: (_ for _ in ()).throw(RuntimeError("before the start")))
+    assert client.get_run(found.info.run_id).info.status == status

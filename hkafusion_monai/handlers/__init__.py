@@ -3,6 +3,8 @@
 - ``dynamic_mu``: :class:`DynamicMuHandler`, the loss's dynamic weight mu;
 - ``fusion_metrics``: the eight fusion-metric handlers; ``fusion_checks``: the reader's checks;
 - ``checkpoint``: resumable training state, safe weights loading, the output-folder check;
+- ``mlflow_run``: :class:`MLflowRun`, the one adapter through which the package writes to the MLflow run of a
+  MONAI ``MLFlowHandler``;
 - ``run_record``: :class:`MLflowRunRecorder`, the reproducibility record of a training or evaluation run;
 - ``inference_record``: :class:`InferenceRunRecorder`, the record of an inference run;
 - ``inference_checks``: :class:`InferenceChecksHandler`, the hot-spot guard and the registration record of
@@ -39,6 +41,7 @@ from hkafusion_monai.handlers.fusion_metrics import (
 from hkafusion_monai.handlers.inference_checks import InferenceChecksHandler
 from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
 from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.handlers.run_record import MLflowRunRecorder
 from hkafusion_monai.handlers.run_status import report_outputs, run_tracked
 
@@ -57,6 +60,7 @@ __all__ = [
     "InferenceChecksHandler",
     "InferenceRunRecorder",
     "LearningRateRecorder",
+    "MLflowRun",
     "MLflowRunRecorder",
     "MutualInformation",
     "SpatialFrequency",

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
@@ -44,7 +44,7 @@ class FusionEvaluationReport:
 
     Each method's evaluator gets a :class:`MethodMetricsCollector` (``report.collector(method)`` or from a
     config); after all evaluators ran, :meth:`write` writes both files (atomically) into ``output_dir`` and,
-    given the evaluation's ``MLFlowHandler``, logs them as artifacts and each method's means as metrics
+    given the evaluation's :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`, logs them as artifacts and each method's means as metrics
     ``<split>_<method>_<metric>`` (``test_hkafusion_qabf``; the split from ``extra["split"]``).
 
     File names can carry patient names: unless ``log_names``, every pair is named ``pair_0001-<hash>`` (12 hex
@@ -53,7 +53,7 @@ class FusionEvaluationReport:
 
     Args:
         output_dir: folder of the two files (created).
-        mlflow_handler: the evaluator's MLFlowHandler, or None.
+        mlflow_run: the evaluator's :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`, or None.
         extra: more fields for ``summary.json`` (e.g. the checkpoint and datalist).
         ours: the evaluated model's method name.
         peer_results: ``peer_results.json`` with the published peer means, or None.
@@ -65,7 +65,7 @@ class FusionEvaluationReport:
     def __init__(
         self,
         output_dir: str | os.PathLike,
-        mlflow_handler: Any = None,
+        mlflow_run: MLflowRun | None = None,
         extra: dict | None = None,
         ours: str = "hkafusion",
         peer_results: str | os.PathLike | None = None,
@@ -75,7 +75,7 @@ class FusionEvaluationReport:
     ) -> None:
         self.output_dir = Path(output_dir)
         self.log_names = as_bool(log_names, "log_names")
-        self.mlflow_handler = mlflow_handler
+        self.mlflow_run = mlflow_run
         self.extra = dict(extra or {})
         self.ours = ours
         self.peer = _published_peer(peer_results, task)
@@ -157,23 +157,17 @@ class FusionEvaluationReport:
             csv.writer(key).writerows([["pair", "mri_file"], *[[self.display_name(i, p), p] for i, p in enumerate(first)]])
             _write_atomic(self.output_dir / "pair_names.csv", key.getvalue())
 
-        handler = self.mlflow_handler
-        if handler is not None and getattr(handler, "cur_run", None) is not None:
-            run_id = handler.cur_run.info.run_id
+        run = self.mlflow_run
+        if run is not None and run.active:
             split = str(self.extra.get("split", "test"))
             metrics = {
                 f"{split}_{method}_{name}": stats["mean"]
                 for method, per in summary["methods"].items()
                 for name, stats in per.items()
             }
-            import mlflow
-
-            stamp = int(time.time() * 1000)
-            batch = [mlflow.entities.Metric(k, float(v), stamp, 0) for k, v in metrics.items() if np.isfinite(v)]
-            for start in range(0, len(batch), 1000):  # MLflow's per-request limit
-                handler.client.log_batch(run_id, metrics=batch[start : start + 1000])
+            run.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)}, step=0)
             for path in (csv_path, json_path, html_path):
-                handler.client.log_artifact(run_id, str(path), artifact_path="evaluation")
+                run.log_artifact(path, artifact_path="evaluation")
         return {"csv": str(csv_path), "json": str(json_path), "html": str(html_path)}
 
     def html(self) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.utils import as_bool
 from hkafusion_monai.utils.quantisation import to_uint8
@@ -59,7 +59,8 @@ class FusionGridHandler:
 
     Args:
         output_dir: folder of the PNG files (``val_epoch_0001.png``, ...).
-        mlflow_handler: the evaluator's ``MLFlowHandler``; its run receives the PNG under ``figures/``.
+        mlflow_run: the evaluator's :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`; its run receives the
+            PNG under ``figures/``.
         max_pairs: rows of the grid.
         filename: file name, formatted with the evaluator's ``epoch``.
         enabled: False to write nothing.
@@ -69,14 +70,14 @@ class FusionGridHandler:
     def __init__(
         self,
         output_dir: str | os.PathLike,
-        mlflow_handler: Any = None,
+        mlflow_run: MLflowRun | None = None,
         max_pairs: int = 4,
         filename: str = "val_epoch_{epoch:04d}.png",
         enabled: bool | str = True,
         model_name: str = "HKAFusion",
     ) -> None:
         self.output_dir = Path(output_dir)
-        self.mlflow_handler = mlflow_handler
+        self.mlflow_run = mlflow_run
         self.max_pairs = max_pairs
         self.filename = filename
         self.enabled = as_bool(enabled, "log_figures")
@@ -149,6 +150,5 @@ class FusionGridHandler:
         path = self.output_dir / self.filename.format(epoch=int(engine.state.epoch))
         atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"), overwrite=True)
         self.last_path = path
-        handler = self.mlflow_handler
-        if handler is not None and getattr(handler, "cur_run", None) is not None:
-            handler.client.log_artifact(handler.cur_run.info.run_id, str(path), artifact_path="figures")
+        if self.mlflow_run is not None:
+            self.mlflow_run.log_artifact(path, artifact_path="figures")

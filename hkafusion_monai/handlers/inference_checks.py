@@ -14,7 +14,6 @@ axes), against the secondary as the network saw it: the luminance in [0, 1] on t
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor, decollate_batch
 from monai.engines.utils import IterationEvents
 
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.metrics.checks import HOT_SPOT_MIN_KEPT, GuardedHotSpot, hot_spot_guard
 from hkafusion_monai.transforms.registration import REGISTRATION_KEY
 
@@ -80,7 +80,8 @@ class InferenceChecksHandler:
     The records are also kept in :attr:`records`.
 
     Args:
-        mlflow_handler: the evaluator's ``monai.handlers.MLFlowHandler`` (or None: log only).
+        mlflow_run: the :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun` of the evaluator's
+            ``monai.handlers.MLFlowHandler`` (or None: log only).
         min_kept: the fraction of its contrast a hot spot must keep not to be warned about.
         image_key: the batch's stacked ``(B, 2, H, W[, D])`` sources in [0, 1] (channel 1 the secondary).
         pred_key: the network's ``(B, 1, H, W[, D])`` output in [0, 1].
@@ -89,13 +90,13 @@ class InferenceChecksHandler:
 
     def __init__(
         self,
-        mlflow_handler: Any = None,
+        mlflow_run: MLflowRun | None = None,
         min_kept: float = HOT_SPOT_MIN_KEPT,
         image_key: str = "image",
         pred_key: str = "pred",
         modality_key: str = "modality",
     ) -> None:
-        self.mlflow_handler = mlflow_handler
+        self.mlflow_run = mlflow_run
         self.min_kept = float(min_kept)
         if not 0.0 <= self.min_kept <= 1.0:
             raise ValueError(f"hot_spot_min_kept must lie in [0, 1], got {min_kept}")
@@ -109,12 +110,6 @@ class InferenceChecksHandler:
         engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._iteration)
         # before the MLflow handler closes its run at COMPLETED
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._completed)
-
-    def _run(self) -> tuple[Any, str] | tuple[None, None]:
-        handler = self.mlflow_handler
-        if handler is None or getattr(handler, "cur_run", None) is None:
-            return None, None
-        return handler.client, handler.cur_run.info.run_id
 
     def _reset(self, engine: Engine) -> None:
         self.records = []
@@ -177,11 +172,8 @@ class InferenceChecksHandler:
         return out
 
     def _log_metrics(self, record: dict[str, Any]) -> None:
-        client, run_id = self._run()
-        if client is None:
+        if self.mlflow_run is None:
             return
-        import mlflow
-
         values: dict[str, float] = {}
         spots = record.get("hot_spots")
         if spots is not None:
@@ -194,18 +186,12 @@ class InferenceChecksHandler:
             values["registration_rotation_deg"] = float(reg["rotation_deg"])
             values["registration_shift_mm"] = float(np.linalg.norm(reg["shift_mm"]))
             values["registration_metric"] = float(reg["metric"])
-        if values:
-            ms, step = int(time.time() * 1000), record["pair"] - 1
-            client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, ms, step) for k, v in values.items()])
+        self.mlflow_run.log_metrics(values, step=record["pair"] - 1)
 
     def _completed(self, engine: Engine) -> None:
-        client, run_id = self._run()
-        if client is None:
+        run = self.mlflow_run
+        if run is None or not run.active:
             return
-        import mlflow
-
-        if "hot_spot_min_kept" not in client.get_run(run_id).data.params:
-            client.log_batch(run_id, params=[mlflow.entities.Param("hot_spot_min_kept", str(self.min_kept))])
+        run.log_params({"hot_spot_min_kept": str(self.min_kept)})
         if any(len(r) > 1 for r in self.records):
-            record = {"hot_spot_min_kept": self.min_kept, "pairs": self.records}
-            client.log_dict(run_id, record, "inference_checks.json")
+            run.log_dict({"hot_spot_min_kept": self.min_kept, "pairs": self.records}, "inference_checks.json")

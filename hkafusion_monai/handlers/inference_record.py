@@ -1,5 +1,6 @@
 """The MLflow record of an inference run: what was fused (count and hash, never paths), with which model,
-and how long it took. It works beside MONAI's ``MLFlowHandler`` and uses its client and run."""
+and how long it took. It works beside MONAI's ``MLFlowHandler`` and writes to its run through
+:class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
 from hkafusion_monai.utils.provenance import git_commit
 
@@ -18,16 +20,17 @@ __all__ = ["InferenceRunRecorder"]
 
 
 class InferenceRunRecorder:
-    """Log an inference run to the ``MLFlowHandler``'s run; attach it after that handler.
+    """Log an inference run to the ``MLFlowHandler``'s run; attach it after that handler and its ``MLflowRun``.
 
     - at the start, params: ``inputs_count`` and ``inputs_sha256`` (:func:`hkafusion_monai.utils.hashing.inputs_summary`),
       ``model_version`` (the bundle's ``metadata.json``), ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
     - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written``.
 
-    The timing is also kept in :attr:`timing` when no MLflow handler is given.
+    The timing is also kept in :attr:`timing` when no MLflow run is given.
 
     Args:
-        mlflow_handler: the evaluator's ``monai.handlers.MLFlowHandler`` (or None).
+        mlflow_run: the :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun` of the evaluator's
+            ``monai.handlers.MLFlowHandler`` (or None).
         items: the run's data items (``mri``, ``other`` paths).
         model_version: the bundle version.
         ckpt_path: the checkpoint loaded.
@@ -36,13 +39,13 @@ class InferenceRunRecorder:
 
     def __init__(
         self,
-        mlflow_handler: Any = None,
+        mlflow_run: MLflowRun | None = None,
         items: Sequence[Mapping[str, Any]] = (),
         model_version: str = "unknown",
         ckpt_path: str | os.PathLike | None = None,
         extra_params: Mapping[str, Any] | None = None,
     ) -> None:
-        self.mlflow_handler = mlflow_handler
+        self.mlflow_run = mlflow_run
         self.items = list(items)
         self.model_version = model_version
         self.ckpt_path = ckpt_path
@@ -54,16 +57,10 @@ class InferenceRunRecorder:
         engine.add_event_handler(Events.STARTED, self.started)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.completed)
 
-    def _run(self) -> tuple[Any, str] | tuple[None, None]:
-        handler = self.mlflow_handler
-        if handler is None or getattr(handler, "cur_run", None) is None:
-            return None, None
-        return handler.client, handler.cur_run.info.run_id
-
     def started(self, engine: Engine) -> None:
         self._start = time.perf_counter()
-        client, run_id = self._run()
-        if client is None:
+        run = self.mlflow_run
+        if run is None or not run.active:
             return
         params = {k: str(v) for k, v in inputs_summary(self.items).items()}
         params["model_version"] = str(self.model_version)
@@ -72,11 +69,8 @@ class InferenceRunRecorder:
             params["checkpoint_sha256"] = file_sha256(self.ckpt_path)
         params["git_commit"] = git_commit(Path(__file__).parent)
         params.update({k: str(v)[:500] for k, v in self.extra_params.items()})
-        import mlflow
-
-        logged = client.get_run(run_id).data.params
-        client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items() if k not in logged])
-        client.set_tag(run_id, "model_version", str(self.model_version))
+        run.log_params(params)
+        run.set_tags({"model_version": str(self.model_version)})
 
     def completed(self, engine: Engine) -> None:
         seconds = time.perf_counter() - self._start
@@ -86,11 +80,5 @@ class InferenceRunRecorder:
             "seconds_per_pair": seconds / max(pairs, 1),
             "outputs_written": float(pairs),
         }
-        client, run_id = self._run()
-        if client is None:
-            return
-        ms = int(time.time() * 1000)
-        import mlflow
-
-        metrics = [mlflow.entities.Metric(k, float(v), ms, 0) for k, v in self.timing.items()]
-        client.log_batch(run_id, metrics=metrics)
+        if self.mlflow_run is not None:
+            self.mlflow_run.log_metrics(self.timing, step=0)

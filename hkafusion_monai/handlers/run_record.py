@@ -1,11 +1,11 @@
 """The MLflow record of a training or evaluation run: what makes it reproducible, beside what MONAI's
 ``MLFlowHandler`` logs on its own (the resolved settings, the datalist by counts and hash, the git commit, the
-executed config). It uses that handler's client and run, so there is one MLflow run per workflow run.
+executed config). It writes to the handler's run through :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`,
+so there is one MLflow run per workflow run.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -16,6 +16,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.utils import as_bool
 from hkafusion_monai.utils.hashing import name_digest
@@ -23,6 +24,7 @@ from hkafusion_monai.utils.provenance import git_commit
 
 __all__ = [
     "MLflowRunRecorder",
+    "bundle_run_args",
     "config_files_from_argv",
     "datalist_summary",
     "executed_config_from_argv",
@@ -31,11 +33,12 @@ __all__ = [
     "source_tags",
 ]
 
-#: MLflow accepts at most 100 params per request (and MONAI's handler sends all in one).
-_PARAMS_PER_BATCH = 100
 _MAX_PARAM_CHARS = 500
-#: the options of ``python -m monai.bundle run`` that are not config overrides
-_RUN_OPTIONS = ("config_file", "meta_file", "logging_file", "tracking", "args_file", "run_id", "init_id", "final_id")
+#: the arguments of ``monai.bundle`` ``run``/``create_workflow``/``ConfigWorkflow`` that are not config overrides
+_RUN_OPTIONS = (
+    "workflow_name", "config_file", "meta_file", "logging_file", "tracking", "args_file", "run_id", "init_id",
+    "final_id", "workflow_type", "properties_path",
+)
 
 
 def datalist_summary(datalist: str | os.PathLike, log_names: bool = False) -> dict[str, Any]:
@@ -73,23 +76,49 @@ def scrub_paths(config: Any, keep_under: Sequence[str | os.PathLike] = ()) -> An
     return config
 
 
-def config_files_from_argv(argv: Sequence[str] | None = None) -> list[str]:
-    """The ``--config_file`` list of a ``python -m monai.bundle run ...`` command line (empty if none)."""
+def bundle_run_args(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """The arguments of a ``python -m monai.bundle run ...`` command line as MONAI takes them: parsed by
+    python-fire against the signature of ``monai.bundle.scripts.run`` (as ``monai.bundle``'s ``__main__`` does),
+    then merged into the ``--args_file`` defaults with ``monai.bundle.update_kwargs`` (as ``create_workflow``
+    does; ``None`` values dropped). ``None`` for any other command line (a workflow built in Python)."""
+    import fire
+    from monai.bundle import update_kwargs
+
     argv = list(sys.argv if argv is None else argv)
-    value = None
-    for i, arg in enumerate(argv):
-        if arg == "--config_file" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--config_file="):
-            value = arg.split("=", 1)[1]
-    if value is None:
-        return []
+    entry = Path(argv[0]) if argv else Path()
+    if len(argv) < 2 or argv[1] != "run" or (entry.name, entry.parent.name) != ("__main__.py", "bundle"):
+        return None
+    parsed: dict[str, Any] = {}
+
+    def run(
+        run_id: str | None = None,
+        init_id: str | None = None,
+        final_id: str | None = None,
+        meta_file: str | Sequence[str] | None = None,
+        config_file: str | Sequence[str] | None = None,
+        logging_file: str | None = None,
+        tracking: str | dict | None = None,
+        args_file: str | None = None,
+        **override: Any,
+    ) -> None:
+        parsed.update(
+            run_id=run_id, init_id=init_id, final_id=final_id, meta_file=meta_file, config_file=config_file,
+            logging_file=logging_file, tracking=tracking, args_file=args_file, **override,
+        )
+
     try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value
-    files = [parsed] if isinstance(parsed, str) else list(parsed)
-    return [str(f) for f in files]
+        fire.Fire({"run": run}, command=argv[1:], name="monai.bundle")
+    except (SystemExit, fire.core.FireExit):  # not a command line monai.bundle would have run
+        return None
+    args_file = parsed.pop("args_file", None)
+    return update_kwargs(args=args_file, **parsed)
+
+
+def config_files_from_argv(argv: Sequence[str] | None = None) -> list[str]:
+    """The config files of a ``python -m monai.bundle run ...`` command line (empty if none)."""
+    args = bundle_run_args(argv) or {}
+    files = args.get("config_file") or []
+    return [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -132,45 +161,28 @@ def source_tags(commit: str) -> dict[str, str]:
     return tags
 
 
-def _command_line_options(argv: Sequence[str]) -> dict[str, str]:
-    """The ``--name value`` (or ``--name=value``; a bare ``--flag`` is ``"True"``) options of a command line."""
-    options: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--") and len(arg) > 2:
-            name, eq, value = arg[2:].partition("=")
-            if not eq:
-                if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                    value, i = argv[i + 1], i + 1
-                else:
-                    value = "True"
-            options[name] = value
-        i += 1
-    return options
-
-
 def executed_config_from_argv(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    """The executed config of a ``python -m monai.bundle run ...`` command line, as MONAI saves it under
-    ``--tracking`` (``save_execute_config``): its ``--config_file`` list merged by ``ConfigParser.read_config``,
-    the bundle's ``metadata.json`` (``--meta_file``, default beside the first config) as ``_meta_``, and every
-    other ``--id value`` applied with ``ConfigParser.update``, values parsed as the command line's python-fire
-    parses them. ``None`` without a ``--config_file`` (a workflow built in Python).
+    """The executed config of a ``python -m monai.bundle run ...`` command line, as ``ConfigWorkflow`` builds it
+    and as MONAI saves it under ``--tracking`` (``save_execute_config``): the config files merged by
+    ``ConfigParser.read_config``, the bundle's ``metadata.json`` (``--meta_file``, default beside the first
+    config) as ``_meta_``, and the overrides applied with ``ConfigParser.update``; the command line is read by
+    :func:`bundle_run_args`. ``None`` without a config file (a workflow built in Python).
+
+    MONAI writes this file itself only when ``--tracking`` adds its own MLflow handlers, which the bundle's
+    configs declare already; the recorder rebuilds it from the same arguments instead.
     """
-    from fire.parser import DefaultParseValue
     from monai.bundle import ConfigParser
 
-    argv = list(sys.argv if argv is None else argv)
+    args = bundle_run_args(argv)
     files = config_files_from_argv(argv)
-    if not files or not all(Path(f).is_file() for f in files):
+    if args is None or not files or not all(Path(f).is_file() for f in files):
         return None
-    options = _command_line_options(argv)
     parser = ConfigParser()
     parser.read_config(files)
-    meta = options.get("meta_file") or str(Path(files[0]).parent / "metadata.json")
-    if Path(meta).is_file():
+    meta = args.get("meta_file") or str(Path(files[0]).parent / "metadata.json")
+    if isinstance(meta, (list, tuple)) or Path(meta).is_file():
         parser.read_meta(meta)
-    parser.update({k: DefaultParseValue(v) for k, v in options.items() if k not in _RUN_OPTIONS})
+    parser.update({k: v for k, v in args.items() if k not in _RUN_OPTIONS})
     return parser.get()
 
 
@@ -187,7 +199,8 @@ class MLflowRunRecorder:
       nothing that names a patient's file reaches a tracking server unless asked.
 
     Args:
-        mlflow_handler: the ``monai.handlers.MLFlowHandler`` of the same engine (attach this recorder after it).
+        mlflow_run: the :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun` of the engine's ``MLFlowHandler``
+            (attach this recorder after both), or ``None``: write ``executed_config.json`` only.
         output_dir: where ``executed_config.json`` is written; ``None`` to skip the file.
         datalist: path of the run's datalist JSON.
         params: the resolved settings to log (the config's ``tracked_params``).
@@ -203,7 +216,7 @@ class MLflowRunRecorder:
 
     def __init__(
         self,
-        mlflow_handler: Any = None,
+        mlflow_run: MLflowRun | None = None,
         output_dir: str | os.PathLike | None = None,
         datalist: str | os.PathLike | None = None,
         params: Mapping[str, Any] | None = None,
@@ -213,7 +226,7 @@ class MLflowRunRecorder:
         log_names: bool | str = False,
         keep_under: Sequence[str | os.PathLike] = (),
     ) -> None:
-        self.mlflow_handler = mlflow_handler
+        self.mlflow_run = mlflow_run
         self.output_dir = output_dir
         self.datalist = datalist
         self.log_names = as_bool(log_names, "log_names")
@@ -252,19 +265,12 @@ class MLflowRunRecorder:
             text = json.dumps(config, indent=2)
             atomic_write(written, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)
 
-        handler = self.mlflow_handler
-        if handler is None or getattr(handler, "cur_run", None) is None:
+        run = self.mlflow_run
+        if run is None or not run.active:
             return
-        import mlflow
-
-        run_id = handler.cur_run.info.run_id
-        logged = handler.client.get_run(run_id).data.params
-        new = [mlflow.entities.Param(k, v) for k, v in params.items() if k not in logged]
-        for start in range(0, len(new), _PARAMS_PER_BATCH):
-            handler.client.log_batch(run_id, params=new[start : start + _PARAMS_PER_BATCH])
-        tags = [mlflow.entities.RunTag(k, v) for k, v in source_tags(commit).items()]
-        handler.client.log_batch(run_id, tags=tags)
+        run.log_params(params)
+        run.set_tags(source_tags(commit))
         for f in files:
-            handler.client.log_artifact(run_id, f, artifact_path="configs")
+            run.log_artifact(f, artifact_path="configs")
         if written is not None:
-            handler.client.log_artifact(run_id, str(written), artifact_path="configs")
+            run.log_artifact(written, artifact_path="configs")

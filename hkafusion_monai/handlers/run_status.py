@@ -5,52 +5,49 @@ MONAI's ``MLFlowHandler`` ends its run FINISHED on completion and leaves it RUNN
 is interrupted (Ctrl-C) or is terminated (SIGTERM, which :mod:`hkafusion_monai.utils.cli` turns into
 ``SystemExit``). :func:`run_tracked` wraps the bundle's run steps instead of hooking ignite's
 ``EXCEPTION_RAISED`` event, whose handlers replace ignite's own re-raising and depend on the order of
-attachment (MONAI's ``StatsHandler`` re-raises from its own).
+attachment (MONAI's ``StatsHandler`` re-raises from its own); the run is ended through its
+:class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
+
 __all__ = ["mark_runs_ended", "report_outputs", "run_tracked"]
 
-logger = logging.getLogger(__name__)
 
-
-def mark_runs_ended(mlflow_handlers: Sequence[Any], error: BaseException) -> None:
-    """End each handler's open MLflow run as KILLED (``KeyboardInterrupt``, ``SystemExit``) or FAILED."""
+def mark_runs_ended(mlflow_runs: Sequence[MLflowRun | None], error: BaseException) -> None:
+    """End each open MLflow run as KILLED (``KeyboardInterrupt``, ``SystemExit``) or FAILED, once per run; a
+    run whose handler never started, or closed it, is left as it is."""
     status = "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
     done: set[str] = set()
-    for handler in mlflow_handlers:
-        run = getattr(handler, "cur_run", None)
-        if handler is None or run is None:
+    for run in mlflow_runs:
+        if run is None or run.run_id is None:
             continue
-        run_id = run.info.run_id
-        try:
-            if run_id not in done:
-                handler.client.set_terminated(run_id, status)
-                done.add(run_id)
-            handler.cur_run = None  # so that nothing marks it FINISHED afterwards
-        except Exception as e:  # the tracking server may be the failure; the original error matters more
-            logger.warning("could not mark MLflow run %s %s: %s", run_id, status, e)
+        if run.run_id in done:
+            run.closed()
+            continue
+        done.add(run.run_id)
+        run.end(status)
 
 
-def run_tracked(mlflow_handlers: Any, *steps: Callable[[], Any]) -> list[Any]:
-    """Run ``steps`` in order; if one raises (or is interrupted), end the handlers' MLflow runs FAILED/KILLED
-    and re-raise. Returns the steps' results.
+def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *steps: Callable[[], Any]) -> list[Any]:
+    """Run ``steps`` in order; if one raises (or is interrupted), end the MLflow runs FAILED/KILLED and re-raise.
+    Returns the steps' results.
 
-    Config use: ``"run": ["$hkafusion_monai.handlers.run_tracked([@train#mlflow, @validate#mlflow],
+    Config use: ``"run": ["$hkafusion_monai.handlers.run_tracked([@train#mlflow_run, @validate#mlflow_run],
     @train#trainer.run)"]``.
     """
-    handlers = list(mlflow_handlers) if isinstance(mlflow_handlers, (list, tuple)) else [mlflow_handlers]
+    runs = list(mlflow_runs) if isinstance(mlflow_runs, (list, tuple)) else [mlflow_runs]
     results = []
     try:
         for step in steps:
             results.append(step())
     except BaseException as e:
-        mark_runs_ended(handlers, e)
+        mark_runs_ended(runs, e)
         raise
     return results
 
