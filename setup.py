@@ -4,6 +4,11 @@ The wheel carries the bundle's run-time files (:data:`hkafusion_monai.io.bundle.
 network definition, the preprocessing settings and the version) as package data under
 ``hkafusion_monai/_bundle/``, so that the installed package, and a MONAI Application Package built from it,
 runs without the source tree. ``bundle/`` stays their one home; they are copied when the wheel is built.
+
+It also installs the start-up hook ``hkafusion_monai-cli.pth`` into site-packages, for a wheel and for an editable
+install alike: ``python -m monai.bundle run ...`` imports ``monai`` for several seconds before it reads a config,
+and the hook installs the command-line handlers (Ctrl-C, SIGTERM, one line per error:
+:func:`hkafusion_monai.utils.cli.install_at_startup`) as the interpreter starts, for that command only.
 """
 
 import importlib.util
@@ -17,15 +22,21 @@ _spec = importlib.util.spec_from_file_location("_bundle_files", Path(__file__).p
 _bundle_files = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bundle_files)
 BUNDLE_RUNTIME_FILES = _bundle_files.BUNDLE_RUNTIME_FILES
+#: the start-up hook, installed at the top of site-packages (a .pth file's "import" line runs at start-up)
+STARTUP_HOOK = "hkafusion_monai-cli.pth"
 
 
 class BuildPyWithBundleFiles(build_py):
-    """``build_py`` that also copies the bundle's run-time files into the built package."""
+    """``build_py`` that also copies the bundle's run-time files into the built package, and the start-up hook
+    beside it."""
 
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):  # an editable install reads <repo>/bundle itself
+            # setuptools' editable wheel installs what its "install" command puts in install_lib
+            self.copy_file(STARTUP_HOOK, str(Path(self.get_finalized_command("install").install_lib) / STARTUP_HOOK))
             return
+        self.copy_file(STARTUP_HOOK, str(Path(self.build_lib) / STARTUP_HOOK))
         for relative in BUNDLE_RUNTIME_FILES:
             target = Path(self.build_lib) / "hkafusion_monai" / "_bundle" / relative
             self.mkpath(str(target.parent))

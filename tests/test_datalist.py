@@ -69,7 +69,7 @@ def test_folders_pairs_by_name_with_relative_paths(tmp_path):
     assert os.path.isfile(items[0]["other"]) and items[0]["modality"] == "PET"
     # an explicit base_dir wins
     assert (
-        load_fusion_datalist(moved / "lists" / "pet.json", "test", base_dir="/x")[0]["mri"]
+        load_fusion_datalist(moved / "lists" / "pet.json", "test", base_dir="/x", check_files=False)[0]["mri"]
         == "/x/mri_pet/test/MRI/9.png"
     )
 

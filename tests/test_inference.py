@@ -124,7 +124,8 @@ def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path, ckpt: Path, 
     target.write_bytes(b"keep me")
     with pytest.raises(Exception) as info:
         _run(ckpt, out, mri=item["mri"], other=item["other"])
-    assert "FileExistsError: 1 output(s) exist and are kept; pass --overwrite true" in _chain(info.value)
+    assert "OutputExistsError: " in _chain(info.value)
+    assert "1 output(s) exist and are kept; pass --overwrite true" in _chain(info.value)
     assert target.read_bytes() == b"keep me"
     _run(ckpt, out, mri=item["mri"], other=item["other"], overwrite="true")  # as the command line passes it
     assert Image.open(target).mode == "L"  # a grey CT source gives a grey result
@@ -150,7 +151,7 @@ def test_inference_items(tmp_path: Path, phantom: Path) -> None:
         inference_items(mri=png["mri"])
     with pytest.raises(ValueError, match="nothing to fuse"):
         inference_items()
-    with pytest.raises(FileNotFoundError, match="missing other input"):
+    with pytest.raises(FileNotFoundError, match="missing --other input"):
         inference_items(png["mri"], str(tmp_path / "nope.png"))
     with pytest.raises(ValueError, match="two 2-D images or two volumes"):
         inference_items(png["mri"], _item(phantom, "nifti_pet.json")["other"])

@@ -32,7 +32,9 @@ The rules of the ``dicom`` mode are in :func:`datalist_from_dicom`.
 
 Unpaired files and duplicate names are reported by name and the command fails (exit status 1) unless
 ``--skip-unpaired`` is given, in which case they are left out with a warning. The output is written
-atomically and an existing file is kept unless ``--overwrite`` is given.
+atomically and an existing file is kept unless ``--overwrite`` is given. A symbolic link that leads out of a
+folder given (``--training`` ...) is never followed: it is skipped with one warning
+(:func:`hkafusion_monai.io.study.outside_link`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from pathlib import Path
 
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.io.formats import IMAGE_SUFFIXES
+from hkafusion_monai.io.study import outside_link, study_files
+from hkafusion_monai.utils.errors import FusionInputError, InputNotFoundError, OptionError
+from hkafusion_monai.utils.options import existing_path
 from hkafusion_monai.utils.tasks import TASK_MODALITY
 
 __all__ = [
@@ -86,15 +91,30 @@ def _rel(path: Path, base_dir: Path) -> str:
     return Path(os.path.relpath(path.resolve(), base_dir.resolve())).as_posix()
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
-def _subfolder(folder: Path, name: str) -> Path | None:
-    """The subfolder called ``name`` (case-insensitive), or None."""
-    hits = [p for p in folder.iterdir() if p.is_dir() and p.name.upper() == name.upper()]
+def _inside(paths: Iterable[Path], root: Path) -> list[Path]:
+    """``paths`` less the symbolic links that lead out of ``root``, each skipped with one warning."""
+    kept = []
+    for p in paths:
+        outside = outside_link(p, root)
+        if outside is None:
+            kept.append(p)
+        else:
+            _warn(outside)
+    return kept
+
+
+def _image_files(folder: Path, root: Path) -> list[Path]:
+    names = [p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in _inside(names, root) if p.is_file())
+
+
+def _subfolder(subfolders: Sequence[Path], name: str) -> Path | None:
+    """The one of ``subfolders`` called ``name`` (case-insensitive), or None."""
+    hits = [p for p in subfolders if p.name.upper() == name.upper()]
     return hits[0] if hits else None
 
 
@@ -128,11 +148,12 @@ def pair_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise DatalistError([f"{folder}: folder not found"])
-    mri_dir = _subfolder(folder, mri)
+    subfolders = [p for p in _inside(sorted(folder.iterdir()), folder) if p.is_dir()]
+    mri_dir = _subfolder(subfolders, mri)
     if mri_dir is None:
         raise DatalistError([f"{folder}: no {mri!r} folder"])
     if other is None:
-        found = [d for d in (_subfolder(folder, m) for m in MODALITIES) if d is not None]
+        found = [d for d in (_subfolder(subfolders, m) for m in MODALITIES) if d is not None]
         if len(found) != 1:
             what = "none" if not found else ", ".join(d.name for d in found)
             raise DatalistError(
@@ -140,11 +161,12 @@ def pair_folder(
             )
         other_dir = found[0]
     else:
-        other_dir = _subfolder(folder, other)
+        other_dir = _subfolder(subfolders, other)
         if other_dir is None:
             raise DatalistError([f"{folder}: no {other!r} folder"])
     problems: list[str] = []
-    mris, others = _by_stem(_image_files(mri_dir), problems), _by_stem(_image_files(other_dir), problems)
+    mris = _by_stem(_image_files(mri_dir, folder), problems)
+    others = _by_stem(_image_files(other_dir, folder), problems)
     for stem in sorted(set(mris) - set(others)):
         problems.append(f"unpaired: {mris[stem]} has no partner in {other_dir}")
     for stem in sorted(set(others) - set(mris)):
@@ -418,7 +440,11 @@ def datalist_from_dicom(
                 problems.append(f"{root}: folder not found")
                 continue
             studies: dict[str, list] = {}
-            for s in scan_dicom(root, recursive=True, errors=problems):
+            files, skipped = study_files(root)  # links out of the folder, and loops, are not followed
+            for line in skipped:
+                _warn(line)
+            files = [f for f in files if f.name.upper() != "DICOMDIR"]
+            for s in scan_dicom(files, errors=problems):
                 studies.setdefault(s.study_uid, []).append(s)
             if not studies:
                 problems.append(f"{root}: no DICOM image series found")
@@ -490,6 +516,7 @@ def load_fusion_datalist(
     split: str = "training",
     base_dir: str | Path | None = None,
     keys: Sequence[str] = ("mri", "other"),
+    check_files: bool = True,
 ) -> list[dict]:
     """Read one split of a datalist with absolute paths, ready for a ``Dataset``; usable from a config.
 
@@ -499,22 +526,41 @@ def load_fusion_datalist(
     Example (bundle config)::
 
         "data": "$hkafusion_monai.data.load_fusion_datalist(@datalist, 'training')"
+
+    Raises:
+        InputNotFoundError: the datalist file is missing; with ``check_files``, inputs of the split are missing
+            (every one named, with its item), before any is loaded (a training would otherwise stop at the
+            first, in a loader worker, or while caching).
+        FusionInputError: the file is not a JSON datalist.
+        OptionError: the datalist has no ``split`` list.
     """
-    path = Path(datalist)
-    spec = json.loads(path.read_text())
+    path = existing_path(datalist, "--datalist")
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FusionInputError(f"{path}: not a JSON datalist ({e})") from None
+    if not isinstance(spec, dict):
+        raise FusionInputError(f"{path}: not a datalist (a JSON object with 'training', 'validation', 'test' lists)")
     if split not in spec:
-        raise KeyError(f"{path}: no {split!r} list; it has {[k for k in spec if isinstance(spec[k], list)]}")
+        lists = [k for k in spec if isinstance(spec[k], list)]
+        raise OptionError(f"--datalist {path}: no {split!r} list; it has {lists}")
     if base_dir is None:
         base = path.parent / spec.get("base_dir", ".")
     else:
         base = Path(base_dir)
     items = []
-    for item in spec[split]:
+    missing = []
+    for i, item in enumerate(spec[split]):
         item = dict(item)
         for key in keys:
             if key in item and not os.path.isabs(item[key]):
                 item[key] = os.path.normpath(base / item[key])
+            if check_files and key in item and not os.path.exists(item[key]):
+                missing.append(f"item {i} {key!r} {item[key]}")
         items.append(item)
+    if missing:
+        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputNotFoundError(f"{path}: {len(missing)} input(s) of the {split!r} list are missing: {shown}")
     return items
 
 

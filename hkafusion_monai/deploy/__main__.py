@@ -2,9 +2,13 @@
 
 Exit status: 0 when every derived series was written (and sent, with ``--send``); 1 with one ``error:`` line
 (the input and the problem) when the input, the selection, a pair, the model or the output folder is at
-fault, and nothing is written; 2 for a bad command line; 3 when the series were written but the DICOM
-destination refused them or could not be reached; 130 (143) when interrupted by Ctrl-C (SIGTERM), with no
-partial series left behind.
+fault, and nothing is written; 2 for a bad command line (one ``error:`` line naming the option, e.g. ``-o``
+naming a file); 3 when the series were written but the DICOM destination refused them or could not be
+reached; 130 (143) when interrupted by Ctrl-C (SIGTERM), from the first second on, with no partial series
+left behind.
+
+The signal handlers and the one-line error hook (:func:`hkafusion_monai.utils.cli.install_cli_handlers`) are
+installed first thing, before the SDK and Holoscan are imported (several seconds).
 """
 
 from __future__ import annotations
@@ -87,12 +91,32 @@ def _quiet_runtime(debug: bool) -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+def _check_paths(args: argparse.Namespace) -> tuple[int, str] | None:
+    """``(exit status, message)`` for a missing ``-m`` or ``-i`` (1) or an ``-o`` that names a file (2, a usage
+    error), checked before the SDK's own parser sees them (it would exit on its own); None when they are usable."""
+    if args.model is not None and not Path(args.model).exists():
+        return EXIT_ERROR, f"-m {args.model}: no such model file or folder"
+    if args.input is not None and not Path(args.input).is_dir():
+        return EXIT_ERROR, f"-i {args.input}: not a folder (the input is a folder holding one DICOM study)"
+    output = args.output or os.environ.get("HOLOSCAN_OUTPUT_PATH")
+    if output is not None and os.path.lexists(output) and not Path(output).is_dir():
+        return EXIT_USAGE, f"-o {output}: exists and is not a folder (-o names the folder the derived series go into)"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (see the module docstring)."""
+    from hkafusion_monai.utils.cli import Terminated, install_cli_handlers
+
+    install_cli_handlers()  # Ctrl-C and SIGTERM from the first second, before the SDK (and Holoscan) load
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, Terminated) as e:  # before the graph started: nothing was written
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else (e.code if isinstance(e.code, int) else 143)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args, rest = parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
     if args.help:
         _quiet_runtime(debug=False)
@@ -108,20 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.log_level == "DEBUG"
     _quiet_runtime(debug)
 
+    problem = _check_paths(args)
+    if problem is not None:
+        print(f"error: {problem[1]}", file=sys.stderr)
+        return problem[0]
+
     from hkafusion_monai.deploy.app import HKAFusionDeployApp, configure_logging
     from hkafusion_monai.deploy.operators import remove_partial_output
     from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE
-    from hkafusion_monai.utils.cli import install_cli_handlers
+    from hkafusion_monai.utils.cli import Terminated, error_line, install_cli_handlers, one_line
     from hkafusion_monai.utils.errors import HKAFusionError
 
-    install_cli_handlers()  # Ctrl-C back from Holoscan, SIGTERM -> SystemExit: both reach the loop below
+    install_cli_handlers()  # again: Ctrl-C back from Holoscan, SIGTERM -> Terminated: both reach the loop below
     configure_logging(args.log_level)
-    if args.model is not None and not Path(args.model).exists():
-        print(f"error: -m {args.model}: no such model file or folder", file=sys.stderr)
-        return EXIT_ERROR
-    if args.input is not None and not Path(args.input).is_dir():
-        print(f"error: -i {args.input}: not a folder (the input is a folder holding one DICOM study)", file=sys.stderr)
-        return EXIT_ERROR
     # holoscan drops the first item (the interpreter); the SDK's parser then drops the program name
     sdk_argv = [sys.executable, "hkafusion_monai.deploy", *rest]
     for flag, value in (("-i", args.input), ("-o", args.output), ("-m", args.model)):
@@ -145,22 +168,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
             except TimeoutError:
                 continue
-    except (KeyboardInterrupt, SystemExit) as e:
+    except (KeyboardInterrupt, Terminated) as e:
         code = 130 if isinstance(e, KeyboardInterrupt) else (e.code if isinstance(e.code, int) else 143)
         remove_partial_output(output, before)
-        print("interrupted: no partial series left in the output folder" , file=sys.stderr)
+        print("interrupted: no partial series left in the output folder", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(code)  # the graph's worker thread cannot be stopped mid-operator
+    except SystemExit as e:  # the SDK's own argument parser refused the command line (it printed why)
+        if e.code in (0, None):
+            return 0
+        print("error: the MONAI Deploy SDK refused the command line (its message is above; see --help)", file=sys.stderr)
+        return EXIT_USAGE
     except (HKAFusionError, OSError, ValueError) as e:
         sent_failed = app is not None and app.sender is not None and app.writer is not None and app.writer.written
         if sent_failed:
             written = sum(len(f.written) for f in app.writer.written)
-            print(f"error: {_one_line(e)} (the {written} written instance(s) stay in {output})", file=sys.stderr)
+            print(f"error: {one_line(e)} (the {written} written instance(s) stay in {output})", file=sys.stderr)
             return EXIT_NOT_SENT
         if debug:
             raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(error_line(e) or f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     written = app.writer.written if app.writer is not None else []
     if not written:

@@ -23,8 +23,15 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
-from hkafusion_monai.io.atomic import atomic_write
-from hkafusion_monai.utils import CheckpointError, OutputExistsError, as_bool, path_or_flag
+from hkafusion_monai.io.atomic import atomic_write, check_output_folder
+from hkafusion_monai.utils import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    OutputExistsError,
+    TrainingSetupError,
+    as_bool,
+    path_or_flag,
+)
 from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 
 __all__ = [
@@ -86,10 +93,11 @@ def check_output_dir(ckpt_dir: str | os.PathLike, resuming: bool, overwrite: boo
 
     Raises:
         OutputExistsError: naming the folder, its files and the three ways on.
+        OptionError: a file stands where the folder (or one of its parents, ``--output_dir``) must be.
     """
+    folder = check_output_folder(ckpt_dir, "--output_dir")
     if resuming:
         return
-    folder = Path(ckpt_dir)
     found = sorted(p for p in folder.glob("*.pt") if p.name in ("model.pt", "model_final.pt") or _CHECKPOINT.search(p.name))
     if not found:
         return
@@ -184,8 +192,39 @@ class TrainingStateSaver:
         raise error
 
 
-class TrainingStateLoader(CheckpointLoader):
+class _SafeCheckpointLoader(CheckpointLoader):
+    """MONAI's ``CheckpointLoader``, whose file is first read safely
+    (:func:`hkafusion_monai.utils.weights.read_checkpoint`: ``weights_only=True``, one
+    :class:`~hkafusion_monai.utils.errors.CheckpointError` naming a bad file, never torch's advice to load it
+    unsafely), and whose loading errors (missing keys, shapes) end in one error naming the file."""
+
+    #: what the file must be, for the error message
+    expected = "a checkpoint of this network"
+
+    def _check(self, checkpoint: Any) -> None:
+        """Raise a :class:`CheckpointError` for a safely read file that is not what this loader needs."""
+
+    def __call__(self, engine: Engine) -> None:
+        self._check(read_checkpoint(self.load_path, self.map_location or "cpu"))
+        try:
+            super().__call__(engine)
+        except ValueError as e:
+            if "max_epochs" not in str(e):
+                raise
+            # MONAI: the checkpoint's epoch count is beyond the trainer's max_epochs
+            raise TrainingSetupError(
+                f"{self.load_path}: {' '.join(str(e).split()).split('. ')[0]}; raise --epochs to continue it"
+            ) from None
+        except (RuntimeError, KeyError, TypeError) as e:  # load_state_dict: missing/unexpected keys, shapes
+            detail = " ".join(str(e).split())[:300]
+            raise CheckpointError(f"{self.load_path}: not {self.expected} ({detail})") from None
+
+
+class TrainingStateLoader(_SafeCheckpointLoader):
     """Restore a :class:`TrainingStateSaver` checkpoint (and the trainer and RNG states) when training starts.
+
+    The file is read safely first (:func:`hkafusion_monai.utils.weights.read_checkpoint`): a hostile, corrupt or
+    foreign ``--resume`` file ends in one error naming it.
 
     Args:
         resume: ``True`` for the latest checkpoint in ``ckpt_dir``, or the path of a checkpoint.
@@ -194,8 +233,11 @@ class TrainingStateLoader(CheckpointLoader):
         kwargs: as for ``CheckpointLoader`` (e.g. ``map_location``).
 
     Raises:
-        FileNotFoundError: nothing to resume from.
+        CheckpointNotFoundError: nothing to resume from (a FileNotFoundError).
+        CheckpointError: the file is not a training state of this run (when training starts).
     """
+
+    expected = "a training state of this run (checkpoint_epoch=N.pt of --output_dir/checkpoints)"
 
     def __init__(self, resume: bool | str, ckpt_dir: str, load_dict: dict, **kwargs: Any) -> None:
         requested = path_or_flag(resume, "latest", "resume")
@@ -204,21 +246,28 @@ class TrainingStateLoader(CheckpointLoader):
         if requested != "latest":
             path: Path | None = Path(requested)
             if not path.is_file():
-                raise FileNotFoundError(f"--resume {resume}: no such checkpoint file.")
+                raise CheckpointNotFoundError(f"--resume {resume}: no such checkpoint file")
         else:
             path = latest_checkpoint(ckpt_dir)
             if path is None:
-                raise FileNotFoundError(
-                    f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to resume from; start without --resume."
+                raise CheckpointNotFoundError(
+                    f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to resume from; start without --resume"
                 )
         super().__init__(load_path=str(path), load_dict=dict(load_dict, rng=RNGState()), **kwargs)
+
+    def _check(self, checkpoint: Any) -> None:
+        missing = sorted(k for k in self.load_dict if k != "trainer" and k not in checkpoint) if isinstance(
+            checkpoint, Mapping
+        ) else ["model"]
+        if missing:
+            raise CheckpointError(f"{self.load_path}: not {self.expected}; it has no {', '.join(missing)}")
 
     def attach(self, engine: Engine) -> None:
         self.load_dict["trainer"] = engine
         super().attach(engine)
 
 
-class WeightsLoader(CheckpointLoader):
+class WeightsLoader(_SafeCheckpointLoader):
     """MONAI's ``CheckpointLoader`` for network weights (a warm start, the evaluated model), whose bad file ends
     in one clear :class:`~hkafusion_monai.utils.errors.CheckpointError` naming it instead of torch's raw error
     (which advises the unsafe ``weights_only=False``).
@@ -232,10 +281,5 @@ class WeightsLoader(CheckpointLoader):
         kwargs: as for ``CheckpointLoader`` (``map_location``, ``strict``, ...).
     """
 
-    def __call__(self, engine: Engine) -> None:
-        state_dict_of(read_checkpoint(self.load_path, self.map_location or "cpu"), self.load_path)
-        try:
-            super().__call__(engine)
-        except RuntimeError as e:  # load_state_dict: missing/unexpected keys, shape mismatch
-            detail = " ".join(str(e).split())[:300]
-            raise CheckpointError(f"{self.load_path}: not a checkpoint of this network ({detail})") from None
+    def _check(self, checkpoint: Any) -> None:
+        state_dict_of(checkpoint, self.load_path)

@@ -4,7 +4,7 @@ one module per job:
 - :mod:`~hkafusion_monai.inference.weights`: the checkpoint (the shipped one by default), loaded safely, and
   the model version;
 - :mod:`~hkafusion_monai.inference.items`: the run's data items, their modality and outputs, the checks before
-  any work;
+  any work, and the dataset that lets a batch run go on past a pair that cannot be fused;
 - :mod:`~hkafusion_monai.inference.inferer`: :class:`FusionInferer` (2-D whole, volumes slice by slice, large
   planes in tiles);
 - :mod:`~hkafusion_monai.inference.fuser`: :func:`load_fuser` and :class:`Fuser`;
@@ -21,7 +21,15 @@ Every path uses the bundle's one preprocessing/postprocessing contract,
 from hkafusion_monai.inference.export import export_onnx
 from hkafusion_monai.inference.fuser import Fuser, load_fuser
 from hkafusion_monai.inference.inferer import FusionInferer
-from hkafusion_monai.inference.items import ASSUMED_MODALITY, check_outputs, dicom_modality, inference_items, task_of
+from hkafusion_monai.inference.items import (
+    ASSUMED_MODALITY,
+    FAILED_KEY,
+    InferenceDataset,
+    check_outputs,
+    dicom_modality,
+    inference_items,
+    task_of,
+)
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version, load_weights, shipped_weights
 
 # re-exported where the public API has always had them; their home is utils
@@ -30,10 +38,12 @@ from hkafusion_monai.utils.tasks import TASK_MODALITY, modality_task
 
 __all__ = [
     "ASSUMED_MODALITY",
+    "FAILED_KEY",
     "NO_WEIGHTS_MESSAGE",
     "TASK_MODALITY",
     "Fuser",
     "FusionInferer",
+    "InferenceDataset",
     "bundle_version",
     "check_outputs",
     "dicom_modality",

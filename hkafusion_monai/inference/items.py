@@ -1,5 +1,5 @@
-"""The data items of an inference run and their outputs: which pairs, which modality, which output file, and
-the checks made before any work."""
+"""The data items of an inference run and their outputs: which pairs, which modality, which output file, the
+checks made before any work, and the dataset that lets a batch run go on past a pair that cannot be fused."""
 
 from __future__ import annotations
 
@@ -9,15 +9,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai.data import Dataset
+
 from hkafusion_monai.io.formats import is_image_file
 from hkafusion_monai.io.writers import OUTPUT_FORMATS, output_name
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
+from hkafusion_monai.utils.errors import FusionInputError, OptionError, OutputExistsError
+from hkafusion_monai.utils.options import existing_path
 from hkafusion_monai.utils.tasks import DICOM_MODALITIES, modality_task
 
-__all__ = ["ASSUMED_MODALITY", "check_outputs", "dicom_modality", "inference_items", "task_of"]
+__all__ = [
+    "ASSUMED_MODALITY",
+    "FAILED_KEY",
+    "InferenceDataset",
+    "check_outputs",
+    "dicom_modality",
+    "inference_items",
+    "task_of",
+]
 
 #: the secondary modality assumed when nothing names it (see :func:`inference_items`)
 ASSUMED_MODALITY = "PET"
+#: the item key that holds why a datalist item cannot be fused (set by :func:`inference_items`)
+FAILED_KEY = "failed"
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +45,7 @@ def inference_items(
     modality: str | None = None,
     output_dir: str | os.PathLike = ".",
     output_format: str = "auto",
+    skip_existing: bool | str = False,
 ) -> list[dict[str, Any]]:
     """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``.
 
@@ -44,64 +59,109 @@ def inference_items(
     series folder ``<output_dir>/<MRI name>_fused`` and the items keep the folders as ``"mri_series"`` and
     ``"other_series"`` for the writer.
 
+    A datalist item that cannot be fused (an input missing, a 2-D image paired with a volume, DICOM output for
+    files) keeps the problem under :data:`FAILED_KEY`, and the run goes on with the others
+    (:class:`InferenceDataset`, :class:`~hkafusion_monai.engines.FusionEvaluator`), naming it at the end; a
+    single pair with such a problem is refused at once. With ``skip_existing`` the items whose output exists
+    are left out (a partial run continued: each output was written whole, :mod:`hkafusion_monai.io.atomic`).
+
     Raises:
-        ValueError: neither or both of a pair and a datalist, half a pair, or DICOM output for inputs that
-            are not DICOM series folders.
-        FileNotFoundError: an input path that does not exist.
+        OptionError: neither or both of a pair and a datalist, half a pair, an unknown task or output format,
+            an empty split.
+        InputNotFoundError: the single pair's input, or the datalist, does not exist (a FileNotFoundError).
+        FusionInputError: the single pair is a 2-D image and a volume, or not DICOM series for DICOM output.
     """
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+        raise OptionError(f"--output_format {output_format}: use one of {', '.join(OUTPUT_FORMATS)}")
     if (mri is None) != (other is None):
-        raise ValueError("give both --mri PATH and --other PATH (or a --datalist)")
+        raise OptionError("--mri and --other: give both --mri PATH and --other PATH (or a --datalist)")
     if mri is not None and datalist is not None:
-        raise ValueError("give either a pair (--mri, --other) or a --datalist, not both")
+        raise OptionError("--datalist: give either a pair (--mri, --other) or a --datalist, not both")
     if mri is None and datalist is None:
-        raise ValueError("nothing to fuse: give --mri PATH --other PATH, or --datalist PATH [--split test]")
+        raise OptionError("nothing to fuse: give --mri PATH --other PATH, or --datalist PATH [--split test]")
     if task is not None and task not in TASK_MODALITY:
-        raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
+        raise OptionError(f"--task {task}: unknown task; use one of {', '.join(sorted(TASK_MODALITY))}")
     if datalist is not None:
         from hkafusion_monai.data import load_fusion_datalist
 
-        items = load_fusion_datalist(datalist, split)
+        items = load_fusion_datalist(datalist, split, check_files=False)
         if not items:
-            raise ValueError(f"{datalist}: the {split!r} list is empty")
+            raise OptionError(f"--datalist {datalist}: the {split!r} list is empty; nothing to fuse (see --split)")
     else:
         items = [{"mri": str(mri), "other": str(other)}]
     out = []
-    for item in items:
+    for i, item in enumerate(items):
         item = dict(item)
-        for key in ("mri", "other"):
-            if not Path(str(item[key])).exists():
-                raise FileNotFoundError(f"{item[key]}: missing {key} input (no such file or directory)")
-        kind = "2d" if is_image_file(item["mri"]) else "volume"
-        if is_image_file(item["other"]) != (kind == "2d"):
-            raise ValueError(
-                f"{item['mri']} and {item['other']}: a pair is two 2-D images or two volumes, not one of each"
-            )
-        if modality is not None:
-            item["modality"] = modality
-        elif "modality" not in item:
-            found = dicom_modality(item["other"]) if Path(str(item["other"])).is_dir() else None
-            if found is None and task is None:
-                found = ASSUMED_MODALITY
-                logger.warning(
-                    "%s: no modality for the secondary image (no --task, --modality, datalist field or DICOM "
-                    "Modality); assuming %s (task %s)", Path(str(item["other"])).name, found, modality_task(found),
-                )
-            item["modality"] = found or TASK_MODALITY[task]
-        if output_format == "dicom":
-            not_series = [str(item[k]) for k in ("mri", "other") if not Path(str(item[k])).is_dir()]
-            if not_series:
-                raise ValueError(
-                    f"DICOM output needs DICOM series folders as inputs; not a folder: {', '.join(not_series)}"
-                )
-            item["mri_series"], item["other_series"] = str(item["mri"]), str(item["other"])
-            kind = "dicom"
+        try:
+            _check_item(item, single=datalist is None, index=i, output_format=output_format)
+        except FusionInputError as e:
+            if datalist is None:
+                raise
+            item[FAILED_KEY] = str(e)
+            logger.warning("item %d of %s: %s; it is skipped, the others are fused", i, Path(datalist).name, e)
+        kind = "2d" if is_image_file(item["mri"]) else ("dicom" if output_format == "dicom" else "volume")
+        if FAILED_KEY not in item:
+            _set_modality(item, modality, task)
+            if output_format == "dicom":
+                item["mri_series"], item["other_series"] = str(item["mri"]), str(item["other"])
         item["output"] = str(Path(output_dir) / item["output"]) if "output" in item else str(
             Path(output_dir) / output_name(item["mri"], kind)
         )
         out.append(item)
+    if as_bool(skip_existing, "skip_existing"):
+        kept = [item for item in out if not os.path.lexists(item["output"])]
+        if len(kept) < len(out):
+            logger.warning(
+                "--skip_existing: %d of %d output(s) exist and are kept; fusing the other %d pair(s)",
+                len(out) - len(kept), len(out), len(kept),
+            )
+        out = kept
     return out
+
+
+def _check_item(item: dict[str, Any], single: bool, index: int, output_format: str) -> None:
+    """Raise the problem that keeps ``item`` from being fused: a missing input, a 2-D image with a volume, DICOM
+    output for files (the option or the datalist item named)."""
+    for key in ("mri", "other"):
+        existing_path(item[key], f"--{key}" if single else f"item {index} {key!r}")
+    if is_image_file(item["other"]) != is_image_file(item["mri"]):
+        raise FusionInputError(
+            f"{item['mri']} and {item['other']}: a pair is two 2-D images or two volumes, not one of each"
+        )
+    if output_format == "dicom":
+        not_series = [str(item[k]) for k in ("mri", "other") if not Path(str(item[k])).is_dir()]
+        if not_series:
+            raise FusionInputError(
+                f"{', '.join(not_series)}: not a DICOM series folder; --output_format dicom needs DICOM series "
+                "folders as inputs (--output_format auto writes PNG or NIfTI)"
+            )
+
+
+def _set_modality(item: dict[str, Any], modality: str | None, task: str | None) -> None:
+    if modality is not None:
+        item["modality"] = modality
+    elif "modality" not in item:
+        found = dicom_modality(item["other"]) if Path(str(item["other"])).is_dir() else None
+        if found is None and task is None:
+            found = ASSUMED_MODALITY
+            logger.warning(
+                "%s: no modality for the secondary image (no --task, --modality, datalist field or DICOM "
+                "Modality); assuming %s (task %s)", Path(str(item["other"])).name, found, modality_task(found),
+            )
+        item["modality"] = found or TASK_MODALITY[task]
+
+
+class InferenceDataset(Dataset):
+    """MONAI's ``Dataset`` over :func:`inference_items`: an item marked :data:`FAILED_KEY` (an input missing, a
+    2-D image paired with a volume, ...) raises its problem instead of being loaded, so that
+    :class:`~hkafusion_monai.engines.FusionEvaluator` names it with the pairs that fail later and fuses the rest.
+    """
+
+    def _transform(self, index: int) -> Any:
+        problem = self.data[index].get(FAILED_KEY)
+        if problem:
+            raise FusionInputError(problem)
+        return super()._transform(index)
 
 
 def dicom_modality(folder: str | os.PathLike) -> str | None:
@@ -127,26 +187,40 @@ def task_of(items: Sequence[Mapping[str, Any]]) -> str:
     return "+".join(tasks) or "unknown"
 
 
-def check_outputs(items: Sequence[Mapping[str, Any]], overwrite: bool | str = False) -> list[str]:
-    """Fail before any work when two items would write one file, or an output exists and not ``overwrite``.
+def check_outputs(
+    items: Sequence[Mapping[str, Any]], overwrite: bool | str = False, skip_existing: bool | str = False
+) -> list[str]:
+    """Fail before any work when two items would write one file, or an output exists and neither ``overwrite``
+    nor ``skip_existing`` (which :func:`inference_items` has applied already) is given.
 
     Returns:
         the output paths.
+
+    Raises:
+        OptionError: both ``overwrite`` and ``skip_existing``; two items with one output (a ValueError).
+        OutputExistsError: outputs that exist (a FileExistsError), the first ones named.
     """
+    overwrite, skip_existing = as_bool(overwrite, "overwrite"), as_bool(skip_existing, "skip_existing")
+    if overwrite and skip_existing:
+        raise OptionError(
+            "--overwrite and --skip_existing: give one (--overwrite true replaces every output, --skip_existing "
+            "true keeps them and fuses only the pairs without one)"
+        )
     paths = [str(Path(item["output"]).resolve()) for item in items]
     seen: dict[str, int] = {}
     for i, p in enumerate(paths):
         if p in seen:
-            raise ValueError(
-                f"pairs {seen[p]} and {i} ({items[seen[p]]['mri']}, {items[i]['mri']}) would both write {p}; "
-                "give the items distinct 'output' names"
+            raise OptionError(
+                f"{p}: pairs {seen[p]} and {i} ({items[seen[p]]['mri']}, {items[i]['mri']}) would both write it; "
+                "give the datalist items distinct 'output' names"
             )
         seen[p] = i
-    if not as_bool(overwrite):
-        existing = [p for p in paths if os.path.exists(p)]
+    if not overwrite:
+        existing = [p for p in paths if os.path.lexists(p)]
         if existing:
-            shown = "\n  ".join(existing[:10]) + ("\n  ..." if len(existing) > 10 else "")
-            raise FileExistsError(
-                f"{len(existing)} output(s) exist and are kept; pass --overwrite true to replace them:\n  {shown}"
+            shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+            raise OutputExistsError(
+                f"{shown}: {len(existing)} output(s) exist and are kept; pass --overwrite true to replace them, or "
+                "--skip_existing true to fuse only the pairs without one"
             )
     return paths

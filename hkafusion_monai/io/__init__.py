@@ -17,6 +17,8 @@ from hkafusion_monai.utils.lazy import lazy_exports
 _HOMES = {
     "atomic_write": ".atomic",
     "atomic_write_dir": ".atomic",
+    "check_output_folder": ".atomic",
+    "make_output_dir": ".atomic",
     "BUNDLE_RUNTIME_FILES": ".bundle",
     "default_bundle_dir": ".bundle",
     "DicomSeries": ".dicom",

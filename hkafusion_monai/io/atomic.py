@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hkafusion_monai.io.formats import split_suffix
+from hkafusion_monai.utils.errors import OptionError, OutputExistsError
 
-__all__ = ["atomic_write", "atomic_write_dir"]
+__all__ = ["atomic_write", "atomic_write_dir", "check_output_folder", "make_output_dir"]
 
 
 def _umask() -> int:
@@ -26,8 +27,31 @@ def _prepare(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse an existing ``path`` unless ``overwrite``; create its parent folder."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
+        raise OutputExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "--output_dir") -> Path:
+    """``path`` when it can be an output folder: it is one, or it and its missing parents can be created.
+
+    Raises:
+        OptionError: ``path``, or one of its parents, is a file (a ValueError naming ``option`` and the file).
+    """
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "a file" if parent == path else f"{parent} is a file"
+                raise OptionError(f"{option} {path}: {what}, not a folder; name a folder for the outputs")
+            break
+    return path
+
+
+def make_output_dir(path: str | os.PathLike, option: str = "--output_dir") -> Path:
+    """Create the output folder ``path`` (and its parents) after :func:`check_output_folder`."""
+    path = check_output_folder(path, option)
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -35,7 +59,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
     """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it to ``path``.
 
     Raises:
-        FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
+        OutputExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False (a
+            FileExistsError).
     """
     path = _prepare(path, overwrite)
     stem, suffix = split_suffix(path.name)
@@ -50,10 +75,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
             try:
                 os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
             except FileExistsError:
-                raise FileExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it") from None
+                raise OutputExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it") from None
             except OSError:  # no hard links on this file system
                 if path.exists():
-                    raise FileExistsError(f"{path} exists; pass --overwrite true to replace it") from None
+                    raise OutputExistsError(f"{path} exists; pass --overwrite true to replace it") from None
                 os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -66,7 +91,8 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], over
     PACS import watching the folder) sees the whole series or nothing.
 
     Raises:
-        FileExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False.
+        OutputExistsError: ``path`` exists (or appears while writing) and ``overwrite`` is False (a
+            FileExistsError).
     """
     path = _prepare(path, overwrite)
     exists = f"{path} exists; pass --overwrite true (overwrite=True) to replace it"
@@ -77,7 +103,7 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], over
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private
         if path.exists():
             if not overwrite:
-                raise FileExistsError(exists)
+                raise OutputExistsError(exists)
             old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
             previous = os.path.join(old, "previous")
             os.rename(path, previous)
@@ -85,7 +111,7 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], over
             os.rename(tmp, path)  # atomic; refuses (ENOTEMPTY) rather than merging if path appeared meanwhile
         except OSError as e:
             if path.exists():
-                raise FileExistsError(exists) from e
+                raise OutputExistsError(exists) from e
             raise
         published = True
     finally:

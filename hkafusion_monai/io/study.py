@@ -1,6 +1,8 @@
-"""Listing the files of a study folder safely: symbolic links are followed, each folder is read once, and a
-link that leads back to a folder already read (a loop) is skipped and reported, instead of being walked
-until the path or the memory runs out.
+"""Listing the files of a study folder safely: symbolic links are followed inside the folder, each folder is
+read once, and a link that leads back to a folder already read (a loop) is skipped and reported, instead of
+being walked until the path or the memory runs out. A link that leads out of the folder is never followed:
+an input folder is a trust boundary (a hospital's export folder beside other patients' studies), so such a link
+is skipped and reported too.
 """
 
 from __future__ import annotations
@@ -8,17 +10,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["study_files"]
+__all__ = ["outside_link", "study_files"]
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def outside_link(path: str | os.PathLike, root: str | os.PathLike) -> str | None:
+    """The warning for ``path`` when it is a symbolic link that leads out of the folder ``root`` (or to nothing
+    there), or None: a plain file or folder, or a link whose target lies inside ``root``."""
+    if not os.path.islink(path):
+        return None
+    target = os.path.realpath(path)
+    if _inside(target, os.path.realpath(root)):
+        return None
+    return f"skipped {path}: a symbolic link to {target}, outside the input folder {root} (not followed)"
 
 
 def study_files(root: str | os.PathLike) -> tuple[list[Path], list[str]]:
     """Every non-hidden file below ``root`` (files and folders starting with ``.`` are left out), in sorted
-    order, following symbolic links to folders and files; each real folder and file is listed once.
+    order, following symbolic links to folders and files inside ``root``; each real folder and file is listed
+    once.
 
     Returns:
         ``(files, skipped)``: the files, and one line per symbolic link that was not followed because it
-        leads to a folder already read (a loop, or a second path to the same folder), naming the link and
-        its target.
+        leads out of ``root`` (:func:`outside_link`), or to a folder already read (a loop, or a second path to
+        the same folder), naming the link and its target.
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -57,6 +75,10 @@ def study_files(root: str | os.PathLike) -> tuple[list[Path], list[str]]:
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
+            outside = outside_link(path, root) if entry.is_symlink() else None
+            if outside is not None:
+                skipped.append(outside)
+                continue
             try:
                 if entry.is_dir(follow_symlinks=True):
                     subfolders.append(path)

@@ -17,12 +17,15 @@ from hkafusion_monai.utils.errors import (
     DataRootError,
     FusionInputError,
     HKAFusionError,
+    InputNotFoundError,
+    OptionError,
     OutputExistsError,
+    PairsFailedError,
     RefusedPairError,
     TrainingSetupError,
 )
 from hkafusion_monai.utils.hashing import file_sha256, inputs_summary, name_digest
-from hkafusion_monai.utils.options import as_bool, path_or_flag
+from hkafusion_monai.utils.options import as_bool, existing_path, path_or_flag
 from hkafusion_monai.utils.provenance import git_commit
 from hkafusion_monai.utils.quantisation import quantise, to_uint8, to_uint16
 from hkafusion_monai.utils.tasks import DICOM_MODALITIES, TASK_MODALITY, modality_of_task, modality_task
@@ -35,10 +38,14 @@ __all__ = [
     "DataRootError",
     "FusionInputError",
     "HKAFusionError",
+    "InputNotFoundError",
+    "OptionError",
     "OutputExistsError",
+    "PairsFailedError",
     "RefusedPairError",
     "TrainingSetupError",
     "as_bool",
+    "existing_path",
     "file_sha256",
     "git_commit",
     "inputs_summary",

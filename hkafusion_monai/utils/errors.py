@@ -11,7 +11,10 @@ __all__ = [
     "DataRootError",
     "FusionInputError",
     "HKAFusionError",
+    "InputNotFoundError",
+    "OptionError",
     "OutputExistsError",
+    "PairsFailedError",
     "RefusedPairError",
     "TrainingSetupError",
 ]
@@ -23,6 +26,11 @@ class HKAFusionError(Exception):
 
 class FusionInputError(HKAFusionError, ValueError):
     """An input image, volume or series that cannot be used; the message names the file and the problem."""
+
+
+class InputNotFoundError(FusionInputError, FileNotFoundError):
+    """An input file or folder that is missing or cannot be reached (a dangling link, a link loop); the message
+    names it and the option or datalist item that gave it."""
 
 
 class RefusedPairError(FusionInputError):
@@ -48,3 +56,12 @@ class OutputExistsError(HKAFusionError, FileExistsError):
 
 class TrainingSetupError(HKAFusionError, RuntimeError):
     """A training that cannot run as configured (e.g. its loader yields no batch)."""
+
+
+class OptionError(HKAFusionError, ValueError):
+    """A command-line option (or config setting) whose value cannot be used; the message names the option."""
+
+
+class PairsFailedError(HKAFusionError, RuntimeError):
+    """A batch run that fused what it could and could not fuse some pairs; the message names each one (item and
+    file) and how to continue the run (``--skip_existing true``)."""

@@ -1,0 +1,134 @@
+"""The batch inference evaluator: MONAI's ``SupervisedEvaluator`` that fuses every pair it can.
+
+A datalist of a thousand pairs whose pair 500 is broken (a corrupt file, a refused pair, a failed write) should
+not leave 500 pairs unfused: each pair that fails, while it is loaded, fused or written, is logged with its
+item and files and skipped, the others are fused, and at the end :class:`PairsFailedError` names every one
+and how to continue the run (``--skip_existing true``). A run of one pair ends with that pair's own error, as
+before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ignite.engine import Engine, Events
+from monai.engines import SupervisedEvaluator
+
+from hkafusion_monai.utils.cli import debug_enabled, error_line, one_line
+from hkafusion_monai.utils.errors import PairsFailedError
+
+__all__ = ["FusionEvaluator", "PairFailure"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PairFailure:
+    """A pair the run could not fuse: its item number in the run's list, its files and the error."""
+
+    index: int
+    item: Mapping[str, Any]
+    error: Exception
+
+    def describe(self) -> str:
+        """``"item 3 (mri.png, pet.png): <the error's message>"``."""
+        files = ", ".join(str(self.item[k]) for k in ("mri", "other") if k in self.item)
+        message = error_line(self.error)
+        message = message[len("error: ") :] if message else one_line(self.error)
+        return f"item {self.index} ({files}): {message}"
+
+
+@dataclass
+class _FailedBatch:
+    """What the data loader yields in place of a batch it could not load."""
+
+    index: int
+    error: Exception
+
+
+class _EachBatch:
+    """The data loader, yielding a :class:`_FailedBatch` for a batch whose loading raised instead of stopping:
+    torch's loader iterator moves on to the next batch after an error in one."""
+
+    def __init__(self, loader: Iterable) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = iter(self.loader)
+        for index in range(len(self)):
+            try:
+                yield next(batches)
+            except StopIteration:
+                return
+            except Exception as e:
+                yield _FailedBatch(index, e)
+
+
+class FusionEvaluator(SupervisedEvaluator):
+    """``SupervisedEvaluator`` for batch inference (``bundle/configs/inference.json``) that fuses every pair it
+    can (batch size 1, in the data loader's order).
+
+    A pair whose loading (the data loader), fusion or postprocessing (the writer) raises an ``Exception`` is
+    logged with its item number and files, kept in :attr:`failures`, and skipped. At the end of the run
+    (``EPOCH_COMPLETED``, after the other handlers and before the MLflow run is closed, so that it ends FAILED)
+    :class:`~hkafusion_monai.utils.errors.PairsFailedError` names every failed pair; with a single pair in the
+    run, that pair's own error is raised instead. Interruptions (Ctrl-C, SIGTERM) stop the run as before.
+
+    Args:
+        device, val_data_loader, network: as for ``SupervisedEvaluator``.
+        items: the run's data items (``mri``, ``other``), to name a failed pair; default the data loader's
+            dataset's ``data``.
+        kwargs: as for ``SupervisedEvaluator``.
+    """
+
+    def __init__(
+        self,
+        device: Any,
+        val_data_loader: Iterable,
+        network: Any,
+        items: Sequence[Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("epoch_length", len(val_data_loader))  # MONAI asks it of a loader that is not a DataLoader
+        super().__init__(device=device, val_data_loader=_EachBatch(val_data_loader), network=network, **kwargs)
+        if items is None:
+            items = getattr(getattr(val_data_loader, "dataset", None), "data", None) or []
+        self.items = list(items)
+        self.failures: list[PairFailure] = []
+        self.add_event_handler(Events.STARTED, lambda engine: self.failures.clear())
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._raise_failures)
+
+    def _iteration(self, engine: Any, batchdata: Any) -> Any:
+        index = engine.state.iteration - 1
+        if isinstance(batchdata, _FailedBatch):
+            return self._failed(batchdata.index, batchdata.error)
+        try:
+            return super()._iteration(engine, batchdata)
+        except Exception as e:
+            return self._failed(index, e)
+
+    def _failed(self, index: int, error: Exception) -> list:
+        if len(self.items) <= 1:  # a single pair ends with its own error, at once
+            raise error
+        item = self.items[index] if 0 <= index < len(self.items) else {}
+        failure = PairFailure(index, item, error)
+        self.failures.append(failure)
+        logger.error("could not fuse %s; going on with the next pair", failure.describe(), exc_info=debug_enabled())
+        return []  # no output: the iteration's handlers see no pair
+
+    def _raise_failures(self, engine: Engine) -> None:
+        if not self.failures:
+            return
+        n, total = len(self.failures), len(self.items)
+        listed = "; ".join(f.describe() for f in self.failures)
+        raise PairsFailedError(
+            f"{n} of {total} pair(s) could not be fused, the other {total - n} were: {listed}. Fix them and rerun "
+            "with --skip_existing true to fuse only the pairs without an output"
+        ) from self.failures[0].error
+
