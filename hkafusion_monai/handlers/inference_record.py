@@ -24,7 +24,8 @@ class InferenceRunRecorder:
 
     - at the start, params: ``inputs_count`` and ``inputs_sha256`` (:func:`hkafusion_monai.utils.hashing.inputs_summary`),
       ``model_version`` (the bundle's ``metadata.json``), ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
-    - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written``.
+    - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written`` (and
+      ``pairs_failed``, the pairs a :class:`~hkafusion_monai.engines.FusionEvaluator` could not fuse, when any).
 
     The timing is also kept in :attr:`timing` when no MLflow run is given.
 
@@ -75,10 +76,13 @@ class InferenceRunRecorder:
     def completed(self, engine: Engine) -> None:
         seconds = time.perf_counter() - self._start
         pairs = int(engine.state.iteration)
+        failed = len(getattr(engine, "failures", ()))  # the pairs a FusionEvaluator could not fuse
         self.timing = {
             "inference_seconds": seconds,
             "seconds_per_pair": seconds / max(pairs, 1),
-            "outputs_written": float(pairs),
+            "outputs_written": float(pairs - failed),
         }
+        if failed:
+            self.timing["pairs_failed"] = float(failed)
         if self.mlflow_run is not None:
             self.mlflow_run.log_metrics(self.timing, step=0)

@@ -13,7 +13,11 @@ __all__ = ["file_sha256", "inputs_summary", "name_digest"]
 
 
 def _hash_path(h: Any, path: Path) -> None:
-    """Feed a file's bytes into ``h``; a folder's files in sorted order, each preceded by its relative path."""
+    """Feed a file's bytes into ``h``; a folder's files in sorted order, each preceded by its relative path; a
+    path that cannot be read (a batch run's missing input, which the run names and skips) a marker."""
+    if not path.exists():
+        h.update(b"\0missing\0")
+        return
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
