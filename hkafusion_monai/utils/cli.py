@@ -92,6 +92,9 @@ def _our_error_names() -> set[str]:
     return names
 
 
+#: errors about a path that a user names: never a bug of ours, one line even without a file name
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
 #: the last line of a traceback that a DataLoader worker formatted into its re-raised error's message
 _WORKER_ERROR = re.compile(r"^(?:[\w.]+\.)?(\w+): (.+)$")
 
@@ -116,7 +119,8 @@ def error_line(exc: BaseException) -> str | None:
     - an :class:`HKAFusionError` in the chain: ``error: <its message>``;
     - one re-raised from a DataLoader worker: the same, from the worker's traceback text;
     - an ``OSError`` naming a file (missing, a file where a folder must be, a link loop, no permission):
-      ``error: <file>: <problem>``.
+      ``error: <file>: <problem>``; one about a path without the file's name (MONAI's missing
+      ``--config_file``): ``error: <its message>``.
     """
     ours = project_error(exc)
     if ours is not None:
@@ -129,6 +133,8 @@ def error_line(exc: BaseException) -> str | None:
         if isinstance(e, OSError) and e.filename is not None:
             names = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
             return f"error: {names}: {one_line(e.strerror or e)}"
+        if isinstance(e, _PATH_ERRORS):  # raised with a message only, e.g. MONAI's "Cannot find the config file"
+            return f"error: {one_line(e)}"
     return None
 
 

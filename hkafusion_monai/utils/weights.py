@@ -42,9 +42,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refused a pickled object: the file may run code when loaded unsafely; it is not loaded
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: holds objects other than weights, refused for safety ({first[:160]})") from None
+        # weights_only refused a pickled object: the file may run code when loaded unsafely; it is not loaded.
+        # torch's message opens with advice to load it unsafely; only its line naming the object is kept
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+        detail = (named or lines or [type(e).__name__])[-1 if named else 0]
+        if "weights_only" in detail:
+            detail = type(e).__name__
+        raise CheckpointError(f"{p}: holds objects other than weights, refused for safety ({detail[:160]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as e:
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or another kind of file: {type(e).__name__})") from None
 
