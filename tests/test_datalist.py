@@ -199,3 +199,19 @@ def test_harvard_splits(harvard_dir, tmp_path, task, counts):
     }
     listed = {it["mri"] for s in ("training", "validation", "test") for it in json.loads(out.read_text())[s]}
     assert not excluded & listed
+
+
+def test_links_out_of_the_folder_given_are_skipped_with_one_warning(tmp_path, capsys):
+    """Issue 23 #3: a folder given is a trust boundary; a link inside it to a sibling's files or folder is not
+    followed (one warning each)."""
+    data = tmp_path / "data"
+    study = make_task(data, "train", "PET", ["1"])
+    sibling = make_task(data, "sibling", "PET", ["5", "6"])
+    os.symlink(sibling / "MRI" / "5.png", study / "MRI" / "5.png")  # a file of the sibling
+    os.symlink(sibling / "PET" / "5.png", study / "PET" / "5.png")
+    os.symlink(sibling / "MRI", study / "mri")  # a second MRI folder (case-insensitive match), the sibling's
+    dl = datalist_from_folders({"training": ["train"]}, base_dir=data)
+    assert [(it["mri"], it["other"]) for it in dl["training"]] == [("train/MRI/1.png", "train/PET/1.png")]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3, warnings
+    assert all("outside the input folder" in w and str(sibling) in w for w in warnings)

@@ -4,6 +4,7 @@ for several candidates, ambiguity as an error listing them, and the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -128,3 +129,20 @@ def test_cli(phantom, tmp_path, capsys):
     items = load_fusion_datalist(out, "training")
     assert all(Path(it["mri"]).is_dir() for it in items) and items[1]["other_series_uid"]
     assert main([*args, "--modality", "PET"]) == 1  # exists
+
+
+def test_a_link_to_a_sibling_study_is_not_followed(phantom, tmp_path, capsys):
+    """Issue 23 #3: a link inside the folder given that leads to a sibling study is skipped with one warning;
+    the sibling's series are never read."""
+    root = tmp_path / "studies"
+    study = root / "sub-000"
+    study.mkdir(parents=True)
+    for name in ("MR", "PT"):
+        shutil.copytree(phantom / "dicom" / "sub-000" / name, study / name)
+    sibling = tmp_path / "sibling"
+    shutil.copytree(phantom / "dicom" / "sub-001", sibling)  # beside the folder given, not in it
+    os.symlink(sibling, study / "more")
+    found = datalist_from_dicom({"test": ["studies"]}, base_dir=tmp_path)
+    assert [it["other"] for it in found["test"]] == ["studies/sub-000/PT"]  # sub-001 would make a second pair
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(study / "more") in warnings[0] and "outside the input folder" in warnings[0]
