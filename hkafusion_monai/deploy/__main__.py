@@ -178,7 +178,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as e:  # the SDK's own argument parser refused the command line (it printed why)
         if e.code in (0, None):
             return 0
-        print("error: the MONAI Deploy SDK refused the command line (its message is above; see --help)", file=sys.stderr)
+        print("error: the MONAI Deploy SDK refused the command line (its reason is above; see --help)", file=sys.stderr)
         return EXIT_USAGE
     except (HKAFusionError, OSError, ValueError) as e:
         sent_failed = app is not None and app.sender is not None and app.writer is not None and app.writer.written

@@ -63,6 +63,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
             FileExistsError).
     """
     path = _prepare(path, overwrite)
+    exists = f"{path} exists; pass --overwrite true (overwrite=True) to replace it"
     stem, suffix = split_suffix(path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
@@ -75,10 +76,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
             try:
                 os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
             except FileExistsError:
-                raise OutputExistsError(f"{path} exists; pass --overwrite true (overwrite=True) to replace it") from None
+                raise OutputExistsError(exists) from None
             except OSError:  # no hard links on this file system
                 if path.exists():
-                    raise OutputExistsError(f"{path} exists; pass --overwrite true to replace it") from None
+                    raise OutputExistsError(exists) from None
                 os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -70,8 +70,9 @@ def existing_path(path: str | os.PathLike, what: str) -> Path:
     try:
         os.stat(path)
     except FileNotFoundError:
-        dangling = os.path.islink(path)
-        problem = f"a symbolic link to {os.readlink(path)}, which does not exist" if dangling else "no such file or folder"
+        problem = "no such file or folder"
+        if os.path.islink(path):
+            problem = f"a symbolic link to {os.readlink(path)}, which does not exist"
         raise InputNotFoundError(f"{path}: missing {what} input ({problem})") from None
     except OSError as e:
         problem = "a loop of symbolic links" if e.errno == errno.ELOOP else (e.strerror or str(e))
