@@ -124,7 +124,8 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     try:
         train_out = out / "train"
         train = {
-            **common, "output_dir": str(train_out), "run_name": "train_records", "image_size": [64, 64], "roi_size": [64, 64],
+            **common, "output_dir": str(train_out), "run_name": "train_records", "image_size": [64, 64],
+            "roi_size": [64, 64],
             "batch_size": 2, "epochs": 2, "epoch_length": 1, "val_interval": 1,
             "train#mlflow#_target_": handler, "validate#mlflow#_target_": handler,
         }
@@ -200,7 +201,8 @@ def test_executed_config_is_the_command_lines(records: dict[str, Any]) -> None:
     parser = ConfigParser()
     parser.read_config(str(TRAIN_JSON))
     parser.update(records["train_overrides"])
-    expected = scrub_paths({k: v for k, v in json.loads(json.dumps(parser.get())).items() if k != "_meta_"}, [str(BUNDLE)])
+    config = {k: v for k, v in json.loads(json.dumps(parser.get())).items() if k != "_meta_"}
+    expected = scrub_paths(config, [str(BUNDLE)])
     assert logged == expected
     assert json.loads((records["train_out"] / "executed_config.json").read_text()) == expected
     assert str(REPO.parent) not in json.dumps(logged).replace(str(BUNDLE), "<bundle>")
@@ -216,7 +218,9 @@ def test_only_the_handlers_options_are_read(records: dict[str, Any]) -> None:
 def test_one_module_talks_to_mlflow() -> None:
     """Only ``handlers/mlflow_run.py`` imports MLflow or names a handler's run or client."""
     package = REPO / "hkafusion_monai"
-    pattern = re.compile(r"^\s*(import mlflow|from mlflow)|\bmlflow\.(entities|MlflowClient)|\.cur_run\b|\.client\b", re.M)
+    pattern = re.compile(
+        r"^\s*(import mlflow|from mlflow)|\bmlflow\.(entities|MlflowClient)|\.cur_run\b|\.client\b", re.M
+    )
     offenders = [
         str(path.relative_to(REPO))
         for path in package.rglob("*.py")
