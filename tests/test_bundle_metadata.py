@@ -1,66 +1,38 @@
-"""bundle/configs/metadata.json against the fields MONAI's bundle specification requires.
-
-``python -m monai.bundle verify_metadata`` downloads its schema, which these machines cannot reach; this test
-checks the same required fields offline with jsonschema.
+"""The bundle against MONAI's own checks and the model zoo's, offline, as the zoo's CI runs them
+(``ci/verify_bundle.py`` and its unit tests): the files a bundle must and should hold, the version in the
+changelog, ``verify_metadata`` against the schema ``metadata.json`` names (kept in ``docs/`` with its hash,
+so MONAI does not download it), ``verify_net_in_out``, ``ckpt_export`` of the shipped weights (compared with
+the eager network and the shipped ``model.ts``), the config keys and bundle properties, and the README.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
-import jsonschema
 import monai
 import numpy
 import pytest
 import torch
+from monai.bundle import BundleWorkflow, ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.utils import BundleProperty, BundlePropertyConfig
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
-
-TENSOR = {
-    "type": "object",
-    "required": ["type", "format", "num_channels", "spatial_shape", "dtype", "value_range", "is_patch_data", "channel_def"],
-    "properties": {
-        "type": {"type": "string"},
-        "format": {"type": "string"},
-        "modality": {"type": "string"},
-        "num_channels": {"type": "integer", "minimum": 1},
-        "spatial_shape": {"type": "array", "items": {"type": ["integer", "string"]}},
-        "dtype": {"type": "string"},
-        "value_range": {"type": "array", "items": {"type": "number"}},
-        "is_patch_data": {"type": "boolean"},
-        "channel_def": {"type": "object"},
-    },
-}
-SCHEMA = {
-    "type": "object",
-    "required": [
-        "version", "changelog", "monai_version", "pytorch_version", "numpy_version", "required_packages_version",
-        "task", "description", "authors", "copyright", "network_data_format",
-    ],
-    "properties": {
-        "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
-        "changelog": {"type": "object", "minProperties": 1},
-        "monai_version": {"type": "string"},
-        "pytorch_version": {"type": "string"},
-        "numpy_version": {"type": "string"},
-        "required_packages_version": {"type": "object"},
-        "task": {"type": "string"},
-        "description": {"type": "string"},
-        "authors": {"type": "string"},
-        "copyright": {"type": "string"},
-        "intended_use": {"type": "string"},
-        "references": {"type": "array", "items": {"type": "string"}},
-        "network_data_format": {
-            "type": "object",
-            "required": ["inputs", "outputs"],
-            "properties": {
-                "inputs": {"type": "object", "required": ["image"], "additionalProperties": TENSOR},
-                "outputs": {"type": "object", "required": ["pred"], "additionalProperties": TENSOR},
-            },
-        },
-    },
-}
+REPO = BUNDLE.parent
+README = BUNDLE / "docs" / "README.md"
+#: the model zoo's size limit per file (CONTRIBUTING, "Model storage")
+MAX_FILE_BYTES = 25 * 1024 * 1024
+#: docs/README.md sections, as the zoo's bundles (spleen_ct_segmentation) have them
+README_SECTIONS = (
+    "Model Overview", "Data", "Training configuration", "Input", "Output", "Performance", "MONAI Bundle Commands",
+    "References", "License",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +40,53 @@ def metadata() -> dict:
     return json.loads((BUNDLE / "configs" / "metadata.json").read_text())
 
 
-def test_metadata_follows_the_bundle_specification(metadata: dict) -> None:
-    jsonschema.validate(metadata, SCHEMA)
+def _readme_commands(tool: str) -> list[list[str]]:
+    """The README's ``python -m monai.bundle <tool> ...`` command lines (continuations joined), as arguments."""
+    text = README.read_text(encoding="utf-8").replace("\\\n", " ")
+    command = f"python -m monai.bundle {tool} "
+    return [shlex.split(line.strip()) for line in text.splitlines() if line.strip().startswith(command)]
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    return {argv[i][2:]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+
+
+# ----------------------------------------------------------------------------------------- files and metadata
+
+
+def test_the_files_a_bundle_must_and_should_hold(metadata: dict) -> None:
+    for name in ("configs/metadata.json", "LICENSE", "models/model.pt", "configs/inference.json", "docs/README.md",
+                 "docs/data_license.txt"):
+        assert (BUNDLE / name).is_file(), name
     assert metadata["version"] in metadata["changelog"]
+    for path in BUNDLE.rglob("*"):
+        if path.is_file() and path.relative_to(BUNDLE).parts[0] not in ("eval", "runs"):
+            assert path.stat().st_size <= MAX_FILE_BYTES, path
+
+
+def test_verify_metadata_runs_offline_with_the_kept_schema(metadata: dict) -> None:
+    """The README's ``verify_metadata`` command, from the bundle folder: the schema file is the one
+    ``metadata.json`` names, with the hash the command gives, so MONAI reads it instead of downloading it."""
+    (argv,) = _readme_commands("verify_metadata")
+    options = _options(argv)
+    schema = BUNDLE / options["filepath"]
+    assert schema.name == metadata["schema"].rsplit("/", 1)[-1]
+    assert options["hash_type"] == "sha256" and hashlib.sha256(schema.read_bytes()).hexdigest() == options["hash_val"]
+    proc = subprocess.run([sys.executable, *argv[1:]], cwd=BUNDLE, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "skipped downloading" in output and "metadata is verified with no error" in output
+
+
+def test_verify_metadata_refuses_what_the_schema_refuses(metadata: dict, tmp_path: Path) -> None:
+    """The kept schema is MONAI's: a metadata without a required field, or with a field of the wrong type, fails."""
+    schema = BUNDLE / "docs" / metadata["schema"].rsplit("/", 1)[-1]
+    digest = hashlib.sha256(schema.read_bytes()).hexdigest()
+    for broken in ({k: v for k, v in metadata.items() if k != "task"}, {**metadata, "version": 4}):
+        meta = tmp_path / "metadata.json"
+        meta.write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match="Failed validating"):
+            verify_metadata(meta_file=str(meta), filepath=str(schema), hash_val=digest, hash_type="sha256")
 
 
 def test_metadata_states_the_io_contract(metadata: dict) -> None:
@@ -85,25 +101,118 @@ def test_metadata_versions_match_the_environment(metadata: dict) -> None:
     assert metadata["monai_version"] == monai.__version__
     assert metadata["pytorch_version"] == torch.__version__.split("+")[0]
     assert metadata["numpy_version"].split(".")[0] == numpy.__version__.split(".")[0]
+    assert metadata["required_packages_version"]["hkafusion-monai"] == metadata["version"]
 
 
 def test_metadata_states_limits_and_sources(metadata: dict) -> None:
     assert "research use only" in metadata["intended_use"].lower()
     assert "atlas" in metadata["intended_use"].lower()
     assert any("HKA Fusion" in ref for ref in metadata["references"])
-    assert (BUNDLE.parent / "docs" / "data_license.txt").is_file()
-    assert (BUNDLE / "LICENSE").is_file() and (BUNDLE / "docs" / "README.md").is_file()
+    assert "docs/data_license.txt" in metadata["data_source"]
 
 
-def test_network_def_matches_metadata(metadata: dict) -> None:
-    """What ``verify_net_in_out`` checks, offline: the bundle's network_def maps the declared input to the output."""
-    from monai.bundle import ConfigParser
+# ----------------------------------------------------------------------------------------- the network
 
+
+def test_verify_net_in_out_from_the_bundle_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's ``verify_net_in_out`` command: (2, 32n, 32n) float32 in, (1, 32n, 32n) out."""
+    (argv,) = _readme_commands("verify_net_in_out")
+    monkeypatch.chdir(BUNDLE)
+    verify_net_in_out(**_options(argv), device="cpu")
+
+
+def test_ckpt_export_of_the_shipped_weights_matches_eager_and_model_ts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's ``ckpt_export`` command on ``models/model.pt`` (into a temporary file): the export's output
+    equals the eager network's and the shipped ``models/model.ts``'s."""
+    (argv,) = _readme_commands("ckpt_export")
+    options = {**_options(argv), "filepath": str(tmp_path / "model.ts")}
+    monkeypatch.chdir(BUNDLE)
+    ckpt_export(**options)
+    exported = torch.jit.load(options["filepath"])
+    shipped = torch.jit.load(str(BUNDLE / "models" / "model.ts"))
+    parser = ConfigParser()
+    parser.read_config(options["config_file"])
+    eager = parser.get_parsed_content(options["net_id"])
+    eager.load_state_dict(torch.load(options["ckpt_file"], weights_only=True))
+    eager.eval()
+    x = torch.rand(1, 2, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = eager(x)
+        torch.testing.assert_close(exported(x), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shipped(x), expected, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------- configs and README
+
+
+def test_config_keys_follow_the_zoo() -> None:
+    """CONTRIBUTING's key names: inference ``bundle_root``, ``device``, ``network_def``, ``inferer``,
+    ``output_dir``; training also ``dataset_dir`` and the ``train``/``validate`` components, and
+    ``ValidationHandler`` takes ``@val_interval``."""
+    infer = ConfigParser.load_config_file(str(BUNDLE / "configs" / "inference.json"))
+    assert {"bundle_root", "device", "network_def", "inferer", "output_dir", "dataset_dir"} <= set(infer)
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
-    net = parser.get_parsed_content("network_def").eval()
-    spec_in = metadata["network_data_format"]["inputs"]["image"]
-    with torch.no_grad():
-        out = net(torch.rand(1, spec_in["num_channels"], 64, 64))
-    assert out.shape[1] == metadata["network_data_format"]["outputs"]["pred"]["num_channels"]
-    assert out.min() >= 0 and out.max() <= 1
+    for key in ("bundle_root", "device", "dataset_dir", "output_dir", "network_def", "train#trainer",
+                "train#trainer#max_epochs", "train#dataset", "train#dataset#data", "train#handlers",
+                "train#preprocessing", "train#inferer", "validate#evaluator", "validate#handlers", "validate#dataset",
+                "validate#dataset#data", "validate#preprocessing", "validate#inferer", "validate#key_metric",
+                "val_interval"):
+        assert key in parser, key
+    handlers = [h for h in parser["train#handlers"] if isinstance(h, dict)]
+    (validation,) = [h for h in handlers if h["_target_"] == "ValidationHandler"]
+    assert validation["interval"] == "@val_interval" and validation["validator"] == "@validate#evaluator"
+
+
+def _optional_ids_are_used(workflow: ConfigWorkflow) -> list[str]:
+    """The optional properties whose config id is defined but not the one the workflow uses (MONAI's rule;
+    MONAI's own check of ``ValidationHandler`` reads every ``train#handlers`` entry as a dict, and this
+    bundle's list also names shared handlers by reference, ``"@train#mlflow"``)."""
+    wrong = []
+    for name, prop in workflow.properties.items():
+        refer = prop.get(BundlePropertyConfig.REF_ID)
+        if prop.get(BundleProperty.REQUIRED) or refer is None or name in ("evaluator", "val_interval"):
+            continue
+        ref: Any = workflow.parser.get(refer)
+        if isinstance(ref, str) and not ref.startswith("$") and ref != "@" + prop[BundlePropertyConfig.ID]:
+            wrong.append(name)
+    return wrong
+
+
+@pytest.mark.parametrize("workflow_type", ["train", "infer"])
+def test_bundle_properties(workflow_type: str, phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MONAI's ``TrainProperties``/``InferProperties`` (``MetaProperties`` too) of the bundle run from its own
+    folder with ``--dataset_dir``, as the zoo's unit tests check them."""
+    monkeypatch.chdir(BUNDLE)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = "configs/train.json" if workflow_type == "train" else "configs/inference.json"
+    overrides = {"dataset_dir": str(phantom), "task": "mri_pet", "output_dir": str(tmp_path), "cache_rate": 0.0}
+    workflow = ConfigWorkflow(config_file=config, workflow_type=workflow_type, logging_file=False, init_id="none",
+                              **overrides)
+    workflow.initialize()
+    assert BundleWorkflow.check_properties(workflow) == []
+    assert _optional_ids_are_used(workflow) == []
+    assert workflow.dataset_dir == str(phantom) and workflow.bundle_root == "."
+
+
+def test_readme_has_the_zoo_sections_and_runnable_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    headings = {m.group(1).strip() for m in re.finditer(r"^#+\s+(.+)$", text, re.M)}
+    assert set(README_SECTIONS) <= headings, set(README_SECTIONS) - headings
+    assert "TorchScript" in text and "TensorRT" in text  # CONTRIBUTING: say what is supported
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    checked = 0
+    for block in blocks:
+        where = {"# from the bundle folder": BUNDLE, "# from the project root": REPO}.get(block.splitlines()[0])
+        if where is None:
+            continue
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith(("python -m monai.bundle run", "torchrun")):
+                value = _options(shlex.split(line))["config_file"]
+                names = json.loads(value.replace("'", '"')) if value.startswith("[") else [value]
+                for name in names:
+                    assert (where / name).is_file(), f"{line}: {name} not found from {where}"
+                    checked += 1
+    assert checked >= 10
