@@ -301,6 +301,50 @@ def test_a_symbolic_link_loop_is_skipped_with_a_warning(phantom, tmp_path, check
     check_derived_series(folder, study / "MR", study / "PT")
 
 
+def test_a_link_out_of_the_study_folder_is_not_followed(phantom, tmp_path, checkpoint, capfd):
+    """Issue 23 #3: a link inside the study folder to a sibling folder (here the same patient's CT, which would
+    be fused) is skipped with one warning; only the study's own series are read."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    sibling = make_study(tmp_path / "sibling", phantom / "dicom" / "sub-000", ["CT"])
+    os.symlink(sibling, study / "more")
+    out = tmp_path / "out"
+    code = run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)])
+    err = capfd.readouterr().err
+    assert code == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if " WARNING skipped " in line]
+    assert len(warnings) == 1 and str(study / "more") in warnings[0] and "outside the input folder" in warnings[0]
+    assert list(series_folders(out)) == ["PT"]
+
+
+def test_an_output_that_is_a_file_is_a_usage_error(phantom, tmp_path, checkpoint, capfd):
+    """Issue 23 #1: -o naming an existing file said "interrupted"; it is a usage error (exit 2) naming -o."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert run_main(["-i", str(study), "-o", str(a_file), "-m", str(checkpoint)]) == 2
+    err = capfd.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        f"error: -o {a_file}: exists and is not a folder (-o names the folder the derived series go into)"
+    )
+    assert "interrupted" not in err and a_file.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("delay", [1.0, 3.0])
+def test_ctrl_c_in_the_first_seconds_stops_the_application(phantom, tmp_path, checkpoint, delay):
+    """Issue 23 #2: a Ctrl-C while the SDK and Holoscan load (the first seconds) was ignored and the run
+    completed; the handlers are now installed first thing: exit 130, nothing written."""
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    out = tmp_path / "out"
+    proc = _deploy_process({}, "-i", str(study), "-o", str(out), "-m", str(checkpoint))
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted"), err[-3000:]
+    assert "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_help_lists_the_application_options_first(capsys):
     from hkafusion_monai.deploy.__main__ import main
 

@@ -24,7 +24,10 @@ from conftest import REPO_ROOT, require_module
 
 from hkafusion_monai.io.bundle import BUNDLE_RUNTIME_FILES
 
-SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "requirements-deploy.txt")
+SOURCES = (
+    "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "requirements-deploy.txt",
+    "hkafusion_monai-cli.pth",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,6 +87,13 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
     module, bundle = where.stdout.split()
     assert Path(module).is_relative_to(python.parents[1]) and not Path(module).is_relative_to(REPO_ROOT)
     assert bundle.endswith("hkafusion_monai/_bundle"), bundle
+    # the start-up hook of `python -m monai.bundle` (issue 23 #2) is installed, and imports nothing elsewhere
+    hook = run_installed(
+        python, tmp, {}, "-c",
+        "import sys, sysconfig, pathlib; print((pathlib.Path(sysconfig.get_path('purelib')) / 'hkafusion_monai-cli.pth')"
+        ".is_file(), 'hkafusion_monai' in sys.modules)",
+    )
+    assert hook.stdout.split() == ["True", "False"], hook.stderr[-2000:]
 
     # the MAP's way: paths from HOLOSCAN_*; the model a checkpoint, whose network the packaged config defines
     study = make_study(tmp / "study", phantom / "dicom" / "sub-002")
