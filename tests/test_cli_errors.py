@@ -138,6 +138,16 @@ def test_inference_datalist_errors_are_one_line(ckpt: Path, phantom: Path, tmp_p
     )
 
 
+def test_an_empty_test_split_is_one_line_for_evaluation(ckpt: Path, phantom: Path, tmp_path: Path, one_thread) -> None:
+    empty = _datalist(tmp_path / "empty.json", training=_items(phantom, "png_pet.json", "training"))
+    line = _line(lambda: run(
+        "evaluating", config_file=[*TRAIN[:1], str(BUNDLE / "configs" / "evaluate.json")], bundle_root=str(BUNDLE),
+        output_dir=str(tmp_path / "out"), datalist=str(empty), ckpt_path=str(ckpt), task="mri_pet",
+        device="$torch.device('cpu')",
+    ))
+    assert line.startswith("error: the test data yield no batch: 0 pair(s) with batch_size"), line
+
+
 def test_existing_outputs_are_one_line(ckpt: Path, phantom: Path, tmp_path: Path, one_thread) -> None:
     """The 2-D path, and the DICOM path into an existing derived series: kept, one line naming the output and
     both ways on."""
