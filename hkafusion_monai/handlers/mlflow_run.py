@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import mlflow
     from monai.handlers import MLFlowHandler
 
-__all__ = ["PARAMS_PER_REQUEST", "RUN_END_STATUSES", "MLflowRun"]
+__all__ = ["METRICS_PER_REQUEST", "PARAMS_PER_REQUEST", "RUN_END_STATUSES", "MLflowRun"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class MLflowRun:
 
     Args:
         handler: the ``MLFlowHandler`` whose run this is, or ``None``.
-        tracking_uri: the ``tracking_uri`` the handler was given; ``MLFLOW_TRACKING_URI`` takes priority, as it
-            does in the handler.
+        tracking_uri: the ``tracking_uri`` the handler was given (default, as the handler's, ``mlruns.db`` in the
+            working directory); ``MLFLOW_TRACKING_URI`` takes priority, as it does in the handler.
     """
 
     def __init__(self, handler: MLFlowHandler | None = None, tracking_uri: str | None = None) -> None:
@@ -75,9 +75,11 @@ class MLflowRun:
         """The adapter's own ``mlflow.MlflowClient`` on the handler's tracking URI."""
         if self._client is None:
             import mlflow
+            from monai.utils import path_to_sqlite_uri
 
-            uri = None if os.environ.get("MLFLOW_TRACKING_URI") else self.tracking_uri
-            self._client = mlflow.MlflowClient(tracking_uri=uri)
+            # without a URI, the handler's default
+            uri = self.tracking_uri or path_to_sqlite_uri(os.path.join(os.getcwd(), "mlruns.db"))
+            self._client = mlflow.MlflowClient(tracking_uri=None if os.environ.get("MLFLOW_TRACKING_URI") else uri)
         return self._client
 
     @property
@@ -87,6 +89,7 @@ class MLflowRun:
 
     @property
     def active(self) -> bool:
+        """Whether the handler's run is found and still open."""
         return self._run_id is not None
 
     def attach(self, engine: Engine) -> None:
