@@ -22,21 +22,30 @@ _spec = importlib.util.spec_from_file_location("_bundle_files", Path(__file__).p
 _bundle_files = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bundle_files)
 BUNDLE_RUNTIME_FILES = _bundle_files.BUNDLE_RUNTIME_FILES
-#: the start-up hook, installed at the top of site-packages (a .pth file's "import" line runs at start-up)
+#: the start-up hook, installed at the top of site-packages: site runs a .pth file's "import" line as the
+#: interpreter starts; this one imports the package only for ``python -m monai.bundle`` (a cheap test first)
 STARTUP_HOOK = "hkafusion_monai-cli.pth"
+STARTUP_LINE = (
+    'import sys; any(a.endswith("monai.bundle") for a in sys.orig_argv[1:6]) and '
+    '__import__("hkafusion_monai.utils.cli", fromlist=["cli"]).install_at_startup()\n'
+)
 
 
 class BuildPyWithBundleFiles(build_py):
     """``build_py`` that also copies the bundle's run-time files into the built package, and the start-up hook
     beside it."""
 
+    def _write_hook(self, folder: str) -> None:
+        self.mkpath(folder)
+        (Path(folder) / STARTUP_HOOK).write_text(STARTUP_LINE, encoding="utf-8")
+
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):  # an editable install reads <repo>/bundle itself
             # setuptools' editable wheel installs what its "install" command puts in install_lib
-            self.copy_file(STARTUP_HOOK, str(Path(self.get_finalized_command("install").install_lib) / STARTUP_HOOK))
+            self._write_hook(self.get_finalized_command("install").install_lib)
             return
-        self.copy_file(STARTUP_HOOK, str(Path(self.build_lib) / STARTUP_HOOK))
+        self._write_hook(self.build_lib)
         for relative in BUNDLE_RUNTIME_FILES:
             target = Path(self.build_lib) / "hkafusion_monai" / "_bundle" / relative
             self.mkpath(str(target.parent))

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 import traceback
 from pathlib import Path
@@ -288,8 +289,10 @@ def test_the_start_up_hook_is_for_the_bundle_command_only() -> None:
     assert not runs_module(["python", "-c", "import monai.bundle"])
     assert not runs_module(["python", "script.py", "-m", "monai.bundle"])
     assert not install_at_startup(["python", "-m", "pytest"])
-    hook = (REPO / "hkafusion_monai-cli.pth").read_text()
-    assert hook.startswith("import ") and len(hook.strip().splitlines()) == 1  # site runs one "import" line
+    hook = Path(sysconfig.get_path("purelib")) / "hkafusion_monai-cli.pth"  # setup.py installs it
+    assert hook.is_file(), "reinstall the package (pip install -e .): its start-up hook is missing"
+    text = hook.read_text()
+    assert text.startswith("import ") and len(text.strip().splitlines()) == 1  # site runs one "import" line
 
 
 @pytest.mark.parametrize("signum, delay", [(signal.SIGINT, 1.0), (signal.SIGINT, 3.0), (signal.SIGTERM, 1.0)])

@@ -24,10 +24,7 @@ from conftest import REPO_ROOT, require_module
 
 from hkafusion_monai.io.bundle import BUNDLE_RUNTIME_FILES
 
-SOURCES = (
-    "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "requirements-deploy.txt",
-    "hkafusion_monai-cli.pth",
-)
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "requirements-deploy.txt")
 
 
 @pytest.fixture(scope="module", autouse=True)
