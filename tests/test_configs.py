@@ -50,3 +50,26 @@ def test_the_configs_import_the_package_once() -> None:
         imports = json.loads((CONFIGS / name).read_text())["imports"]
         ours = [i for i in imports if "hkafusion_monai" in i]
         assert ours == ["$import hkafusion_monai.utils.bundle_cli", "$import hkafusion_monai"], name
+
+
+def test_the_paper_overlay_is_the_papers_recipe() -> None:
+    """configs/paper.json reproduces the paper (III-D, IV-A): eq. 7-12 as written (λ = (1, 1, 0.5), eq. 9's
+    magnitude target, no contrast floor), no synthetic lesions, whole 256² images, batch 8, 2000 epochs, Adam
+    1e-5 cosine to 1e-7, from scratch."""
+    parser = _parser(TRAIN_JSON, REPO / "configs" / "paper.json", task="mri_pet")
+    loss = parser.get_parsed_content("loss")
+    assert (loss.lambda_s, loss.lambda_grad, loss.lambda_inten) == (1.0, 1.0, 0.5)
+    assert (loss.gradient_target, loss.lambda_contrast) == ("magnitude", 0.0)
+    probs = {type(t).__name__: t.prob for t in parser.get_parsed_content("train#augmentation") if hasattr(t, "prob")}
+    assert probs["RandHotSpotd"] == 0 and probs["RandLesiond"] == 0 and probs["RandRotated"] > 0
+    assert parser.get_parsed_content("roi_size") == [256, 256] and parser.get_parsed_content("batch_size") == 8
+    assert parser.get_parsed_content("epochs") == 2000 and parser.get_parsed_content("pretrained") is False
+    assert (parser.get_parsed_content("learning_rate"), parser.get_parsed_content("min_learning_rate")) == (1e-5, 1e-7)
+    assert parser.get_parsed_content("output_dir").endswith("/eval/paper_mri_pet")
+
+
+def test_the_shipped_recipe_names_every_loss_option() -> None:
+    """configs/joint.json (the shipped weights' recipe) states its loss and lesion augmentation outright."""
+    joint = json.loads((REPO / "configs" / "joint.json").read_text())
+    for key in ("loss#lambda_s", "loss#lambda_grad", "loss#gradient_target", "loss#lambda_contrast", "lesion_prob"):
+        assert key in joint, key
