@@ -674,7 +674,7 @@ def _write_subject(
 def _write_datalists(root: Path, names: dict[str, list[str]], seed: int) -> dict[str, str]:
     """Write the datalists of every kind; the DICOM ones are what ``datalist dicom`` finds (tested), made
     here from the known UIDs so that the generator needs no MONAI import."""
-    from .datalist import DATALIST_SPLITS, datalist_from_folders, write_datalist
+    from ..datalist import DATALIST_SPLITS, datalist_from_folders, write_datalist
 
     written = {}
     lists = root / "datalists"
@@ -811,6 +811,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {out}: {args.subjects} subject(s), {n} files, {size / 1e6:.1f} MB in {seconds:.1f} s")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
