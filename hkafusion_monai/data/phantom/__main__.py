@@ -2,6 +2,6 @@
 
 import sys
 
-from hkafusion_monai.data.phantom import main
+from .cli import main
 
 sys.exit(main())
