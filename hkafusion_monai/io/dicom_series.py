@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage
 
@@ -172,15 +172,6 @@ def _check_inputs(volume: np.ndarray, mri: Sequence[Dataset], colour: np.ndarray
         raise ValueError(f"the colour rendering must be uint8 {(*volume.shape, 3)}, got {colour.dtype} {colour.shape}")
 
 
-def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-    return meta
-
-
 def _mr_instance(
     pixels: np.ndarray,
     src: Dataset,
@@ -197,7 +188,8 @@ def _mr_instance(
 ) -> Dataset:
     sop_uid = uids["instances"][index]
     ds = Dataset()
-    ds.file_meta = _file_meta(MR_IMAGE_STORAGE, sop_uid)
+    ds.ensure_file_meta()  # save_as(enforce_file_format=True) adds the SOP class and instance UIDs
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SpecificCharacterSet = src.get("SpecificCharacterSet", "ISO_IR 192")
     ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, sop_uid
     ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     CTImageStorage,
@@ -109,12 +109,10 @@ def _stored(modality: str, values: np.ndarray) -> np.ndarray:
 
 
 def _save(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` to ``path`` as a DICOM file, explicit VR little endian."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
+    """Write ``ds`` to ``path`` as a DICOM file, explicit VR little endian (pydicom adds the rest of the file
+    meta: the SOP class and instance UIDs and the implementation UID)."""
+    ds.ensure_file_meta()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)
 
 
