@@ -1,0 +1,312 @@
+"""Finding DICOM image files and grouping them into series, from their headers (pydicom, no pixel data).
+
+- :func:`scan_dicom` reads the headers of every DICOM file in a folder (optionally below it) and groups them by
+  ``SeriesInstanceUID``; non-DICOM files, hidden files and DICOMDIR files are ignored.
+- :func:`series_of` groups headers that were read elsewhere (e.g. by MONAI Deploy's loader) the same way.
+- :func:`pick_series` chooses the one series of a folder, or the one named by its UID.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    EnhancedPETImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+    LegacyConvertedEnhancedMRImageStorage,
+    LegacyConvertedEnhancedPETImageStorage,
+    MediaStorageDirectoryStorage,
+    NuclearMedicineImageStorage,
+)
+
+from hkafusion_monai.utils.errors import FusionInputError
+
+__all__ = [
+    "MULTIFRAME_SOP_CLASSES",
+    "NM_IMAGE_STORAGE",
+    "DicomSeries",
+    "DicomSlice",
+    "first_item",
+    "pick_series",
+    "read_header",
+    "scan_dicom",
+    "series_of",
+]
+
+NM_IMAGE_STORAGE = NuclearMedicineImageStorage
+#: the multi-frame image storage classes whose frames :func:`~hkafusion_monai.io.dicom.multiframe_geometry` places
+MULTIFRAME_SOP_CLASSES = {
+    NM_IMAGE_STORAGE: "NM Image",
+    EnhancedMRImageStorage: "Enhanced MR Image",
+    LegacyConvertedEnhancedMRImageStorage: "Legacy Converted Enhanced MR Image",
+    EnhancedCTImageStorage: "Enhanced CT Image",
+    LegacyConvertedEnhancedCTImageStorage: "Legacy Converted Enhanced CT Image",
+    EnhancedPETImageStorage: "Enhanced PET Image",
+    LegacyConvertedEnhancedPETImageStorage: "Legacy Converted Enhanced PET Image",
+}
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "Modality",
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "InstanceNumber",
+    "ImageType",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+]
+_UNREADABLE = (InvalidDicomError, OSError, EOFError, ValueError)
+
+
+@dataclass
+class DicomSlice:
+    """The header fields of one DICOM image file that decide where its pixels lie."""
+
+    path: Path
+    instance_number: int | None
+    position: np.ndarray | None  # ImagePositionPatient, (3,)
+    orientation: np.ndarray | None  # ImageOrientationPatient, (6,): row direction, column direction
+    pixel_spacing: np.ndarray | None  # (row spacing, column spacing)
+    rows: int | None
+    columns: int | None
+    frames: int
+    thickness: float | None
+    sop_class_uid: str = ""
+
+    @property
+    def multiframe(self) -> bool:
+        """A multi-frame image (several frames, or a multi-frame storage class), placed by
+        :func:`~hkafusion_monai.io.dicom.multiframe_geometry`."""
+        return self.frames > 1 or self.sop_class_uid in MULTIFRAME_SOP_CLASSES
+
+
+@dataclass
+class DicomSeries:
+    """One DICOM series: the UIDs and descriptive tags of its first file, and its slices (unordered)."""
+
+    series_uid: str
+    study_uid: str
+    frame_of_reference_uid: str
+    modality: str
+    description: str
+    series_number: int | None
+    patient_id: str
+    image_type: tuple[str, ...]
+    slices: list[DicomSlice] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        return [s.path for s in self.slices]
+
+    @property
+    def folders(self) -> list[Path]:
+        """The folders holding the series' files, sorted."""
+        return sorted({s.path.parent for s in self.slices})
+
+    @property
+    def where(self) -> str:
+        """Where error messages about the series point: its one folder, else its UID."""
+        folders = self.folders
+        return str(folders[0]) if len(folders) == 1 else f"series {self.series_uid}"
+
+    def summary(self) -> str:
+        """One line naming the series, for error messages and candidate lists."""
+        where = ", ".join(str(f) for f in self.folders)
+        number = "" if self.series_number is None else f" #{self.series_number}"
+        desc = f" {self.description!r}" if self.description else ""
+        files = f"{len(self.slices)} file(s) in {where}"
+        return f"{self.modality or '?'}{number}{desc}: {files} (SeriesInstanceUID {self.series_uid})"
+
+
+def first_item(ds: pydicom.Dataset, keyword: str) -> pydicom.Dataset | None:
+    """The first item of the sequence ``keyword`` of ``ds``, or None."""
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def read_header(path: str | Path) -> pydicom.Dataset:
+    """The whole header of one DICOM file (no pixel data).
+
+    Raises:
+        FusionInputError: the header cannot be read (truncated or corrupt file), naming the file.
+    """
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except _UNREADABLE as e:
+        raise FusionInputError(f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})") from e
+
+
+def _floats(ds: pydicom.Dataset, name: str, n: int) -> np.ndarray | None:
+    value = ds.get(name)
+    if value is None:
+        return None
+    try:
+        arr = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.shape == (n,) and np.isfinite(arr).all() else None
+
+
+def _int(ds: pydicom.Dataset, name: str) -> int | None:
+    value = ds.get(name)
+    try:
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_candidate(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.name.upper() != "DICOMDIR"
+
+
+def _iter_files(root: Path, recursive: bool) -> Iterable[Path]:
+    if root.is_file():
+        yield root
+        return
+    if recursive:
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if _is_candidate(Path(folder) / name):
+                    yield Path(folder) / name
+    else:
+        yield from sorted(p for p in root.iterdir() if _is_candidate(p))
+
+
+def _paths(root: str | Path | Sequence[str | Path], recursive: bool) -> Iterable[Path]:
+    if isinstance(root, (list, tuple)):
+        paths = [Path(p) for p in root]
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing file (no such file)")
+        return paths
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: missing file or folder (no such file or directory)")
+    return _iter_files(root, recursive)
+
+
+def _headers(paths: Iterable[Path], errors: list[str] | None) -> Iterable[tuple[Path, pydicom.Dataset]]:
+    for path in paths:
+        try:
+            if not pydicom.misc.is_dicom(path):
+                continue
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        except (*_UNREADABLE, KeyError) as e:
+            problem = f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})"
+            if errors is None:
+                raise FusionInputError(problem) from e
+            errors.append(problem)
+            continue
+        yield path, ds
+
+
+def scan_dicom(
+    root: str | Path | Sequence[str | Path], recursive: bool = False, errors: list[str] | None = None
+) -> list[DicomSeries]:
+    """The DICOM image series in a folder (or one file, or a list of files), from the headers only.
+
+    Args:
+        root: a folder, one DICOM file, or a list of DICOM files.
+        recursive: also walk sub-folders.
+        errors: if given, unreadable files are reported here (one line each) and skipped, not raised.
+
+    Returns:
+        The series, sorted by study, modality, series number and UID. Files that are not DICOM (no
+        ``DICM`` preamble), hidden files, DICOMDIR files and files without pixel rows/columns (reports,
+        presentation states, ...) are left out.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        FusionInputError: a DICOM file whose header cannot be read (truncated or corrupt), named.
+    """
+    return series_of(_headers(_paths(root, recursive), errors))
+
+
+def _new_series(uid: str, ds: pydicom.Dataset) -> DicomSeries:
+    return DicomSeries(
+        series_uid=uid,
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
+        modality=str(ds.get("Modality", "")).upper(),
+        description=str(ds.get("SeriesDescription", "")),
+        series_number=_int(ds, "SeriesNumber"),
+        patient_id=str(ds.get("PatientID", "")),
+        image_type=tuple(str(v).upper() for v in (ds.get("ImageType") or ())),
+    )
+
+
+def _slice(path: Path, ds: pydicom.Dataset) -> DicomSlice:
+    thickness = ds.get("SliceThickness")
+    return DicomSlice(
+        path=path,
+        instance_number=_int(ds, "InstanceNumber"),
+        position=_floats(ds, "ImagePositionPatient", 3),
+        orientation=_floats(ds, "ImageOrientationPatient", 6),
+        pixel_spacing=_floats(ds, "PixelSpacing", 2),
+        rows=_int(ds, "Rows"),
+        columns=_int(ds, "Columns"),
+        frames=_int(ds, "NumberOfFrames") or 1,
+        thickness=float(thickness) if thickness not in (None, "") else None,
+        sop_class_uid=str(ds.get("SOPClassUID", "")),
+    )
+
+
+def series_of(datasets: Iterable[tuple[str | Path, pydicom.Dataset]]) -> list[DicomSeries]:
+    """Group already-read ``(path, dataset)`` pairs into series (the grouping :func:`scan_dicom` applies),
+    e.g. the instances a MONAI Deploy ``DICOMDataLoaderOperator`` has read, for
+    :func:`~hkafusion_monai.io.dicom.order_series`.
+
+    Returns:
+        The series, sorted by study, modality, series number and UID; DICOMDIR files and datasets without
+        pixel rows/columns are left out.
+    """
+    series: dict[str, DicomSeries] = {}
+    for path, ds in datasets:
+        path = Path(path)
+        if str(ds.get("SOPClassUID", "")) == MediaStorageDirectoryStorage or ds.get("Rows") is None:
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "")) or f"<no SeriesInstanceUID: {path}>"
+        if uid not in series:
+            series[uid] = _new_series(uid, ds)
+        series[uid].slices.append(_slice(path, ds))
+    return sorted(
+        series.values(),
+        key=lambda s: (s.study_uid, s.modality, s.series_number if s.series_number is not None else -1, s.series_uid),
+    )
+
+
+def pick_series(candidates: Sequence[DicomSeries], where: str | Path, series_uid: str | None = None) -> DicomSeries:
+    """The one series of ``candidates`` (or the one with ``series_uid``); otherwise an error listing them."""
+    if series_uid:
+        hits = [s for s in candidates if s.series_uid == series_uid]
+        if not hits:
+            listed = "\n  ".join(s.summary() for s in candidates) or "(none)"
+            raise FusionInputError(f"{where}: no DICOM series with SeriesInstanceUID {series_uid}; found:\n  {listed}")
+        return hits[0]
+    if not candidates:
+        raise FusionInputError(f"{where}: no DICOM image series found (no readable DICOM image files)")
+    if len(candidates) > 1:
+        listed = "\n  ".join(s.summary() for s in candidates)
+        raise FusionInputError(
+            f"{where}: {len(candidates)} DICOM series found, expected one; put each series in its own folder "
+            f"or name one with '<key>_series_uid' in the datalist item. Candidates:\n  {listed}"
+        )
+    return candidates[0]
