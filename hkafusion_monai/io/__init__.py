@@ -2,6 +2,7 @@
 series from their headers (:mod:`~hkafusion_monai.io.dicom`), atomic writes (:mod:`~hkafusion_monai.io.atomic`),
 writing fusion results (PNG, NIfTI, the derived DICOM series of
 :mod:`hkafusion_monai.io.dicom_series`), listing a study folder safely (:mod:`~hkafusion_monai.io.study`),
+the one rule that pairs a study's MR series with its CT, PET and SPECT series (:mod:`~hkafusion_monai.io.pairing`),
 sending series to a PACS (:mod:`~hkafusion_monai.io.pacs`), and finding the bundle's run-time files in a
 checkout or an installed wheel (:mod:`~hkafusion_monai.io.bundle`).
 
@@ -37,6 +38,11 @@ _HOMES = {
     "is_nifti": ".formats",
     "split_suffix": ".formats",
     "DicomDestination": ".pacs",
+    "SeriesPair": ".pairing",
+    "VolumeSeries": ".pairing",
+    "measure": ".pairing",
+    "not_a_volume": ".pairing",
+    "pair_series": ".pairing",
     "send_files": ".pacs",
     "study_files": ".study",
     "OUTPUT_FORMATS": ".writers",
