@@ -1,4 +1,4 @@
-"""The fused volume as a derived DICOM series that viewers and PACS accept (the deploy issue).
+"""The fused volume as a derived DICOM series that viewers and PACS accept.
 
 :func:`write_fused_series` writes one **MR Image Storage** instance per MRI slice, on the MRI's own grid:
 
@@ -20,7 +20,9 @@
 Why MR Image Storage: the result lives on the MRI's grid and in its frame of reference, and every viewer
 places MR slices in 3-D from the Image Plane module. A Parametric Map would claim a quantity with units
 (the fused intensity has none), and few clinical viewers display it. The optional colour rendering is a
-separate **RGB Secondary Capture** series (highdicom's ``SCImage``) carrying the same plane attributes.
+separate **RGB Secondary Capture** series (highdicom's ``SCImage``, :mod:`~hkafusion_monai.io.dicom_colour`)
+carrying the same plane attributes; :mod:`~hkafusion_monai.io.dicom_references` builds the references to the
+sources.
 
 pydicom builds the MR instances because highdicom has no single-frame MR constructor; highdicom builds the
 Secondary Capture instances and the UIDs.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,8 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCapture
 
 from hkafusion_monai.io.atomic import atomic_write_dir
 from hkafusion_monai.io.dicom import frame_headers, order_series, pick_series, scan_dicom
+from hkafusion_monai.io.dicom_colour import sc_instance
+from hkafusion_monai.io.dicom_references import common_references, slice_normal, source_images
 from hkafusion_monai.utils.quantisation import to_uint16
 
 __all__ = [
@@ -100,61 +105,19 @@ def fused_to_uint16(volume: np.ndarray) -> np.ndarray:
         raise ValueError("the fused volume holds NaN or infinite values") from None
 
 
-def _normal(ds: Dataset) -> np.ndarray:
-    o = np.asarray(ds.ImageOrientationPatient, dtype=float)
-    return np.cross(o[:3], o[3:])
-
-
 def _copy(src: Dataset, dst: Dataset, names: Sequence[str]) -> None:
     for name in names:
         if name in src:
             setattr(dst, name, src[name].value)
 
 
-def _series_reference(series: Sequence[Dataset]) -> Dataset:
-    item = Dataset()
-    item.SeriesInstanceUID = series[0].SeriesInstanceUID
-    refs, seen = [], set()
-    for ds in series:  # the frames of one multi-frame image are one instance
-        if str(ds.SOPInstanceUID) in seen:
-            continue
-        seen.add(str(ds.SOPInstanceUID))
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = ds.SOPClassUID
-        ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
-        refs.append(ref)
-    item.ReferencedInstanceSequence = DicomSequence(refs)
-    return item
-
-
-def _image_reference(ds: Dataset) -> Dataset:
-    """A reference to an image, or to one frame of a multi-frame image (a header from
-    :func:`~hkafusion_monai.io.dicom.frame_headers`, which carries ``frame_number``)."""
-    ref = Dataset()
-    ref.ReferencedSOPClassUID = ds.SOPClassUID
-    ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
-    frame = getattr(ds, "frame_number", None)
-    if frame is not None:
-        ref.ReferencedFrameNumber = int(frame)
-    return ref
-
-
-def _nearest(other: Sequence[Dataset], position: np.ndarray, normal: np.ndarray) -> Dataset | None:
-    """The slice of ``other`` nearest to ``position`` along ``normal``, if the other series lies in the same
-    frame of reference and is parallel (else no per-slice source can be named)."""
-    best, best_d = None, np.inf
-    for ds in other:
-        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
-            return None
-        if abs(abs(float(_normal(ds) @ normal)) - 1.0) > 1e-3:
-            return None
-        d = abs(float((np.asarray(ds.ImagePositionPatient, dtype=float) - position) @ normal))
-        if d < best_d:
-            best, best_d = ds, d
-    return best
-
-
-def _check_inputs(volume: np.ndarray, mri: Sequence[Dataset], colour: np.ndarray | None) -> None:
+def _check_inputs(
+    volume: np.ndarray, mri: Sequence[Dataset], other: Sequence[Dataset], colour: np.ndarray | None
+) -> None:
+    if not mri:
+        raise ValueError("no MR datasets: the derived series needs the MR series it replaces")
+    if not other:
+        raise ValueError("no datasets of the other series: the derived series references both sources")
     if volume.ndim != 3:
         raise ValueError(f"the fused volume must be (slices, rows, columns), got shape {volume.shape}")
     if len(mri) != volume.shape[0]:
@@ -172,36 +135,56 @@ def _check_inputs(volume: np.ndarray, mri: Sequence[Dataset], colour: np.ndarray
         raise ValueError(f"the colour rendering must be uint8 {(*volume.shape, 3)}, got {colour.dtype} {colour.shape}")
 
 
-def _mr_instance(
-    pixels: np.ndarray,
-    src: Dataset,
-    index: int,
-    uids: dict[str, str],
-    description: str,
-    derivation: str,
-    series_number: int,
-    references: DicomSequence,
-    sources: list[Dataset],
-    spacing_between: float | None,
-    now: datetime.datetime,
-    comments: str = RESEARCH_USE_COMMENT,
-) -> Dataset:
-    sop_uid = uids["instances"][index]
-    ds = Dataset()
-    ds.ensure_file_meta()  # save_as(enforce_file_format=True) adds the SOP class and instance UIDs
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SpecificCharacterSet = src.get("SpecificCharacterSet", "ISO_IR 192")
-    ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, sop_uid
-    ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    # Patient, General Study
+@dataclass
+class _SeriesPlan:
+    """What every instance of one derived series shares."""
+
+    uids: dict  # "series", "instances", "version" (and "sc_series", "sc_instances" with a colour rendering)
+    description: str
+    derivation: str
+    series_number: int
+    references: DicomSequence  # ReferencedSeriesSequence
+    other_studies: DicomSequence | None  # StudiesContainingOtherReferencedInstancesSequence
+    normal: np.ndarray  # the MR's slice normal
+    spacing_between: float | None
+    now: datetime.datetime
+
+
+def _plan(
+    mri: Sequence[Dataset], other: Sequence[Dataset], model_version: str, series_description: str | None,
+    series_number: int, colour: bool, description_note: str | None,
+) -> _SeriesPlan:
+    other_modality = str(other[0].get("Modality", "OT"))
+    description = series_description or f"HKAFusion MR+{other_modality} (research use)"
+    if description_note:
+        description = f"{description[: max(0, 61 - len(description_note))]} - {description_note}"[:64]
+    derivation = (
+        f"HKAFusion {model_version}: fusion of MR series {mri[0].SeriesInstanceUID} with {other_modality} series "
+        f"{other[0].SeriesInstanceUID}, resampled onto the MR grid; 16-bit, 65535 = fused intensity 1.0"
+    )[:1024]
+    uids = {"series": new_uid(), "instances": [new_uid() for _ in mri], "version": str(model_version)[:64]}
+    if colour:
+        uids["sc_series"] = new_uid()
+        uids["sc_instances"] = [new_uid() for _ in mri]
+    references, other_studies = common_references(mri, other)
+    normal = slice_normal(mri[0])
+    first, last = (np.asarray(ds.ImagePositionPatient, dtype=float) for ds in (mri[0], mri[-1]))
+    spacing_between = float(abs((last - first) @ normal)) / (len(mri) - 1) if len(mri) > 1 else None
+    return _SeriesPlan(
+        uids, description, derivation, series_number, references, other_studies, normal, spacing_between,
+        datetime.datetime.now(),
+    )
+
+
+def _mr_identity(ds: Dataset, src: Dataset, plan: _SeriesPlan) -> None:
+    """The Patient, General Study, General Series, Frame of Reference and General Equipment modules."""
     for name in _TYPE2_EMPTY:
         setattr(ds, name, "")
     _copy(src, ds, _PATIENT + _STUDY)
-    # General Series
     ds.Modality = "MR"
-    ds.SeriesInstanceUID = uids["series"]
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = description
+    ds.SeriesInstanceUID = plan.uids["series"]
+    ds.SeriesNumber = plan.series_number
+    ds.SeriesDescription = plan.description
     ds.SeriesDate, ds.SeriesTime = ds.InstanceCreationDate, ds.InstanceCreationTime
     ds.PatientPosition = src.get("PatientPosition", "")
     ds.Laterality = src.get("Laterality", "")  # type 2C: empty unless the MR names a side
@@ -209,27 +192,18 @@ def _mr_instance(
     # Frame of Reference: the MR's, since the pixels lie on its grid
     ds.FrameOfReferenceUID = src.FrameOfReferenceUID
     ds.PositionReferenceIndicator = src.get("PositionReferenceIndicator", "")
-    # General Equipment
     ds.Manufacturer = MANUFACTURER
-    ds.SoftwareVersions = uids["version"]
-    # General Image
-    ds.InstanceNumber = index + 1
-    ds.ContentDate, ds.ContentTime = ds.InstanceCreationDate, ds.InstanceCreationTime
-    # value 3 is required for MR images; OTHER: none of the MR defined terms describes a fusion
-    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
-    ds.DerivationDescription = derivation
-    ds.SourceImageSequence = DicomSequence(sources)
-    ds.ImageComments = comments
-    ds.BurnedInAnnotation = "NO"
-    ds.LossyImageCompression = "00"
-    # Image Plane, from the MR slice this one replaces
+    ds.SoftwareVersions = plan.uids["version"]
+
+
+def _mr_image(ds: Dataset, src: Dataset, pixels: np.ndarray, plan: _SeriesPlan) -> None:
+    """The Image Plane (from the MR slice this one replaces), Image Pixel, MR Image and VOI LUT modules."""
     ds.PixelSpacing = src.PixelSpacing
     ds.ImageOrientationPatient = src.ImageOrientationPatient
     ds.ImagePositionPatient = src.ImagePositionPatient
     ds.SliceThickness = src.get("SliceThickness", "")
     if "SliceLocation" in src:
         ds.SliceLocation = src.SliceLocation
-    # Image Pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape
@@ -241,79 +215,38 @@ def _mr_instance(
     ds.SequenceVariant = "NONE"
     for name in ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "EchoTrainLength"):
         setattr(ds, name, "")
-    if spacing_between is not None:
-        ds.SpacingBetweenSlices = f"{spacing_between:.6g}"
-    # VOI LUT: the full stored range
-    ds.WindowCenter, ds.WindowWidth = "32767.5", "65536"
-    # Common Instance Reference: both source series
-    ds.ReferencedSeriesSequence = references
-    return ds
+    if plan.spacing_between is not None:
+        ds.SpacingBetweenSlices = f"{plan.spacing_between:.6g}"
+    ds.WindowCenter, ds.WindowWidth = "32767.5", "65536"  # the full stored range
 
 
-def _sc_instance(
-    rgb: np.ndarray, mr: Dataset, index: int, uids: dict[str, str], description: str, series_number: int
+def _mr_instance(
+    plan: _SeriesPlan, pixels: np.ndarray, src: Dataset, index: int, sources: list[Dataset], comments: str
 ) -> Dataset:
-    """One RGB Secondary Capture instance (highdicom ``SCImage``) with the MR instance's plane attributes."""
-    import highdicom
-
-    sc = highdicom.sc.SCImage(
-        pixel_array=np.ascontiguousarray(rgb),
-        photometric_interpretation="RGB",
-        bits_allocated=8,
-        coordinate_system="PATIENT",
-        study_instance_uid=mr.StudyInstanceUID,
-        series_instance_uid=uids["sc_series"],
-        series_number=series_number,
-        sop_instance_uid=uids["sc_instances"][index],
-        instance_number=index + 1,
-        manufacturer=MANUFACTURER,
-        patient_id=mr.PatientID or None,
-        patient_name=mr.PatientName or None,
-        patient_birth_date=mr.PatientBirthDate or None,
-        patient_sex=mr.PatientSex or None,
-        accession_number=mr.AccessionNumber or None,
-        study_id=mr.StudyID or None,
-        study_date=mr.StudyDate or None,
-        study_time=mr.StudyTime or None,
-        referring_physician_name=mr.ReferringPhysicianName or None,
-        pixel_spacing=tuple(float(v) for v in mr.PixelSpacing),
-        # highdicom takes one letter per direction; the full (oblique) letters are set below
-        patient_orientation=tuple(d[0] for d in _patient_orientation(mr)),
-    )
-    sc.PatientOrientation = list(_patient_orientation(mr))
-    sc.SeriesDescription = description
-    sc.ImageType = ["DERIVED", "SECONDARY"]
-    sc.DerivationDescription = mr.DerivationDescription
-    sc.SoftwareVersions = uids["version"]
-    sc.ImageComments = mr.ImageComments
-    sc.BurnedInAnnotation = "NO"
-    sc.Laterality = mr.Laterality
-    sc.FrameOfReferenceUID = mr.FrameOfReferenceUID
-    sc.ImagePositionPatient = mr.ImagePositionPatient
-    sc.ImageOrientationPatient = mr.ImageOrientationPatient
-    sc.SliceThickness = mr.SliceThickness
-    ref = _image_reference(mr)
-    sc.SourceImageSequence = DicomSequence([ref, *mr.SourceImageSequence])
-    sc.ReferencedSeriesSequence = mr.ReferencedSeriesSequence
-    if "StudiesContainingOtherReferencedInstancesSequence" in mr:
-        sc.StudiesContainingOtherReferencedInstancesSequence = mr.StudiesContainingOtherReferencedInstancesSequence
-    return sc
-
-
-def _patient_orientation(ds: Dataset) -> tuple[str, str]:
-    """The row and column directions as patient-orientation letters (e.g. ``("L", "P")``)."""
-    o = np.asarray(ds.ImageOrientationPatient, dtype=float)
-
-    def letters(v: np.ndarray) -> str:
-        names = (("L", "R"), ("P", "A"), ("H", "F"))  # +x, +y, +z of LPS and their opposites
-        order = np.argsort(-np.abs(v))
-        out = ""
-        for axis in order:
-            if abs(v[axis]) > 1e-3:
-                out += names[axis][0] if v[axis] > 0 else names[axis][1]
-        return out[:3]
-
-    return letters(o[:3]), letters(o[3:])
+    sop_uid = plan.uids["instances"][index]
+    ds = Dataset()
+    ds.ensure_file_meta()  # save_as(enforce_file_format=True) adds the SOP class and instance UIDs
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = src.get("SpecificCharacterSet", "ISO_IR 192")
+    ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, sop_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = plan.now.strftime("%Y%m%d"), plan.now.strftime("%H%M%S")
+    _mr_identity(ds, src, plan)
+    # General Image
+    ds.InstanceNumber = index + 1
+    ds.ContentDate, ds.ContentTime = ds.InstanceCreationDate, ds.InstanceCreationTime
+    # value 3 is required for MR images; OTHER: none of the MR defined terms describes a fusion
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    ds.DerivationDescription = plan.derivation
+    ds.SourceImageSequence = DicomSequence(sources)
+    ds.ImageComments = comments
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    _mr_image(ds, src, pixels, plan)
+    # Common Instance Reference: both source series
+    ds.ReferencedSeriesSequence = plan.references
+    if plan.other_studies is not None:
+        ds.StudiesContainingOtherReferencedInstancesSequence = plan.other_studies
+    return ds
 
 
 def write_fused_series(
@@ -357,69 +290,27 @@ def write_fused_series(
         FileExistsError: ``out_dir`` exists and not ``overwrite``; nothing is written.
     """
     volume = np.asarray(volume)
-    if not mri:
-        raise ValueError("no MR datasets: the derived series needs the MR series it replaces")
-    if not other:
-        raise ValueError("no datasets of the other series: the derived series references both sources")
-    _check_inputs(volume, mri, colour)
+    _check_inputs(volume, mri, other, colour)
     pixels = fused_to_uint16(volume)
-    other_modality = str(other[0].get("Modality", "OT"))
-    description = series_description or f"HKAFusion MR+{other_modality} (research use)"
-    if description_note:
-        description = f"{description[: max(0, 61 - len(description_note))]} - {description_note}"[:64]
-    derivation = (
-        f"HKAFusion {model_version}: fusion of MR series {mri[0].SeriesInstanceUID} with {other_modality} series "
-        f"{other[0].SeriesInstanceUID}, resampled onto the MR grid; 16-bit, 65535 = fused intensity 1.0"
-    )[:1024]
-    uids = {
-        "series": new_uid(),
-        "instances": [new_uid() for _ in mri],
-        "version": str(model_version)[:64],
-    }
-    if colour is not None:
-        uids["sc_series"] = new_uid()
-        uids["sc_instances"] = [new_uid() for _ in mri]
-    references = DicomSequence([_series_reference(mri)])
-    other_study = str(other[0].get("StudyInstanceUID", ""))
-    if other_study and other_study != str(mri[0].StudyInstanceUID):
-        # Common Instance Reference: series of another study go under that study's item
-        study = Dataset()
-        study.StudyInstanceUID = other_study
-        study.ReferencedSeriesSequence = DicomSequence([_series_reference(other)])
-        other_studies = DicomSequence([study])
-    else:
-        references.append(_series_reference(other))
-        other_studies = None
-    positions = [np.asarray(ds.ImagePositionPatient, dtype=float) for ds in mri]
-    normal = _normal(mri[0])
-    spacing_between = float(abs((positions[-1] - positions[0]) @ normal)) / (len(mri) - 1) if len(mri) > 1 else None
-    now = datetime.datetime.now()
+    plan = _plan(mri, other, model_version, series_description, series_number, colour is not None, description_note)
     written: dict[str, list[str]] = {"mr": [], "sc": []}
 
     def write(tmp: str) -> None:
         for k, src in enumerate(mri):
-            sources = [_image_reference(src)]
-            near = _nearest(other, positions[k], normal) if other[0].get("FrameOfReferenceUID") == src.FrameOfReferenceUID else None
-            if near is not None:
-                sources.append(_image_reference(near))
             comments = " ".join(c for c in (RESEARCH_USE_COMMENT, note, (slice_notes or {}).get(k)) if c)
-            ds = _mr_instance(
-                pixels[k], src, k, uids, description, derivation, series_number, references, sources,
-                spacing_between, now, comments[:10240],
-            )
-            if other_studies is not None:
-                ds.StudiesContainingOtherReferencedInstancesSequence = other_studies
-            name = f"MR_{k + 1:04d}.dcm"
-            ds.save_as(os.path.join(tmp, name), enforce_file_format=True)
-            written["mr"].append(name)
+            ds = _mr_instance(plan, pixels[k], src, k, source_images(src, other, plan.normal), comments[:10240])
+            written["mr"].append(_save(ds, tmp, f"MR_{k + 1:04d}.dcm"))
             if colour is not None:
-                sc = _sc_instance(colour[k], ds, k, uids, description + " colour", series_number + 1)
-                name = f"SC_{k + 1:04d}.dcm"
-                sc.save_as(os.path.join(tmp, name), enforce_file_format=True)
-                written["sc"].append(name)
+                sc = sc_instance(colour[k], ds, k, plan.uids, plan.description + " colour", series_number + 1)
+                written["sc"].append(_save(sc, tmp, f"SC_{k + 1:04d}.dcm"))
 
     out = atomic_write_dir(out_dir, write, overwrite)
     return {kind: [out / name for name in names] for kind, names in written.items()}
+
+
+def _save(ds: Dataset, folder: str, name: str) -> str:
+    ds.save_as(os.path.join(folder, name), enforce_file_format=True)
+    return name
 
 
 def check_written_series(files: Sequence[str | os.PathLike], mri: Sequence[Dataset]) -> None:
