@@ -10,14 +10,14 @@ from __future__ import annotations
 from hkafusion_monai.utils.lazy import lazy_exports
 
 _HOMES = {
-    "DatalistError": ".datalist",
-    "datalist_from_dicom": ".datalist",
-    "datalist_from_folders": ".datalist",
-    "datalist_from_splits": ".datalist",
-    "harvard_datalist": ".datalist",
-    "load_fusion_datalist": ".datalist",
-    "pair_folder": ".datalist",
-    "write_datalist": ".datalist",
+    "DatalistError": ".datalist_file",
+    "load_fusion_datalist": ".datalist_file",
+    "write_datalist": ".datalist_file",
+    "datalist_from_dicom": ".dicom_datalist",
+    "datalist_from_folders": ".folder_datalist",
+    "datalist_from_splits": ".folder_datalist",
+    "harvard_datalist": ".folder_datalist",
+    "pair_folder": ".folder_datalist",
     "ensure_phantom": ".phantom",
     "write_phantom": ".phantom",
     "BUNDLE_FOLDER": ".roots",
