@@ -175,7 +175,7 @@ def test_localizers_and_nm_projections_are_left_out_and_said(phantom, tmp_path, 
 
 def test_rules_narrow_the_pairs(phantom, tmp_path, checkpoint, monkeypatch):
     """Rules naming the modality leave one pair; its colour series is written beside it."""
-    from hkafusion_monai.deploy.operators import DEFAULT_RULES
+    from hkafusion_monai.deploy.rules import DEFAULT_RULES
 
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "CT", "PT", "NM"])
     rules = json.loads(DEFAULT_RULES.read_text())

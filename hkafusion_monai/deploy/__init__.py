@@ -1,22 +1,23 @@
 """MONAI Deploy packaging of HKAFusion: a DICOM study in, one fused derived MR series per CT, PET and SPECT
 series out, optionally sent to a PACS (docs/deploy.md).
 
+Modules: the command line (``cli``; ``python -m hkafusion_monai.deploy``), the application (``app``), its rules
+file (``rules``), which pairs it fuses (``planning``, by the pairing rule of :mod:`hkafusion_monai.io.pairing`),
+a fused pair and its hot-spot notes (``fused``), and one operator per module in ``operators``.
+
 Needs the optional deploy requirements (``pip install -r requirements-deploy.txt``: monai-deploy-app-sdk,
-pynetdicom);
-importing this package does not import the SDK, :mod:`hkafusion_monai.deploy.app` does.
+pynetdicom) for ``app`` and ``operators``; the other modules, and importing this package, do not import the SDK.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hkafusion_monai.utils.lazy import lazy_exports
 
-__all__ = ["HKAFusionDeployApp", "main"]
+_HOMES = {
+    "HKAFusionDeployApp": ".app",
+    "main": ".cli",
+}
 
+__all__ = sorted(_HOMES)
 
-def __getattr__(name: str) -> Any:
-    if name == "HKAFusionDeployApp":
-        return importlib.import_module(".app", __name__).HKAFusionDeployApp
-    if name == "main":
-        return importlib.import_module(".__main__", __name__).main
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

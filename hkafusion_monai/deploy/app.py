@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from hkafusion_monai.deploy.operators import (
     FusionOperator,
     FusionSeriesSelectorOperator,
     StudyLoaderOperator,
-    load_rules,
 )
+from hkafusion_monai.deploy.rules import load_rules
+from hkafusion_monai.inference import bundle_version, load_fuser
 from hkafusion_monai.io.bundle import default_bundle_dir
 from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE, DicomDestination
 from hkafusion_monai.utils.errors import FusionInputError
@@ -47,8 +49,6 @@ def configure_logging(level: str = "INFO") -> None:
     (which logs a refused association that the application reports itself) only at ``DEBUG``.
 
     The SDK configures the root logger again whenever it parses its arguments: call this after that."""
-    import sys
-
     debug = level == "DEBUG"
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.CRITICAL)
     ours = logging.getLogger("hkafusion_monai")
@@ -135,8 +135,6 @@ class HKAFusionDeployApp(Application):
             self.destination = DicomDestination.parse(send)
 
     def compose(self) -> None:
-        from hkafusion_monai.inference import bundle_version, load_fuser
-
         app_context = Application.init_app_context(self.argv)
         if self.log_level is not None:
             configure_logging(self.log_level)  # the SDK has just configured its own
