@@ -233,14 +233,17 @@ def score_weights(paths: list[Path], harvard: Path, threads: int, phantom: Path 
     epochs, a probe from the shipped weights); nothing is written. With ``phantom`` (a phantom folder), also
     :func:`phantom_summary`."""
     import torch
-    from _quality import score_validation
+    from _quality import choice_key, lesion_shortfall, score_validation, validation_bars
 
     torch.set_num_threads(threads)
     for path in paths:
-        summary = score_validation(harvard, path)["summary"]
+        row = score_validation(harvard, path)
         if phantom is not None:
-            summary.update(phantom_summary(path, phantom))
-        print(path, json.dumps(summary), flush=True)
+            row["phantom"] = phantom_summary(path, phantom)
+        bars = validation_bars(row)
+        print(path, json.dumps({**row["summary"], **row.get("phantom", {})}), flush=True)
+        print(f"  bars met {sum(bars.values())} of {len(bars)}; lesion shortfall {lesion_shortfall(row):.4f}; "
+              f"choice key {choice_key(row)}; not met: {[b for b, ok in bars.items() if not ok]}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,13 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True, help="optimiser steps of the run")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--note", default="", help="what the run started from and why")
+    parser.add_argument("--base", type=Path, default=REPO / "configs" / "joint.json",
+                        help="the overlay the run's overrides went on (recorded with them)")
     args = parser.parse_args(argv)
 
     from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 
     state = state_dict_of(read_checkpoint(args.checkpoint), args.checkpoint)
     overlay = args.run_dir / "overlay.json"
-    recipe = json.loads(overlay.read_text()) if overlay.is_file() else {}
+    # the recipe is the base overlay (the shipped recipe, configs/joint.json) under the run's own overrides
+    recipe = json.loads(args.base.read_text()) if args.base is not None and args.base.is_file() else {}
+    recipe.update(json.loads(overlay.read_text()) if overlay.is_file() else {})
     # the run's start: the weights its overlay names (a path from the repository root), else the shipped ones
     start = REPO / recipe["pretrained_weights"] if recipe.get("pretrained_weights") else MODELS / "model.pt"
     previous = _sha256(start) if start.is_file() else None
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "started_from": f"weights sha256 {previous}" if previous else "random initialisation",
             "recipe": {
                 k: v for k, v in recipe.items()
-                if k not in ("output_dir", "pretrained_weights")  # local paths: the start is named by its hash
+                if k not in ("output_dir", "pretrained_weights", "task")  # local paths: the start is named by its hash
             },
             "steps": args.steps,
             "data": "Harvard splits.json joint training split (673 pairs: 147 MRI-CT, 245 MRI-PET, 281 MRI-SPECT)",
