@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _quality import (  # noqa: E402
+    PAPER_TABLE_I,
     TASKS,
     ci_table,
     metric_table,
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"### {task} ({len(pairs)} pairs)",
             "",
-            metric_table(results, peer),
+            metric_table(results, peer, PAPER_TABLE_I.get(task)),
             "",
             ci_table(results, "HKAFusion", ["average", "max", "laplacian", "MRI"]),
             "",
