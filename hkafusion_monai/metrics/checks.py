@@ -22,17 +22,17 @@ project's acceptance checks, docs/metrics.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
+from monai.metrics.regression import RegressionMetric
 from monai.networks.layers import GaussianFilter
 from monai.utils import MetricReduction
 
-from hkafusion_monai.metrics.functional import check_fusion_inputs, quantise
+from hkafusion_monai.metrics.functional import check_fusion_inputs
+from hkafusion_monai.utils.quantisation import quantise
 
 __all__ = [
     "BONE_THRESHOLD",
@@ -275,10 +275,12 @@ def hot_spot_guard(
     return spots
 
 
-class BoneBrightnessMetric(CumulativeIterationMetric):
+class BoneBrightnessMetric(RegressionMetric):
     """:func:`bone_brightness_kept` as a MONAI metric: ``y_pred`` the fused (B, 1, H, W), ``y`` the sources
     (B, 2, H, W) in [0, 1], channel 1 the CT; both quantised as the eight metrics are. Pairs without bone give
-    NaN and are left out of the mean (``"mean"`` reduction ignores NaN, as MONAI's do)."""
+    NaN and are left out of the mean (``"mean"`` reduction ignores NaN, as MONAI's do). MONAI's
+    ``RegressionMetric`` accumulates and reduces; the shape rule (one fused channel against two sources) is
+    ours, as for :class:`~hkafusion_monai.metrics.FusionMetric`."""
 
     def __init__(
         self,
@@ -286,21 +288,12 @@ class BoneBrightnessMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, get_not_nans=get_not_nans)
         self.threshold = threshold
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        if y is None:
-            raise ValueError("BoneBrightnessMetric needs y = the (B, 2, H, W) source images.")
+    def _check_shape(self, y_pred: torch.Tensor, y: torch.Tensor) -> None:
         check_fusion_inputs(y_pred, y)
+
+    def _compute_metric(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         fused, ct = quantise(y_pred)[:, 0], quantise(y)[:, 1]
         return bone_brightness_kept(fused, ct, self.threshold).unsqueeze(1)
-
-    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the data to aggregate must be a PyTorch Tensor.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f

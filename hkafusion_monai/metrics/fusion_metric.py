@@ -1,22 +1,20 @@
-"""MONAI ``CumulativeIterationMetric`` classes for the eight fusion metrics of the paper (section IV-A).
+"""MONAI metric classes (on ``RegressionMetric``) for the eight fusion metrics of the paper (section IV-A).
 
 Each class takes ``y_pred`` = the fused image (B, 1, H, W) and ``y`` = the sources (B, 2, H, W), channel 0 =
 I_A (MRI), channel 1 = I_B (CT/PET/SPECT grey), all in [0, 1] as the network sees them, quantises them with
-:func:`~hkafusion_monai.metrics.functional.quantise` (``round(255 * clip(x, 0, 1))``) and scores them with
+:func:`~hkafusion_monai.utils.quantisation.quantise` (``round(255 * clip(x, 0, 1))``) and scores them with
 the functions of :mod:`hkafusion_monai.metrics.functional` (reference conventions, see docs/metrics.md).
 Lists of channel-first tensors are accepted too, as by every MONAI metric.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
+from monai.metrics.regression import RegressionMetric
 from monai.utils import MetricReduction
 
-from hkafusion_monai.metrics.functional import METRIC_FUNCTIONS, check_fusion_inputs, quantise
+from hkafusion_monai.metrics.functional import METRIC_FUNCTIONS, check_fusion_inputs
+from hkafusion_monai.utils.quantisation import quantise
 
 __all__ = [
     "FusionMetric",
@@ -32,11 +30,13 @@ __all__ = [
 ]
 
 
-class FusionMetric(CumulativeIterationMetric):
+class FusionMetric(RegressionMetric):
     """Base class: one of the eight fusion metrics, per sample, accumulated over iterations.
 
-    Subclasses only set :attr:`metric_name`, a key of
-    :data:`~hkafusion_monai.metrics.functional.METRIC_FUNCTIONS`.
+    MONAI's ``RegressionMetric`` does the accumulation, the reduction (``reduction``, ``get_not_nans``,
+    :meth:`aggregate`) and the tensor check; what is ours is the shape rule (one fused channel against two
+    sources, where ``RegressionMetric`` wants equal shapes) and the quantisation before scoring. Subclasses only
+    set :attr:`metric_name`, a key of :data:`~hkafusion_monai.metrics.functional.METRIC_FUNCTIONS`.
 
     Args:
         reduction: how :meth:`aggregate` reduces the buffer of per-sample values (B, 1), as for MONAI's
@@ -54,42 +54,23 @@ class FusionMetric(CumulativeIterationMetric):
     metric_name: str = ""
 
     def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
-        super().__init__()
         if self.metric_name not in METRIC_FUNCTIONS:
             raise TypeError(f"{type(self).__name__}.metric_name must be one of {list(METRIC_FUNCTIONS)}.")
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
+        super().__init__(reduction=reduction, get_not_nans=get_not_nans)
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        """Per-sample value, shape (B, 1), float64, on the inputs' device.
-
-        Args:
-            y_pred: fused images (B, 1, H, W) in [0, 1].
-            y: source images (B, 2, H, W) in [0, 1].
+    def _check_shape(self, y_pred: torch.Tensor, y: torch.Tensor) -> None:
+        """Fused (B, 1, H, W) against sources (B, 2, H, W), both finite (checked before quantising, which
+        would clip an inf away).
 
         Raises:
             ValueError: for a wrong shape or channel count, mismatched sizes, or NaN/inf values.
         """
-        if y is None:
-            raise ValueError(f"{type(self).__name__} needs y = the (B, 2, H, W) source images.")
         check_fusion_inputs(y_pred, y)
+
+    def _compute_metric(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample value of the quantised images, shape (B, 1), float64, on the inputs' device."""
         fused, sources = quantise(y_pred).to(torch.float64), quantise(y).to(torch.float64)
-        fn = METRIC_FUNCTIONS[self.metric_name]
-        return fn.__wrapped__(fused, sources).unsqueeze(1)  # inputs validated and quantised above
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the accumulated per-sample values.
-
-        Args:
-            reduction: overrides ``self.reduction`` when given.
-        """
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the data to aggregate must be a PyTorch Tensor.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
+        return METRIC_FUNCTIONS[self.metric_name](fused, sources).unsqueeze(1)
 
 
 class MutualInformationMetric(FusionMetric):
