@@ -193,31 +193,48 @@ class TrainingStateSaver:
 
 
 class _SafeCheckpointLoader(CheckpointLoader):
-    """MONAI's ``CheckpointLoader``, whose file is first read safely
-    (:func:`hkafusion_monai.utils.weights.read_checkpoint`: ``weights_only=True``, one
+    """MONAI's ``CheckpointLoader`` (its arguments, ``attach`` and what it restores), whose file is read once and
+    safely: :func:`hkafusion_monai.utils.weights.read_checkpoint` (``weights_only=True``, one
     :class:`~hkafusion_monai.utils.errors.CheckpointError` naming a bad file, never torch's advice to load it
-    unsafely), and whose loading errors (missing keys, shapes) end in one error naming the file."""
+    unsafely); its loading errors (missing keys, shapes) end in one error naming the file.
+
+    MONAI's ``__call__`` reads the file itself (``torch.load``) and takes no checkpoint already read, so this
+    ``__call__`` reads it through the safe reader and restores it as MONAI's does: ignite's
+    ``Checkpoint.load_objects``, a bare state dict taken for the one object to load, the trainer's
+    ``max_epochs`` kept. MONAI's ``strict_shape=False`` (skipping layers of another shape) is refused: these
+    loaders read this network's own weights.
+    """
 
     #: what the file must be, for the error message
     expected = "a checkpoint of this network"
+
+    def __init__(self, load_path: str, load_dict: dict, **kwargs: Any) -> None:
+        super().__init__(load_path=load_path, load_dict=load_dict, **kwargs)
+        if not self.strict_shape:
+            raise ValueError(f"{type(self).__name__}: strict_shape=False is not supported (this network's weights)")
 
     def _check(self, checkpoint: Any) -> None:
         """Raise a :class:`CheckpointError` for a safely read file that is not what this loader needs."""
 
     def __call__(self, engine: Engine) -> None:
-        self._check(read_checkpoint(self.load_path, self.map_location or "cpu"))
+        checkpoint = read_checkpoint(self.load_path, self.map_location or "cpu")
+        self._check(checkpoint)
+        first = next(iter(self.load_dict))
+        if len(self.load_dict) == 1 and first not in checkpoint:  # a bare state dict of the one object
+            checkpoint = {first: checkpoint}
+        prior_max_epochs = engine.state.max_epochs
         try:
-            super().__call__(engine)
-        except ValueError as e:
-            if "max_epochs" not in str(e):
-                raise
-            # MONAI: the checkpoint's epoch count is beyond the trainer's max_epochs
-            raise TrainingSetupError(
-                f"{self.load_path}: {' '.join(str(e).split()).split('. ')[0]}; raise --epochs to continue it"
-            ) from None
+            Checkpoint.load_objects(to_load=self.load_dict, checkpoint=checkpoint, strict=self.strict)
         except (RuntimeError, KeyError, TypeError) as e:  # load_state_dict: missing/unexpected keys, shapes
             detail = " ".join(str(e).split())[:300]
             raise CheckpointError(f"{self.load_path}: not {self.expected} ({detail})") from None
+        if prior_max_epochs is not None and engine.state.epoch > prior_max_epochs:
+            raise TrainingSetupError(
+                f"{self.load_path}: Epoch count ({engine.state.epoch}) in checkpoint is larger than the "
+                f"`engine.state.max_epochs` ({prior_max_epochs}) of engine; raise --epochs to continue it"
+            )
+        engine.state.max_epochs = prior_max_epochs
+        self.logger.info(f"Restored all variables from {self.load_path}")
 
 
 class TrainingStateLoader(_SafeCheckpointLoader):
@@ -273,7 +290,7 @@ class WeightsLoader(_SafeCheckpointLoader):
     (which advises the unsafe ``weights_only=False``).
 
     The file is read once, safely (:func:`hkafusion_monai.utils.weights.read_checkpoint`), when the engine
-    starts; the loading itself is the parent's.
+    starts, and restored as MONAI's loader restores it.
 
     Args:
         load_path: the weights file (a state dict, or a training state with ``"model"``).
