@@ -46,15 +46,21 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-i", "--input", metavar="FOLDER", help="the study folder (default: HOLOSCAN_INPUT_PATH)")
-    p.add_argument("-o", "--output", metavar="FOLDER", help="where the series folders go (default: HOLOSCAN_OUTPUT_PATH)")
+    p.add_argument(
+        "-o", "--output", metavar="FOLDER", help="where the series folders go (default: HOLOSCAN_OUTPUT_PATH)"
+    )
     p.add_argument(
         "-m", "--model", metavar="MODEL",
         help="model.ts (TorchScript), model.pt (checkpoint) or a folder holding one (default: HOLOSCAN_MODEL_PATH, "
         "else the source checkout's bundle/models)",
     )
     p.add_argument("--rules", metavar="FILE", help="selection rules (default: HKAFUSION_RULES, else the packaged file)")
-    p.add_argument("--send", metavar="AE@HOST:PORT", help="send every written series to this DICOM destination (C-STORE)")
-    p.add_argument("--calling-ae", metavar="AE", default=None, help="this application's AE title when sending (default HKAFUSION)")
+    p.add_argument(
+        "--send", metavar="AE@HOST:PORT", help="send every written series to this DICOM destination (C-STORE)"
+    )
+    p.add_argument(
+        "--calling-ae", metavar="AE", default=None, help="this application's AE title when sending (default HKAFUSION)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace series folders of an earlier run")
     p.add_argument("--task", default="mri_pet", help="the bundle task whose network config a .pt checkpoint uses")
     p.add_argument(
@@ -86,7 +92,8 @@ def _quiet_runtime(debug: bool) -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft != resource.RLIM_INFINITY and soft < _STACK_BYTES and (hard == resource.RLIM_INFINITY or hard >= _STACK_BYTES):
+    raisable = hard == resource.RLIM_INFINITY or hard >= _STACK_BYTES
+    if soft != resource.RLIM_INFINITY and soft < _STACK_BYTES and raisable:
         resource.setrlimit(resource.RLIMIT_STACK, (_STACK_BYTES, hard))
     if not debug:
         os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")

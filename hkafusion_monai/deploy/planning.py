@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hkafusion_monai.io.dicom import DicomSeries
-from hkafusion_monai.io.pairing import VolumeSeries, measure, not_a_volume, pair_series
+from hkafusion_monai.io.pairing import VolumeSeries, describe_series, measure, not_a_volume, pair_series
 from hkafusion_monai.utils.errors import FusionInputError, RefusedPairError
 from hkafusion_monai.utils.tasks import DICOM_MODALITIES, TASK_MODALITY
 
-__all__ = ["FusionPair", "choose_volumes", "describe_series", "plan_pairs", "plan_study"]
+__all__ = ["FusionPair", "choose_volumes", "plan_pairs", "plan_study"]
 
 logger = logging.getLogger("hkafusion_monai.deploy")
 
@@ -39,15 +39,8 @@ class FusionPair:
     index: int = 0
 
 
-def describe_series(modality: str, number: Any, description: str, instances: int, uid: str) -> str:
-    """``CT #7 'scout', 2 instance(s), SeriesInstanceUID …``: a series as the log and the errors name it."""
-    number = f" #{number}" if number is not None else ""
-    desc = f" {description!r}" if description else ""
-    return f"{modality}{number}{desc}, {instances} instance(s), SeriesInstanceUID {uid}"
-
-
 def _describe(h: DicomSeries) -> str:
-    return describe_series(h.modality, h.series_number, h.description, len(h.slices), h.series_uid)
+    return describe_series(h.modality, h.series_number, h.description, f"{len(h.slices)} instance(s)", h.series_uid)
 
 
 def _volume(header: DicomSeries, role: str) -> VolumeSeries:

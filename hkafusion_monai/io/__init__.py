@@ -40,6 +40,7 @@ _HOMES = {
     "DicomDestination": ".pacs",
     "SeriesPair": ".pairing",
     "VolumeSeries": ".pairing",
+    "describe_series": ".pairing",
     "measure": ".pairing",
     "not_a_volume": ".pairing",
     "pair_series": ".pairing",

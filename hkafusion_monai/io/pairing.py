@@ -25,7 +25,7 @@ import pydicom
 
 from hkafusion_monai.io.dicom import DicomSeries, multiframe_geometry, order_series
 
-__all__ = ["SeriesPair", "VolumeSeries", "measure", "not_a_volume", "pair_series"]
+__all__ = ["SeriesPair", "VolumeSeries", "describe_series", "measure", "not_a_volume", "pair_series"]
 
 #: ``ImageType`` value 3 of an NM image that is one reconstructed tomographic volume
 RECON_TOMO = "RECON TOMO"
@@ -41,6 +41,14 @@ def not_a_volume(modality: str, image_type: Sequence[str]) -> str | None:
     if str(modality).upper() == "NM" and (len(values) < 3 or values[2] != RECON_TOMO):
         return f"an NM image of ImageType {shown}, not a reconstructed tomographic volume ({RECON_TOMO})"
     return None
+
+
+def describe_series(modality: str, number: object, description: str, count: str, uid: str) -> str:
+    """``MR #1 'T1 3D phantom', 32 image(s), SeriesInstanceUID …``, ``count`` being ``32 image(s)``: a series as
+    logs and error messages name it."""
+    number = f" #{number}" if number is not None else ""
+    desc = f" {description!r}" if description else ""
+    return f"{modality}{number}{desc}, {count}, SeriesInstanceUID {uid}"
 
 
 @dataclass
@@ -64,9 +72,7 @@ class VolumeSeries:
     def describe(self) -> str:
         """``MR #1 'T1 3D phantom', 32 image(s), SeriesInstanceUID …`` (for logs and error messages)."""
         h = self.header
-        number = f" #{h.series_number}" if h.series_number is not None else ""
-        desc = f" {h.description!r}" if h.description else ""
-        return f"{h.modality}{number}{desc}, {self.n_images} image(s), SeriesInstanceUID {h.series_uid}"
+        return describe_series(h.modality, h.series_number, h.description, f"{self.n_images} image(s)", h.series_uid)
 
 
 def measure(series: DicomSeries) -> VolumeSeries:

@@ -9,16 +9,19 @@ from typing import Any
 from monai.deploy.core import Fragment, OperatorSpec
 from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
 
-from hkafusion_monai.deploy.planning import FusionPair, describe_series, plan_study
+from hkafusion_monai.deploy.planning import FusionPair, plan_study
 from hkafusion_monai.io.dicom import DicomSeries, series_of
+from hkafusion_monai.io.pairing import describe_series
 from hkafusion_monai.utils.errors import FusionInputError, RefusedPairError
 
 __all__ = ["FusionSeriesSelectorOperator"]
 
 
 def _describe_sdk(series: Any) -> str:
-    n = len(series.get_sop_instances())
-    return describe_series(series.Modality, series.SeriesNumber, series.SeriesDescription, n, series.SeriesInstanceUID)
+    count = f"{len(series.get_sop_instances())} instance(s)"
+    return describe_series(
+        series.Modality, series.SeriesNumber, series.SeriesDescription, count, series.SeriesInstanceUID
+    )
 
 
 def _header(series: Any, role: str) -> DicomSeries:
