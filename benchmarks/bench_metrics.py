@@ -29,7 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks._report import git_commit, machine_summary, write_section  # noqa: E402
 from hkafusion_monai.data import shared_root  # noqa: E402
-from hkafusion_monai.metrics import METRIC_FUNCTIONS, compute_fusion_metrics, quantise, rgb_to_grey  # noqa: E402
+from hkafusion_monai.metrics import METRIC_FUNCTIONS, compute_fusion_metrics  # noqa: E402
+from hkafusion_monai.utils import quantise  # noqa: E402
+from hkafusion_monai.utils.colour import rgb_to_grey  # noqa: E402
 
 BUDGET_MS = 50.0
 ALL = "all eight: compute_fusion_metrics"

@@ -23,7 +23,8 @@ from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from hkafusion_monai.losses import TERM_KEYS
-from hkafusion_monai.metrics import compute_fusion_metrics, quantise
+from hkafusion_monai.metrics import compute_fusion_metrics
+from hkafusion_monai.utils import quantise
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"

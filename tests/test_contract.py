@@ -15,8 +15,8 @@ from PIL import Image
 from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from _phantom import small_phantom
 from hkafusion_monai import load_fuser
-from hkafusion_monai.metrics import quantise
 from hkafusion_monai.transforms import contract
+from hkafusion_monai.utils import quantise
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from monai.handlers import from_engine
 from hkafusion_monai.handlers import FUSION_METRIC_HANDLERS, DynamicMuHandler
 from hkafusion_monai.handlers import dynamic_mu as dynamic_mu_module
 from hkafusion_monai.losses import PER_SAMPLE_KEYS, FusionLoss
-from hkafusion_monai.metrics import METRIC_NAMES, compute_fusion_metrics, quantise
+from hkafusion_monai.metrics import METRIC_NAMES, compute_fusion_metrics
+from hkafusion_monai.utils import quantise
 
 KEY_A, KEY_B = PER_SAMPLE_KEYS
 

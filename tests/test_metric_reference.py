@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hkafusion_monai.metrics import METRIC_NAMES, fusion_metrics_batch, rgb_to_grey
+from hkafusion_monai.metrics import METRIC_NAMES, fusion_metrics_batch
+from hkafusion_monai.utils.colour import rgb_to_grey
 
 TASKS = {"mri_ct": "CT", "mri_pet": "PET", "mri_spect": "SPECT"}
 RULES = ("avg", "max", "srcA")

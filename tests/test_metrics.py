@@ -14,9 +14,9 @@ from hkafusion_monai.metrics import (
     METRIC_NAMES,
     compute_fusion_metrics,
     fusion_metrics_batch,
-    quantise,
-    rgb_to_grey,
 )
+from hkafusion_monai.utils import quantise
+from hkafusion_monai.utils.colour import rgb_to_grey
 
 SIZE = 48
 

@@ -81,7 +81,7 @@ class Fuser:
 
     Output: grey ``(H, W)`` / ``(H, W, D)``, or RGB ``(H, W, 3)`` with the colour re-attached when
     ``other`` was RGB (unless ``colour=False``). uint8 in (the MRI's dtype) gives uint8 out (0..255, the one
-    quantisation :func:`hkafusion_monai.metrics.quantise`); anything else gives float in [0, 1], in the
+    quantisation :func:`hkafusion_monai.utils.quantise`); anything else gives float in [0, 1], in the
     MRI's float dtype (float32 for integer volumes). With ``stretch``, the fused luminance is min-max
     stretched to [0, 1] per image or per volume (:func:`~hkafusion_monai.transforms.contract.min_max_stretch`).
     """

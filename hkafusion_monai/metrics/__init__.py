@@ -1,28 +1,13 @@
 """The eight fusion metrics of the HKAFusion paper (IV-A): MI, SF, VIF, AG, Qabf, Qcv, CC, SSIM.
 
 ``functional`` holds the pure, batched torch maths on the 0-255 grey scale (float64 inside, CPU or GPU);
-``fusion_metric`` the MONAI
-``CumulativeIterationMetric`` classes on top. Conventions and references: docs/metrics.md. The one
-:func:`quantise` and the one :func:`rgb_to_grey` live in :mod:`hkafusion_monai.utils` and are re-exported here.
+``fusion_metric`` the MONAI metric classes on top (on ``RegressionMetric``); ``checks`` the reader's checks
+(bone brightness, hot-spot contrast, the hot-spot guard); ``statistics`` the paired comparison of two methods.
+Conventions and references: docs/metrics.md. The metrics score images quantised by
+:func:`hkafusion_monai.utils.quantise`; PET/SPECT on the grey value of
+:func:`hkafusion_monai.utils.colour.rgb_to_grey`.
 """
 
-from hkafusion_monai.metrics.functional import (
-    METRIC_FUNCTIONS,
-    METRIC_NAMES,
-    average_gradient,
-    check_fusion_inputs,
-    compute_fusion_metrics,
-    correlation_coefficient,
-    fusion_metrics_batch,
-    fusion_ssim,
-    mutual_information,
-    qabf,
-    qcv,
-    quantise,
-    rgb_to_grey,
-    spatial_frequency,
-    visual_information_fidelity,
-)
 from hkafusion_monai.metrics.checks import (
     BONE_THRESHOLD,
     CHECK_NAMES,
@@ -36,7 +21,21 @@ from hkafusion_monai.metrics.checks import (
     hot_spot_contrast_kept,
     hot_spot_guard,
 )
-from hkafusion_monai.metrics.statistics import LOWER_IS_BETTER, paired_bootstrap_ci, paired_comparison
+from hkafusion_monai.metrics.functional import (
+    METRIC_FUNCTIONS,
+    METRIC_NAMES,
+    average_gradient,
+    check_fusion_inputs,
+    compute_fusion_metrics,
+    correlation_coefficient,
+    fusion_metrics_batch,
+    fusion_ssim,
+    mutual_information,
+    qabf,
+    qcv,
+    spatial_frequency,
+    visual_information_fidelity,
+)
 from hkafusion_monai.metrics.fusion_metric import (
     FUSION_METRIC_CLASSES,
     AverageGradientMetric,
@@ -49,6 +48,7 @@ from hkafusion_monai.metrics.fusion_metric import (
     SpatialFrequencyMetric,
     VIFMetric,
 )
+from hkafusion_monai.metrics.statistics import LOWER_IS_BETTER, paired_bootstrap_ci, paired_comparison
 
 __all__ = [
     "BONE_THRESHOLD",
@@ -68,8 +68,6 @@ __all__ = [
     "METRIC_NAMES",
     "METRIC_FUNCTIONS",
     "FUSION_METRIC_CLASSES",
-    "quantise",
-    "rgb_to_grey",
     "check_fusion_inputs",
     "compute_fusion_metrics",
     "fusion_metrics_batch",

@@ -13,8 +13,7 @@ how it differs from the MATLAB toolboxes.
 Network outputs in [0, 1] are scored after :func:`~hkafusion_monai.utils.quantisation.quantise`
 (``round(255 * clip(f, 0, 1))``), because the reference scored 8-bit images and MI counts each distinct grey
 value as its own level. RGB (PET/SPECT) images are scored on their grey value from
-:func:`~hkafusion_monai.utils.colour.rgb_to_grey`. Both live in :mod:`hkafusion_monai.utils` and are
-re-exported here, where the metrics' public API has always had them.
+:func:`~hkafusion_monai.utils.colour.rgb_to_grey`.
 """
 
 from __future__ import annotations
@@ -28,14 +27,11 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import SobelGradients
 
-from hkafusion_monai.utils.colour import rgb_to_grey
-from hkafusion_monai.utils.quantisation import as_tensor, quantise
+from hkafusion_monai.utils.quantisation import as_tensor
 
 __all__ = [
     "METRIC_NAMES",
     "METRIC_FUNCTIONS",
-    "quantise",
-    "rgb_to_grey",
     "check_fusion_inputs",
     "fusion_metrics_batch",
     "mutual_information",
@@ -93,7 +89,7 @@ def _check_grey_levels(name: str, x: torch.Tensor) -> None:
     if bool(((x != torch.round(x)) | (x < 0) | (x > 255)).any()):
         raise ValueError(
             f"{name} must hold integer grey values 0..255; quantise a [0, 1] image with "
-            "hkafusion_monai.metrics.quantise first."
+            "hkafusion_monai.utils.quantise first."
         )
 
 
@@ -186,7 +182,8 @@ def mutual_information(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tens
         (B,) float64, >= 0.
 
     Raises:
-        ValueError: when an image is not integer-valued in 0..255 (see :func:`quantise`).
+        ValueError: when an image is not integer-valued in 0..255 (see
+            :func:`~hkafusion_monai.utils.quantisation.quantise`).
     """
     bsz, n = fused.shape[0], fused.shape[2] * fused.shape[3]
     pair = torch.arange(bsz * 2, device=fused.device).view(bsz, 2, 1, 1) * 65536
@@ -493,9 +490,10 @@ def compute_fusion_metrics(
 
     Args:
         fused: 2-D (H, W) array or tensor of **integer** grey values 0..255 (e.g. uint8, or a network
-            output after :func:`quantise`), H, W >= 41.
+            output after :func:`~hkafusion_monai.utils.quantisation.quantise`), H, W >= 41.
         a: 2-D source I_A (MRI), same shape and scale.
-        b: 2-D source I_B (CT, or the :func:`rgb_to_grey` of PET/SPECT), same shape and scale.
+        b: 2-D source I_B (CT, or the :func:`~hkafusion_monai.utils.colour.rgb_to_grey` of PET/SPECT), same shape
+            and scale.
 
     Returns:
         ``{"MI", "SF", "VIF", "AG", "Qabf", "Qcv", "CC", "SSIM"}`` -> float, with the reference conventions.
@@ -503,7 +501,7 @@ def compute_fusion_metrics(
     Raises:
         ValueError: for non-2-D or mismatched shapes, images smaller than 41 x 41, non-finite values or
             values that are not integers in 0..255: a float image in [0, 1] is not guessed at, it must go
-            through :func:`quantise` first.
+            through :func:`~hkafusion_monai.utils.quantisation.quantise` first.
     """
     ims = [as_tensor(x) for x in (fused, a, b)]
     for name, x in zip(("fused", "a", "b"), ims):
