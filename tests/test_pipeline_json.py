@@ -14,7 +14,7 @@ from monai.utils import set_determinism
 from PIL import Image
 
 from hkafusion_monai.data.datalist import datalist_from_splits, write_datalist
-from hkafusion_monai.transforms import rgb_to_y
+from hkafusion_monai.utils.colour import rgb_to_y
 
 # The training chain as a bundle config would declare it (JSON text, parsed as such).
 TRAIN_JSON = """

@@ -13,18 +13,15 @@ from monai.utils import set_determinism
 from PIL import Image
 
 from hkafusion_monai.transforms import (
-    FusionInputError,
     FusionPILReader,
     LoadFusionImaged,
     MergeYCbCrd,
     ScaleByBitDepthd,
     SplitYCbCrd,
     StackPaird,
-    is_grey_rgb,
-    rgb_to_y,
-    rgb_to_ycbcr,
-    ycbcr_to_rgb,
 )
+from hkafusion_monai.utils import FusionInputError
+from hkafusion_monai.utils.colour import is_grey_rgb, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 
 KEYS = ["mri", "other"]
 

@@ -24,13 +24,13 @@ from hkafusion_monai.data.phantom import PROFILES, make_subject, make_volume
 from hkafusion_monai.transforms import (
     CheckOverlapd,
     DropEmptySlicesd,
-    FusionInputError,
     LoadFusionVolumed,
     RestoreOrientationd,
     ScaleIntensityByModalityd,
     StackPaird,
     world_bounding_box,
 )
+from hkafusion_monai.utils import FusionInputError
 
 PYDICOM_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 DICOMDIR_TESTS = PYDICOM_FILES / "dicomdirtests"

@@ -32,15 +32,10 @@ from hkafusion_monai.inference.items import (
 )
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version, load_weights, shipped_weights
 
-# re-exported where the public API has always had them; their home is utils
-from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
-from hkafusion_monai.utils.tasks import TASK_MODALITY, modality_task
-
 __all__ = [
     "ASSUMED_MODALITY",
     "FAILED_KEY",
     "NO_WEIGHTS_MESSAGE",
-    "TASK_MODALITY",
     "Fuser",
     "FusionInferer",
     "InferenceDataset",
@@ -48,12 +43,9 @@ __all__ = [
     "check_outputs",
     "dicom_modality",
     "export_onnx",
-    "file_sha256",
     "inference_items",
-    "inputs_summary",
     "load_fuser",
     "load_weights",
-    "modality_task",
     "shipped_weights",
     "task_of",
 ]

@@ -18,14 +18,11 @@ so it lives in ``io``, which sits below ``transforms`` (docs/architecture.md). O
 
 from __future__ import annotations
 
-from hkafusion_monai.utils.tasks import DICOM_MODALITIES
-
 from .checks import spacing_contradiction
 from .geometry import FrameGeometry, frame_headers, lps_affine, multiframe_geometry, order_series
 from .scan import MULTIFRAME_SOP_CLASSES, DicomSeries, DicomSlice, pick_series, scan_dicom, series_of
 
 __all__ = [
-    "DICOM_MODALITIES",
     "MULTIFRAME_SOP_CLASSES",
     "DicomSeries",
     "DicomSlice",
