@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hkafusion_monai.utils.cli import Terminated, error_line, install_cli_handlers, one_line
 from hkafusion_monai.utils.errors import HKAFusionError
@@ -128,7 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     except (KeyboardInterrupt, Terminated) as e:  # before the graph started: nothing was written
         print("interrupted: nothing was written", file=sys.stderr)
-        return _signal_status(e)
+        _exit_now(_signal_status(e))
+
+
+def _exit_now(status: int) -> NoReturn:
+    """End the process with ``status`` at once, past the interpreter's own exit: once Holoscan is loaded (the
+    signal may land while it is imported) its handlers can deliver the SIGINT again at exit (status -2, not
+    130), and the graph's worker thread cannot be stopped mid-operator."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(status)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -190,9 +199,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     except (KeyboardInterrupt, Terminated) as e:
         remove_partial_output(output, before)
         print("interrupted: no partial series left in the output folder", file=sys.stderr)
-        sys.stderr.flush()
-        sys.stdout.flush()
-        os._exit(_signal_status(e))  # the graph's worker thread cannot be stopped mid-operator
+        _exit_now(_signal_status(e))
     except SystemExit as e:  # the SDK's own argument parser refused the command line (it printed why)
         if e.code in (0, None):
             return 0
