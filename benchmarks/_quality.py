@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import git_commit, machine_summary, write_section
 from PIL import Image
 
-from _report import git_commit, machine_summary, write_section
 from hkafusion_monai.data.datalist import datalist_from_splits
 from hkafusion_monai.metrics import (
     LOWER_IS_BETTER,
@@ -111,7 +111,9 @@ def score_method(
             values["Lesion"] = float(hot_spot_contrast_kept(fused_spot, spot.painted, spot.core, spot.surround))
             lesion = paint_lesion(grey(mri).numpy().astype(np.uint8), grey(other).numpy().astype(np.uint8), seed=index)
             fused_lesion = _grey_output(fuse(lesion.mri, lesion.other))
-            values["HypoLesion"] = float(hot_spot_contrast_kept(fused_lesion, lesion.other, lesion.core, lesion.surround))
+            values["HypoLesion"] = float(
+                hot_spot_contrast_kept(fused_lesion, lesion.other, lesion.core, lesion.surround)
+            )
         for m, v in values.items():
             out.setdefault(m, []).append(v)
     return {m: np.asarray(v) for m, v in out.items()}
@@ -174,7 +176,9 @@ def score_validation(harvard: Path, weights: Path, network_kwargs: dict | None =
             "max": _per_pair_summary(pmax),
             "score": choice_score(ours, lap),
             # the first bar on validation: how many of the eight metrics beat the pyramid's mean (not in the score)
-            "laplacian_wins": sum(_better(m, float(np.nanmean(ours[m])), float(np.nanmean(lap[m]))) for m in METRIC_NAMES),
+            "laplacian_wins": sum(
+                _better(m, float(np.nanmean(ours[m])), float(np.nanmean(lap[m]))) for m in METRIC_NAMES
+            ),
         }
     out["summary"] = {
         "score": float(np.mean([t["score"] for t in out["tasks"].values()])),
@@ -182,8 +186,15 @@ def score_validation(harvard: Path, weights: Path, network_kwargs: dict | None =
         **{
             f"{task}_{c}": round(t["ours"][c], 4)
             for task, t in out["tasks"].items()
-            for c in ("Bone", "Lesion", "Lesion_min", "Lesion_under_half", HYPO_LESION, f"{HYPO_LESION}_min",
-                      f"{HYPO_LESION}_inverted")
+            for c in (
+                "Bone",
+                "Lesion",
+                "Lesion_min",
+                "Lesion_under_half",
+                HYPO_LESION,
+                f"{HYPO_LESION}_min",
+                f"{HYPO_LESION}_inverted",
+            )
             if c in t["ours"]
         },
         **{f"{task}_laplacian_wins": t["laplacian_wins"] for task, t in out["tasks"].items()},
@@ -263,13 +274,33 @@ def _fmt(x: float) -> str:
 #: and metric code are not published, so these are a goal, not a like-for-like comparison.
 PAPER_TABLE_I: dict[str, dict[str, float]] = {
     "mri_ct": {"MI": 2.85, "SF": 34.83, "VIF": 0.81, "AG": 7.43, "Qabf": 0.63, "Qcv": 890.00, "CC": 0.69, "SSIM": 1.54},
-    "mri_pet": {"MI": 2.88, "SF": 34.64, "VIF": 0.83, "AG": 8.96, "Qabf": 0.67, "Qcv": 361.85, "CC": 0.77, "SSIM": 1.36},
-    "mri_spect": {"MI": 2.83, "SF": 22.72, "VIF": 0.92, "AG": 5.50, "Qabf": 0.72, "Qcv": 106.09, "CC": 0.85, "SSIM": 1.50},
+    "mri_pet": {
+        "MI": 2.88,
+        "SF": 34.64,
+        "VIF": 0.83,
+        "AG": 8.96,
+        "Qabf": 0.67,
+        "Qcv": 361.85,
+        "CC": 0.77,
+        "SSIM": 1.36,
+    },
+    "mri_spect": {
+        "MI": 2.83,
+        "SF": 22.72,
+        "VIF": 0.92,
+        "AG": 5.50,
+        "Qabf": 0.72,
+        "Qcv": 106.09,
+        "CC": 0.85,
+        "SSIM": 1.50,
+    },
 }
 
 
 def metric_table(
-    results: dict[str, dict[str, np.ndarray]], peer: dict[str, float] | None = None, paper: dict[str, float] | None = None
+    results: dict[str, dict[str, np.ndarray]],
+    peer: dict[str, float] | None = None,
+    paper: dict[str, float] | None = None,
 ) -> str:
     """Markdown: one row per method, mean ± std per metric (the published peer and the paper's Table I: means
     only)."""
@@ -316,29 +347,43 @@ def target_check(results: dict[str, dict[str, np.ndarray]], ours: str, peer: dic
 
     if "laplacian" in results:
         wins = [m for m in METRIC_NAMES if _better(m, mean[m], float(results["laplacian"][m].mean()))]
-        lines.append(f"- better than the Laplacian pyramid on ≥ 6 of 8: {verdict(len(wins) >= 6)} ({len(wins)}/8: {', '.join(wins) or 'none'})")
+        lines.append(
+            f"- better than the Laplacian pyramid on ≥ 6 of 8: {verdict(len(wins) >= 6)} ({len(wins)}/8: {', '.join(wins) or 'none'})"
+        )
     if "max" in results:
         need = ("SF", "AG", "Qabf", "Qcv")
         lost = [m for m in need if not _better(m, mean[m], float(results["max"][m].mean()))]
-        lines.append(f"- better than pixel max on SF, AG, Qabf and Qcv: {verdict(not lost)}" + (f" (not on {', '.join(lost)})" if lost else ""))
+        lines.append(
+            f"- better than pixel max on SF, AG, Qabf and Qcv: {verdict(not lost)}"
+            + (f" (not on {', '.join(lost)})" if lost else "")
+        )
     if peer:
         short = [f"{m} {mean[m]:.3f} vs {peer[m]:.2f}" for m in ("SF", "Qabf") if mean[m] <= peer[m]]
-        lines.append(f"- above CDDFuse_MIF's published SF and Qabf: {verdict(not short)}" + (f" ({'; '.join(short)})" if short else ""))
+        lines.append(
+            f"- above CDDFuse_MIF's published SF and Qabf: {verdict(not short)}"
+            + (f" ({'; '.join(short)})" if short else "")
+        )
     if "Lesion" in mean:
         values = results[ours]["Lesion"]
         low = int((values < 0.5).sum())
         ok = mean["Lesion"] >= CHECK_TARGETS["Lesion"] and low == 0
-        lines.append(f"- hot spots keep ≥ 75 % of their contrast on average, none below 50 %: {verdict(ok)} "
-                     f"(mean {mean['Lesion']:.1%}, lowest {float(values.min()):.1%}, {low} of {len(values)} below 50 %)")
+        lines.append(
+            f"- hot spots keep ≥ 75 % of their contrast on average, none below 50 %: {verdict(ok)} "
+            f"(mean {mean['Lesion']:.1%}, lowest {float(values.min()):.1%}, {low} of {len(values)} below 50 %)"
+        )
     if HYPO_LESION in mean and "max" in results:
         values, bar = results[ours][HYPO_LESION], float(np.nanmean(results["max"][HYPO_LESION]))
         inverted = int((values < 0).sum())
         ok = mean[HYPO_LESION] >= bar and inverted == 0
-        lines.append(f"- hypointense-hot lesions keep at least pixel max's contrast on average, none inverted: {verdict(ok)} "
-                     f"(mean {mean[HYPO_LESION]:.1%} vs max {bar:.1%}, lowest {float(values.min()):.1%}, "
-                     f"{inverted} of {len(values)} inverted)")
+        lines.append(
+            f"- hypointense-hot lesions keep at least pixel max's contrast on average, none inverted: {verdict(ok)} "
+            f"(mean {mean[HYPO_LESION]:.1%} vs max {bar:.1%}, lowest {float(values.min()):.1%}, "
+            f"{inverted} of {len(values)} inverted)"
+        )
     if "Bone" in mean:
-        lines.append(f"- CT bone keeps ≥ 90 % of its brightness: {verdict(mean['Bone'] >= CHECK_TARGETS['Bone'])} ({mean['Bone']:.1%})")
+        lines.append(
+            f"- CT bone keeps ≥ 90 % of its brightness: {verdict(mean['Bone'] >= CHECK_TARGETS['Bone'])} ({mean['Bone']:.1%})"
+        )
     if peer:
         gaps = ", ".join(f"{m} {mean[m] - peer[m]:+.3f}" for m in TARGET_PEER_METRICS)
         lines.append(f"- the goal beyond: CDDFuse_MIF's published MI, SF, VIF, Qabf, SSIM; ours − theirs: {gaps}")
@@ -581,7 +626,9 @@ def write_objectives_section(rows: dict[str, dict], budget: dict, recipes: dict[
         "",
         "Candidates as overrides of `train.json` + `configs/joint.json`: "
         + "; ".join(
-            f"{name}: `{json.dumps(recipes[name], ensure_ascii=False)}`" for name in rows if not recipes[name].get("_no_training")
+            f"{name}: `{json.dumps(recipes[name], ensure_ascii=False)}`"
+            for name in rows
+            if not recipes[name].get("_no_training")
         )
         + ".",
     ]

@@ -37,7 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 BASE_LOSS = {"lambda_s": 4.0, "lambda_grad": 40.0, "lambda_inten": 16.0}
 
 
-def _worker(code: str, threads: int, world: int, rank: int, batch: int, size: int, runs: int, loss_kwargs: dict) -> dict:
+def _worker(
+    code: str, threads: int, world: int, rank: int, batch: int, size: int, runs: int, loss_kwargs: dict
+) -> dict:
     """Time the step in this process (rank ``rank`` of ``world``); returns the figures on rank 0."""
     sys.path.insert(0, code)
     import torch
@@ -102,7 +104,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--recipe", default=str(REPO / "configs" / "joint.json"), help="the overlay naming the recipe's loss")
+    parser.add_argument(
+        "--recipe", default=str(REPO / "configs" / "joint.json"), help="the overlay naming the recipe's loss"
+    )
     parser.add_argument("--no-write", action="store_true")
     # worker mode
     parser.add_argument("--code", help=argparse.SUPPRESS)
@@ -112,7 +116,9 @@ def main() -> int:
     parser.add_argument("--loss", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.code:
-        result = _worker(args.code, args.threads, args.world, args.rank, args.batch, args.size, args.runs, json.loads(args.loss))
+        result = _worker(
+            args.code, args.threads, args.world, args.rank, args.batch, args.size, args.runs, json.loads(args.loss)
+        )
         if args.rank == 0:
             print(json.dumps(result))
         return 0
@@ -139,7 +145,10 @@ def main() -> int:
         for name, code, threads, world, loss_kwargs in variants:
             r = _run(code, threads, world, args, loss_kwargs)
             rows.append((name, r))
-            print(f"{name}: {r['median']:.3f} s (min {r['min']:.3f}); first loss {r['first_loss']:.6f}, grad norm {r['first_grad_norm']:.6f}", flush=True)
+            print(
+                f"{name}: {r['median']:.3f} s (min {r['min']:.3f}); first loss {r['first_loss']:.6f}, grad norm {r['first_grad_norm']:.6f}",
+                flush=True,
+            )
     base = rows[0][1]["median"]
     lines = [
         "## Training step, side by side (`benchmarks/bench_train_step.py`)",

@@ -70,18 +70,22 @@ def main(argv: list[str] | None = None) -> int:
             "log_figures": False,
             "seed": 0,
         }
-        timing = _train(task, out / "timing", {**base, "epochs": 1, "val_interval": 1,
-                                               "output_dir": str(out / "timing")})
+        timing = _train(
+            task, out / "timing", {**base, "epochs": 1, "val_interval": 1, "output_dir": str(out / "timing")}
+        )
         per_epoch = max(timing, 1e-3)
         epochs = int(max(1, min(args.epochs, (share - timing) // per_epoch)))
-        seconds = _train(task, out, {**base, "epochs": epochs, "val_interval": max(1, epochs // 10),
-                                     "output_dir": str(out)})
+        seconds = _train(
+            task, out, {**base, "epochs": epochs, "val_interval": max(1, epochs // 10), "output_dir": str(out)}
+        )
         final = out / "checkpoints" / "model_final.pt"
         shutil.copyfile(final, out / f"model_{task}.pt")
         steps_per_epoch = args.epoch_length or _pairs(task) // PAPER["batch_size"]
         pairs_per_second = epochs * steps_per_epoch * PAPER["batch_size"] / seconds
         rows.append((task, epochs, seconds, seconds / epochs, pairs_per_second))
-        print(f"{task}: {epochs} of {args.epochs} epochs in {seconds:.0f} s ({pairs_per_second:.1f} pairs/s)", flush=True)
+        print(
+            f"{task}: {epochs} of {args.epochs} epochs in {seconds:.0f} s ({pairs_per_second:.1f} pairs/s)", flush=True
+        )
     body = [
         "## The paper's full schedule (benchmarks/full_schedule.py)",
         "",

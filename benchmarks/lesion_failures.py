@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             brighter.append(float(mri_grey[spot.surround].mean() - painted[spot.surround].mean()))
             if ours < 0.5:
                 rules = {"max": rule_max(mri, spot.painted), "laplacian": rule_laplacian(mri, spot.painted)}
-                kept_by = {n: float(hot_spot_contrast_kept(f, spot.painted, spot.core, spot.surround)) for n, f in rules.items()}
+                kept_by = {
+                    n: float(hot_spot_contrast_kept(f, spot.painted, spot.core, spot.surround))
+                    for n, f in rules.items()
+                }
                 # the most a fused image can keep while its surround stays as bright as the MRI's there
                 headroom = (255.0 - mri_grey[spot.surround].mean()) / float(
                     hot_spot_contrast(spot.painted, spot.core, spot.surround)
@@ -68,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
                     (index, ours, fused[spot.core].mean(), fused[spot.surround].mean(), brighter[-1], kept_by, headroom)
                 )
         r = float(np.corrcoef(kept, brighter)[0, 1])
-        print(f"{task}: {len(kept)} blobs, mean kept {np.mean(kept):.3f}; {len(failures)} below 50 %; "
-              f"corr(kept, MRI surround - {task[4:].upper()} surround) = {r:.2f}")
+        print(
+            f"{task}: {len(kept)} blobs, mean kept {np.mean(kept):.3f}; {len(failures)} below 50 %; "
+            f"corr(kept, MRI surround - {task[4:].upper()} surround) = {r:.2f}"
+        )
         for index, ours, core, surround, diff, kept_by, headroom in failures:
-            print(f"  pair {index}: kept {ours:.3f} (fused core {core:.0f}, surround {surround:.0f}; MRI surround "
-                  f"{diff:+.0f} over the source's; at most {headroom:.3f} without darkening the MRI surround) | "
-                  f"max {kept_by['max']:.3f} | laplacian {kept_by['laplacian']:.3f}")
+            print(
+                f"  pair {index}: kept {ours:.3f} (fused core {core:.0f}, surround {surround:.0f}; MRI surround "
+                f"{diff:+.0f} over the source's; at most {headroom:.3f} without darkening the MRI surround) | "
+                f"max {kept_by['max']:.3f} | laplacian {kept_by['laplacian']:.3f}"
+            )
     return 0
 
 

@@ -113,7 +113,9 @@ def main() -> None:
             print(task, name, {m: round(float(np.mean(v)), 4) for m, v in rows[name][task].items()}, flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    head = ["objective"] + [f"{t} {m}" for t in TASKS for m in ("Qabf", "SF", "VIF") + (() if t == "mri_ct" else ("lesion", "hot spot"))]
+    head = ["objective"] + [
+        f"{t} {m}" for t in TASKS for m in ("Qabf", "SF", "VIF") + (() if t == "mri_ct" else ("lesion", "hot spot"))
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
     for name, per_task in rows.items():
         cells = [name]

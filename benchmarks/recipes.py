@@ -156,7 +156,9 @@ def train(names: list[str], start: str | None, which: str = "recipes") -> None:
         if recipes[name].get("_no_training"):
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             if not (out / "checkpoints" / "model_final.pt").is_file():
-                shutil.copyfile(start or REPO / "bundle" / "models" / "model.pt", out / "checkpoints" / "model_final.pt")
+                shutil.copyfile(
+                    start or REPO / "bundle" / "models" / "model.pt", out / "checkpoints" / "model_final.pt"
+                )
             continue
         if (out / "checkpoints" / "model_final.pt").is_file():
             print(f"{name}: done already ({out})")
@@ -242,16 +244,24 @@ def score_weights(paths: list[Path], harvard: Path, threads: int, phantom: Path 
             row["phantom"] = phantom_summary(path, phantom)
         bars = validation_bars(row)
         print(path, json.dumps({**row["summary"], **row.get("phantom", {})}), flush=True)
-        print(f"  bars met {sum(bars.values())} of {len(bars)}; lesion shortfall {lesion_shortfall(row):.4f}; "
-              f"choice key {choice_key(row)}; not met: {[b for b, ok in bars.items() if not ok]}", flush=True)
+        print(
+            f"  bars met {sum(bars.values())} of {len(bars)}; lesion shortfall {lesion_shortfall(row):.4f}; "
+            f"choice key {choice_key(row)}; not met: {[b for b, ok in bars.items() if not ok]}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["train", "score", "weights"])
-    parser.add_argument("--set", dest="which", choices=list(SETS), default="recipes",
-                        help="recipes: round 2's, from the 0.2.0 weights; continuations: round 3's, from --start; "
-                        "objectives: round 4's, from --start (default: the shipped weights)")
+    parser.add_argument(
+        "--set",
+        dest="which",
+        choices=list(SETS),
+        default="recipes",
+        help="recipes: round 2's, from the 0.2.0 weights; continuations: round 3's, from --start; "
+        "objectives: round 4's, from --start (default: the shipped weights)",
+    )
     parser.add_argument("--recipes", nargs="*", default=None, help="default: every candidate of the set")
     parser.add_argument("--weights", nargs="*", type=Path, default=[], help="checkpoints to score ('weights')")
     parser.add_argument("--start", default=None, help="warm-start weights (default: bundle/models/model.pt)")

@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True, help="optimiser steps of the run")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--note", default="", help="what the run started from and why")
-    parser.add_argument("--base", type=Path, default=REPO / "configs" / "joint.json",
-                        help="the overlay the run's overrides went on (recorded with them)")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=REPO / "configs" / "joint.json",
+        help="the overlay the run's overrides went on (recorded with them)",
+    )
     args = parser.parse_args(argv)
 
     from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
@@ -54,9 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(dict(state), tmp)
     tmp.replace(MODELS / "model.pt")
     cmd = [
-        sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def",
-        "--filepath", str(MODELS / "model.ts"), "--ckpt_file", str(MODELS / "model.pt"),
-        "--meta_file", str(METADATA), "--config_file", str(REPO / "bundle" / "configs" / "inference.json"),
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(MODELS / "model.ts"),
+        "--ckpt_file",
+        str(MODELS / "model.pt"),
+        "--meta_file",
+        str(METADATA),
+        "--config_file",
+        str(REPO / "bundle" / "configs" / "inference.json"),
     ]
     subprocess.run(cmd, cwd=REPO, check=True)
 
@@ -69,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             "version": meta["version"],
             "started_from": f"weights sha256 {previous}" if previous else "random initialisation",
             "recipe": {
-                k: v for k, v in recipe.items()
+                k: v
+                for k, v in recipe.items()
                 if k not in ("output_dir", "pretrained_weights", "task")  # local paths: the start is named by its hash
             },
             "steps": args.steps,
@@ -79,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     for name, what in (
-        ("model.pt", "state dict of HKAFusion(in_channels=2, out_channels=1), one joint model for mri_ct, mri_pet and "
-         "mri_spect; torch.load(weights_only=True)"),
+        (
+            "model.pt",
+            "state dict of HKAFusion(in_channels=2, out_channels=1), one joint model for mri_ct, mri_pet and "
+            "mri_spect; torch.load(weights_only=True)",
+        ),
         ("model.ts", "TorchScript export of model.pt (monai.bundle ckpt_export)"),
     ):
         path = MODELS / name

@@ -19,7 +19,9 @@ from conftest import require_tool
 #: the phantom series folders of a subject, and their DICOM modality
 SERIES = ("MR", "CT", "PT", "NM")
 #: the bundle's version, which the application reports and writes as SoftwareVersions
-VERSION = json.loads((Path(__file__).resolve().parents[1] / "bundle" / "configs" / "metadata.json").read_text())["version"]
+VERSION = json.loads((Path(__file__).resolve().parents[1] / "bundle" / "configs" / "metadata.json").read_text())[
+    "version"
+]
 
 
 def make_study(root: Path, subject: Path, series: list[str] | tuple[str, ...] = SERIES) -> Path:
@@ -42,8 +44,14 @@ def run_main(argv: list[str]) -> int:
     root = logging.getLogger()
     ours = logging.getLogger("hkafusion_monai")
     saved = (
-        root.level, list(root.handlers), ours.level, list(ours.handlers), ours.propagate, sys.excepthook,
-        signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),
+        root.level,
+        list(root.handlers),
+        ours.level,
+        list(ours.handlers),
+        ours.propagate,
+        sys.excepthook,
+        signal.getsignal(signal.SIGINT),
+        signal.getsignal(signal.SIGTERM),
     )
     try:
         return main(argv)
@@ -86,7 +94,8 @@ def check_derived_series(series_dir: Path, mr_folder: Path, other_folder: Path) 
     (uid,) = {d.SeriesInstanceUID for d in out}
     assert uid not in (src.SeriesInstanceUID, other.SeriesInstanceUID)
     assert {i.SeriesInstanceUID for i in out[0].ReferencedSeriesSequence} == {
-        src.SeriesInstanceUID, other.SeriesInstanceUID
+        src.SeriesInstanceUID,
+        other.SeriesInstanceUID,
     }
     assert f"MR+{other.Modality}" in out[0].SeriesDescription
     # SimpleITK (GDCM) puts it on the MR grid

@@ -145,5 +145,9 @@ def test_a_planted_upward_import_is_caught() -> None:
     graph = {k: set(v) for k, v in GRAPH.items()}
     graph["hkafusion_monai.metrics.functional"].add("hkafusion_monai.transforms.contract")
     graph["hkafusion_monai.transforms.volume"].add("hkafusion_monai.handlers.run_record")
-    assert wrong_imports("hkafusion_monai.metrics.functional", graph) == ["hkafusion_monai.transforms.contract (transforms, layer 2)"]
-    assert wrong_imports("hkafusion_monai.transforms.volume", graph) == ["hkafusion_monai.handlers.run_record (handlers, layer 4)"]
+    assert wrong_imports("hkafusion_monai.metrics.functional", graph) == [
+        "hkafusion_monai.transforms.contract (transforms, layer 2)"
+    ]
+    assert wrong_imports("hkafusion_monai.transforms.volume", graph) == [
+        "hkafusion_monai.handlers.run_record (handlers, layer 4)"
+    ]

@@ -30,8 +30,15 @@ README = BUNDLE / "docs" / "README.md"
 MAX_FILE_BYTES = 25 * 1024 * 1024
 #: docs/README.md sections, as the zoo's bundles (spleen_ct_segmentation) have them
 README_SECTIONS = (
-    "Model Overview", "Data", "Training configuration", "Input", "Output", "Performance", "MONAI Bundle Commands",
-    "References", "License",
+    "Model Overview",
+    "Data",
+    "Training configuration",
+    "Input",
+    "Output",
+    "Performance",
+    "MONAI Bundle Commands",
+    "References",
+    "License",
 )
 
 
@@ -55,8 +62,14 @@ def _options(argv: list[str]) -> dict[str, str]:
 
 
 def test_the_files_a_bundle_must_and_should_hold(metadata: dict) -> None:
-    for name in ("configs/metadata.json", "LICENSE", "models/model.pt", "configs/inference.json", "docs/README.md",
-                 "docs/data_license.txt"):
+    for name in (
+        "configs/metadata.json",
+        "LICENSE",
+        "models/model.pt",
+        "configs/inference.json",
+        "docs/README.md",
+        "docs/data_license.txt",
+    ):
         assert (BUNDLE / name).is_file(), name
     assert metadata["version"] in metadata["changelog"]
     for path in BUNDLE.rglob("*"):
@@ -163,11 +176,28 @@ def test_config_keys_follow_the_zoo() -> None:
     assert {"bundle_root", "device", "network_def", "inferer", "output_dir", "dataset_dir"} <= set(infer)
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
-    for key in ("bundle_root", "device", "dataset_dir", "output_dir", "network_def", "train#trainer",
-                "train#trainer#max_epochs", "train#dataset", "train#dataset#data", "train#handlers",
-                "train#preprocessing", "train#inferer", "validate#evaluator", "validate#handlers", "validate#dataset",
-                "validate#dataset#data", "validate#preprocessing", "validate#inferer", "validate#key_metric",
-                "val_interval"):
+    for key in (
+        "bundle_root",
+        "device",
+        "dataset_dir",
+        "output_dir",
+        "network_def",
+        "train#trainer",
+        "train#trainer#max_epochs",
+        "train#dataset",
+        "train#dataset#data",
+        "train#handlers",
+        "train#preprocessing",
+        "train#inferer",
+        "validate#evaluator",
+        "validate#handlers",
+        "validate#dataset",
+        "validate#dataset#data",
+        "validate#preprocessing",
+        "validate#inferer",
+        "validate#key_metric",
+        "val_interval",
+    ):
         assert key in parser, key
     handlers = [h for h in parser["train#handlers"] if isinstance(h, dict)]
     (validation,) = [h for h in handlers if h["_target_"] == "ValidationHandler"]
@@ -197,8 +227,9 @@ def test_bundle_properties(workflow_type: str, phantom: Path, tmp_path: Path, mo
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     config = "configs/train.json" if workflow_type == "train" else "configs/inference.json"
     overrides = {"dataset_dir": str(phantom), "task": "mri_pet", "output_dir": str(tmp_path), "cache_rate": 0.0}
-    workflow = ConfigWorkflow(config_file=config, workflow_type=workflow_type, logging_file=False, init_id="none",
-                              **overrides)
+    workflow = ConfigWorkflow(
+        config_file=config, workflow_type=workflow_type, logging_file=False, init_id="none", **overrides
+    )
     workflow.initialize()
     assert BundleWorkflow.check_properties(workflow) == []
     assert _optional_ids_are_used(workflow) == []

@@ -26,9 +26,26 @@ TRAIN_JSON = "configs/train.json"
 INFERENCE_JSON = "configs/inference.json"
 #: a smoke-sized training: two iterations of two 64x64 crops, one validation
 SMOKE = [
-    "--epochs", "1", "--epoch_length", "2", "--batch_size", "2", "--val_batch_size", "2", "--image_size", "[64, 64]",
-    "--roi_size", "[64, 64]", "--num_workers", "0", "--cache_rate", "0.0", "--log_figures", "false",
-    "--device", "$torch.device('cpu')",
+    "--epochs",
+    "1",
+    "--epoch_length",
+    "2",
+    "--batch_size",
+    "2",
+    "--val_batch_size",
+    "2",
+    "--image_size",
+    "[64, 64]",
+    "--roi_size",
+    "[64, 64]",
+    "--num_workers",
+    "0",
+    "--cache_rate",
+    "0.0",
+    "--log_figures",
+    "false",
+    "--device",
+    "$torch.device('cpu')",
 ]
 
 
@@ -73,8 +90,20 @@ def test_training_runs_from_the_bundle_folder(phantom: Path, tmp_path: Path) -> 
     """``cd bundle && python -m monai.bundle run training --config_file configs/train.json --dataset_dir ...``"""
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN_JSON,
-        "--dataset_dir", str(phantom), "--task", "mri_pet", "--output_dir", str(out), *SMOKE,
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        TRAIN_JSON,
+        "--dataset_dir",
+        str(phantom),
+        "--task",
+        "mri_pet",
+        "--output_dir",
+        str(out),
+        *SMOKE,
     ]
     proc = subprocess.run(cmd, cwd=BUNDLE, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -116,7 +145,9 @@ def test_the_unpacked_bundle_fuses_the_phantom_with_the_wheels_package(
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True,
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.strip()
     # the dependencies of this environment; its .pth files (this checkout's editable install) are not read
@@ -128,16 +159,34 @@ def test_the_unpacked_bundle_fuses_the_phantom_with_the_wheels_package(
 
     out = unpacked / "eval" / "inference"
     cmd = [
-        str(python), "-m", "monai.bundle", "run", "inference", "--config_file", INFERENCE_JSON,
-        "--dataset_dir", str(phantom), "--task", "mri_pet", "--split", "test", "--progress", "false",
-        "--device", "$torch.device('cpu')",
+        str(python),
+        "-m",
+        "monai.bundle",
+        "run",
+        "inference",
+        "--config_file",
+        INFERENCE_JSON,
+        "--dataset_dir",
+        str(phantom),
+        "--task",
+        "mri_pet",
+        "--split",
+        "test",
+        "--progress",
+        "false",
+        "--device",
+        "$torch.device('cpu')",
     ]
     proc = subprocess.run(cmd, cwd=unpacked, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     test_pairs = json.loads((phantom / "datalists" / "png_pet.json").read_text())["test"]
     assert len(list(out.glob("*.png"))) == len(test_pairs)
     where = subprocess.run(
-        [python, "-c", "import hkafusion_monai; print(hkafusion_monai.__file__)"], cwd=tmp_path, env=_env(),
-        capture_output=True, text=True, check=True,
+        [python, "-c", "import hkafusion_monai; print(hkafusion_monai.__file__)"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(where).is_relative_to(venv) and not Path(where).is_relative_to(REPO)

@@ -110,7 +110,12 @@ def trained(demo: dict) -> dict:
     mu_start = workflow.parser.get_parsed_content("loss").mu
     workflow.run()
     workflow.finalize()
-    return {"losses": losses, "mu_start": mu_start, "mu_end": workflow.parser.get_parsed_content("loss").mu, "trainer": trainer}
+    return {
+        "losses": losses,
+        "mu_start": mu_start,
+        "mu_end": workflow.parser.get_parsed_content("loss").mu,
+        "trainer": trainer,
+    }
 
 
 def _run(client: mlflow.MlflowClient, name: str) -> mlflow.entities.Run:
@@ -161,7 +166,10 @@ def test_training_run_is_logged_to_mlflow(trained: dict, demo: dict) -> None:
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "model.pt" in artifacts
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert figures == {f"figures/val_epoch_{OVERFIT_ITERATIONS // 2:04d}.png", f"figures/val_epoch_{OVERFIT_ITERATIONS:04d}.png"}
+    assert figures == {
+        f"figures/val_epoch_{OVERFIT_ITERATIONS // 2:04d}.png",
+        f"figures/val_epoch_{OVERFIT_ITERATIONS:04d}.png",
+    }
 
 
 def test_checkpoint_loads_weights_only(trained: dict, demo: dict) -> None:
@@ -198,7 +206,9 @@ def test_evaluate_writes_csv_json_grid_equal_to_function_api(trained: dict, demo
     pre = workflow.parser.get_parsed_content("validate#preprocessing")
     network.eval()
     for item in items:
-        sample = pre({k: str(Path(demo["datalist"]).parent / v) if k in ("mri", "other") else v for k, v in item.items()})
+        sample = pre(
+            {k: str(Path(demo["datalist"]).parent / v) if k in ("mri", "other") else v for k, v in item.items()}
+        )
         image = torch.as_tensor(sample["image"])[None]
         with torch.no_grad():
             fused = network(image)
@@ -236,8 +246,20 @@ def test_short_run_logs_to_a_real_mlflow_server(demo: dict, tmp_path: Path) -> N
     port = _free_port()
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "art"),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--default-artifact-root",
+            str(tmp_path / "art"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -257,8 +279,9 @@ def test_short_run_logs_to_a_real_mlflow_server(demo: dict, tmp_path: Path) -> N
             config_file=TRAIN_JSON,
             workflow_type="train",
             logging_file=False,
-            **_overrides(demo, tracking_uri=uri, run_name="over_http", epochs=2, val_interval=2,
-                         output_dir=str(tmp_path / "out")),
+            **_overrides(
+                demo, tracking_uri=uri, run_name="over_http", epochs=2, val_interval=2, output_dir=str(tmp_path / "out")
+            ),
         )
         workflow.initialize()
         workflow.run()
@@ -274,9 +297,16 @@ def test_short_run_logs_to_a_real_mlflow_server(demo: dict, tmp_path: Path) -> N
 
 def _dump_dom(chromium: str, url: str, profile: Path) -> str:
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--virtual-time-budget=20000", f"--user-data-dir={profile}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=20000",
+        f"--user-data-dir={profile}",
     ]
     result = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -294,9 +324,20 @@ def test_mlflow_ui_shows_the_training_run(trained: dict, demo: dict, tmp_path: P
     port = _free_port()
     # the command the README and every run's closing message print, on a free loopback port
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", demo["tracking_uri"], "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            demo["tracking_uri"],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

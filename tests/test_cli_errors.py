@@ -57,15 +57,29 @@ def _pair(phantom: Path) -> tuple[str, str]:
 
 def _infer(ckpt: Path, out: Path, **options) -> None:
     run(
-        "inference", config_file=str(INFERENCE_JSON), bundle_root=str(BUNDLE), ckpt_path=str(ckpt),
-        output_dir=str(out), progress="false", device="$torch.device('cpu')", **options,
+        "inference",
+        config_file=str(INFERENCE_JSON),
+        bundle_root=str(BUNDLE),
+        ckpt_path=str(ckpt),
+        output_dir=str(out),
+        progress="false",
+        device="$torch.device('cpu')",
+        **options,
     )
 
 
 def _train(out: Path, datalist: Path, **options) -> None:
     run(
-        "training", config_file=TRAIN, bundle_root=str(BUNDLE), output_dir=str(out), datalist=str(datalist),
-        task="mri_pet", log_figures="false", batch_size=2, roi_size=[64, 64], device="$torch.device('cpu')",
+        "training",
+        config_file=TRAIN,
+        bundle_root=str(BUNDLE),
+        output_dir=str(out),
+        datalist=str(datalist),
+        task="mri_pet",
+        log_figures="false",
+        batch_size=2,
+        roi_size=[64, 64],
+        device="$torch.device('cpu')",
         **options,
     )
 
@@ -141,11 +155,18 @@ def test_inference_datalist_errors_are_one_line(ckpt: Path, phantom: Path, tmp_p
 
 def test_an_empty_test_split_is_one_line_for_evaluation(ckpt: Path, phantom: Path, tmp_path: Path, one_thread) -> None:
     empty = _datalist(tmp_path / "empty.json", training=_items(phantom, "png_pet.json", "training"))
-    line = _line(lambda: run(
-        "evaluating", config_file=[*TRAIN[:1], str(BUNDLE / "configs" / "evaluate.json")], bundle_root=str(BUNDLE),
-        output_dir=str(tmp_path / "out"), datalist=str(empty), ckpt_path=str(ckpt), task="mri_pet",
-        device="$torch.device('cpu')",
-    ))
+    line = _line(
+        lambda: run(
+            "evaluating",
+            config_file=[*TRAIN[:1], str(BUNDLE / "configs" / "evaluate.json")],
+            bundle_root=str(BUNDLE),
+            output_dir=str(tmp_path / "out"),
+            datalist=str(empty),
+            ckpt_path=str(ckpt),
+            task="mri_pet",
+            device="$torch.device('cpu')",
+        )
+    )
     assert line.startswith("error: the test data yield no batch: 0 pair(s) with batch_size"), line
 
 
@@ -163,10 +184,15 @@ def test_existing_outputs_are_one_line(ckpt: Path, phantom: Path, tmp_path: Path
     series = tmp_path / "dicom" / output_name(phantom / "dicom/sub-002/MR", "dicom")
     (series / "MR_0001.dcm").parent.mkdir(parents=True)
     (series / "MR_0001.dcm").write_bytes(b"an earlier series")
-    line = _line(lambda: _infer(
-        ckpt, tmp_path / "dicom", mri=phantom / "dicom/sub-002/MR", other=phantom / "dicom/sub-002/PT",
-        output_format="dicom",
-    ))
+    line = _line(
+        lambda: _infer(
+            ckpt,
+            tmp_path / "dicom",
+            mri=phantom / "dicom/sub-002/MR",
+            other=phantom / "dicom/sub-002/PT",
+            output_format="dicom",
+        )
+    )
     assert line.startswith(f"error: {series}: 1 output(s) exist and are kept; pass --overwrite true"), line
     assert png.read_bytes() == b"keep me" and (series / "MR_0001.dcm").read_bytes() == b"an earlier series"
 
@@ -180,7 +206,8 @@ def test_training_input_errors_are_one_line(phantom: Path, tmp_path: Path, one_t
     training = _items(phantom, "png_pet.json", "training")
     gone = tmp_path / "gone.png"
     datalist = _datalist(
-        tmp_path / "missing.json", training=[{**training[0], "mri": str(gone)}, *training[1:]],
+        tmp_path / "missing.json",
+        training=[{**training[0], "mri": str(gone)}, *training[1:]],
         validation=_items(phantom, "png_pet.json", "validation"),
     )
     expected = f"error: {datalist}: 1 input(s) of the 'training' list are missing: item 0 'mri' {gone}"
@@ -245,9 +272,25 @@ def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> No
 
     torch.save({"model": Evil()}, evil)
     cmd = _bundle(
-        "training", "--config_file", json.dumps(TRAIN), "--bundle_root", str(BUNDLE), "--output_dir",
-        str(tmp_path / "run"), "--datalist", str(phantom / "datalists" / "png_pet.json"), "--resume", str(evil),
-        "--batch_size", "2", "--roi_size", "[64, 64]", "--log_figures", "false", "--device", "$torch.device('cpu')",
+        "training",
+        "--config_file",
+        json.dumps(TRAIN),
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--datalist",
+        str(phantom / "datalists" / "png_pet.json"),
+        "--resume",
+        str(evil),
+        "--batch_size",
+        "2",
+        "--roi_size",
+        "[64, 64]",
+        "--log_figures",
+        "false",
+        "--device",
+        "$torch.device('cpu')",
     )
     result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
@@ -305,11 +348,29 @@ def test_a_signal_in_the_first_seconds_stops_the_run(
     mri, other = _pair(phantom)
     out = tmp_path / "out"
     cmd = _bundle(
-        "inference", "--config_file", str(INFERENCE_JSON), "--bundle_root", str(BUNDLE), "--ckpt_path", str(ckpt),
-        "--mri", mri, "--other", other, "--output_dir", str(out), "--progress", "false",
+        "inference",
+        "--config_file",
+        str(INFERENCE_JSON),
+        "--bundle_root",
+        str(BUNDLE),
+        "--ckpt_path",
+        str(ckpt),
+        "--mri",
+        mri,
+        "--other",
+        other,
+        "--output_dir",
+        str(out),
+        "--progress",
+        "false",
     )
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cmd,
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
     )
     time.sleep(delay)
@@ -359,4 +420,3 @@ def test_a_datalist_run_fuses_every_pair_it_can_and_continues(ckpt: Path, phanto
     _infer(ckpt, out, datalist=datalist, skip_existing="true")
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.png")}
     assert len(after) == 4 and all(after[name] == mtime for name, mtime in written.items())  # not redone
-

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
+from _phantom import small_phantom
 from monai.bundle import ConfigParser, run
 from PIL import Image
 
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
-from _phantom import small_phantom
 from hkafusion_monai import load_fuser
 from hkafusion_monai.transforms import contract
 from hkafusion_monai.utils import quantise

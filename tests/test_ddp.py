@@ -10,7 +10,6 @@ from pathlib import Path
 
 import mlflow
 import torch
-
 from test_bundle_workflows import BUNDLE, TRAIN_JSON, _free_port, _write_pairs
 
 MULTI_GPU_JSON = str(BUNDLE / "configs" / "multi_gpu_train.json")
@@ -22,21 +21,43 @@ def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None
     datalist.write_text(json.dumps({"training": items[:8], "validation": items[8:], "test": items[8:]}))
     out = tmp_path / "out"
     overlay = tmp_path / "overlay.json"
-    overlay.write_text(json.dumps({
-        "bundle_root": str(BUNDLE), "datalist": str(datalist), "output_dir": str(out), "task": "ddp",
-        "image_size": [48, 48], "roi_size": [48, 48], "batch_size": 2, "num_workers": 0,
-        "epochs": 2, "val_interval": 2, "log_figures": False,
-        # each rank saves its own weights before the process group goes away
-        "finalize": [
-            "$torch.save(@network.module.state_dict(), @output_dir + '/rank' + os.environ['RANK'] + '.pt')",
-            "$dist.is_initialized() and dist.destroy_process_group()",
-        ],
-    }))
+    overlay.write_text(
+        json.dumps(
+            {
+                "bundle_root": str(BUNDLE),
+                "datalist": str(datalist),
+                "output_dir": str(out),
+                "task": "ddp",
+                "image_size": [48, 48],
+                "roi_size": [48, 48],
+                "batch_size": 2,
+                "num_workers": 0,
+                "epochs": 2,
+                "val_interval": 2,
+                "log_figures": False,
+                # each rank saves its own weights before the process group goes away
+                "finalize": [
+                    "$torch.save(@network.module.state_dict(), @output_dir + '/rank' + os.environ['RANK'] + '.pt')",
+                    "$dist.is_initialized() and dist.destroy_process_group()",
+                ],
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
-        "-m", "monai.bundle", "run", "training", "--config_file", f"['{TRAIN_JSON}','{MULTI_GPU_JSON}','{overlay}']",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        f"['{TRAIN_JSON}','{MULTI_GPU_JSON}','{overlay}']",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

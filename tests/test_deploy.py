@@ -121,8 +121,14 @@ def test_several_mr_series_choose_the_same_frame_and_largest_coverage(phantom, t
     smaller coverage in its own frame (registered), and the log says which and why."""
     subject = phantom / "dicom" / "sub-000"
     study = make_study(tmp_path / "in", subject, ["MR", "PT"])
-    copy_series(subject / "MR", study / "MR2", drop=8, SeriesNumber=5, SeriesDescription="T1 rescan",
-                FrameOfReferenceUID=pydicom.uid.generate_uid())
+    copy_series(
+        subject / "MR",
+        study / "MR2",
+        drop=8,
+        SeriesNumber=5,
+        SeriesDescription="T1 rescan",
+        FrameOfReferenceUID=pydicom.uid.generate_uid(),
+    )
     out = tmp_path / "out"
     assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
     err = capfd.readouterr().err
@@ -141,7 +147,10 @@ def test_an_enhanced_multiframe_mr_is_fused_frame_by_frame(phantom, tmp_path, ch
     frames = [pydicom.dcmread(f) for f in sorted((subject / "MR").glob("*.dcm"))]
     (study / "MR").mkdir()
     highdicom.legacy.LegacyConvertedEnhancedMRImage(
-        frames, series_instance_uid=highdicom.UID(), series_number=10, sop_instance_uid=highdicom.UID(),
+        frames,
+        series_instance_uid=highdicom.UID(),
+        series_number=10,
+        sop_instance_uid=highdicom.UID(),
         instance_number=1,
     ).save_as(study / "MR" / "E0001.dcm")
     out = tmp_path / "out"
@@ -163,7 +172,9 @@ def test_localizers_and_nm_projections_are_left_out_and_said(phantom, tmp_path, 
     """A CT scout and the raw SPECT projections beside the reconstruction: skipped with one line each."""
     subject = phantom / "dicom" / "sub-000"
     study = make_study(tmp_path / "in", subject, ["MR", "CT", "NM"])
-    copy_series(subject / "CT", study / "SCOUT", drop=26, SeriesNumber=7, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    copy_series(
+        subject / "CT", study / "SCOUT", drop=26, SeriesNumber=7, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    )
     copy_series(subject / "NM", study / "NM-raw", SeriesNumber=8, ImageType=["ORIGINAL", "PRIMARY", "TOMO", "EMISSION"])
     out = tmp_path / "out"
     assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint)]) == 0
@@ -225,7 +236,11 @@ def _set(folder: Path, **changes) -> None:
         (["MR"], None, r"no CT, PET \(PT\) or SPECT \(NM\) series matches"),
         (["MR", "PT"], "shift", "do not overlap"),
         (["MR", "PT"], "no-position", "no valid ImagePositionPatient"),
-        (["MR", "CT", "PT"], "foreign-patient", r"2 different patients.*allow_patient_mismatch.*'OTHER-PATIENT': PT #3"),
+        (
+            ["MR", "CT", "PT"],
+            "foreign-patient",
+            r"2 different patients.*allow_patient_mismatch.*'OTHER-PATIENT': PT #3",
+        ),
         (["MR", "PT"], "never-register", r"different frames of reference .* 'never'"),
     ],
     ids=["no-mr", "no-secondary", "no-overlap", "slice-without-position", "foreign-patient", "never-registered"],
@@ -263,12 +278,17 @@ def test_a_foreign_patient_is_fused_only_with_the_documented_override(phantom, t
     rules["fusion"]["allow_patient_mismatch"] = True
     (tmp_path / "rules.json").write_text(json.dumps(rules))
     out = tmp_path / "out"
-    assert run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), "--rules", str(tmp_path / "rules.json")]) == 0
+    assert (
+        run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), "--rules", str(tmp_path / "rules.json")])
+        == 0
+    )
     (folder,) = series_folders(out).values()
     assert pydicom.dcmread(next(folder.glob("MR_*.dcm")), stop_before_pixels=True).PatientID != "OTHER-PATIENT"
 
 
-@pytest.mark.parametrize("name, content", [("model.pt", b"not a checkpoint\n"), ("model.ts", b""), ("model.pt", "truncated")])
+@pytest.mark.parametrize(
+    "name, content", [("model.pt", b"not a checkpoint\n"), ("model.ts", b""), ("model.pt", "truncated")]
+)
 def test_a_bad_model_is_one_line_naming_the_file(phantom, tmp_path, checkpoint, capfd, name, content):
     """Issue 14 #10: a text, empty or truncated ``-m`` file: one line naming it, never torch's advice to load
     it unsafely, exit 1."""

@@ -18,7 +18,6 @@ from hkafusion_monai.transforms import LoadFusionVolumed
 DICOMDIR_TESTS = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
 
 
-
 def copy_series(src: Path, dst: Path, **changes) -> Path:
     """Copy a series folder; ``changes`` set tags on every file, with new SOP (and series) instance UIDs."""
     dst.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from PIL import Image
 from conftest import require_tool
+from PIL import Image
 
+from hkafusion_monai.io.dicom import order_series, scan_dicom
 from hkafusion_monai.io.dicom_series import (
     MR_IMAGE_STORAGE,
     RESEARCH_USE_COMMENT,
@@ -20,7 +21,6 @@ from hkafusion_monai.io.dicom_series import (
     fused_to_uint16,
     write_fused_series,
 )
-from hkafusion_monai.io.dicom import order_series, scan_dicom
 
 
 def _sorted_datasets(folder: Path, pixels: bool = False) -> list[pydicom.Dataset]:
@@ -69,10 +69,21 @@ def test_pydicom_readback(sources, fused, written):
     for k, (ds, src) in enumerate(zip(out, mri)):
         assert ds.SOPClassUID == MR_IMAGE_STORAGE and ds.file_meta.MediaStorageSOPClassUID == MR_IMAGE_STORAGE
         assert ds.Modality == "MR" and list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
-        for name in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "AccessionNumber", "FrameOfReferenceUID"):
+        for name in (
+            "PatientID",
+            "PatientName",
+            "StudyInstanceUID",
+            "StudyDate",
+            "AccessionNumber",
+            "FrameOfReferenceUID",
+        ):
             assert ds.get(name) == src.get(name), name
-        np.testing.assert_allclose(np.asarray(ds.ImagePositionPatient, float), np.asarray(src.ImagePositionPatient, float), atol=1e-4)
-        np.testing.assert_allclose(np.asarray(ds.ImageOrientationPatient, float), np.asarray(src.ImageOrientationPatient, float), atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(ds.ImagePositionPatient, float), np.asarray(src.ImagePositionPatient, float), atol=1e-4
+        )
+        np.testing.assert_allclose(
+            np.asarray(ds.ImageOrientationPatient, float), np.asarray(src.ImageOrientationPatient, float), atol=1e-6
+        )
         np.testing.assert_allclose(np.asarray(ds.PixelSpacing, float), np.asarray(src.PixelSpacing, float))
         assert float(ds.SliceThickness) == pytest.approx(float(src.SliceThickness))
         assert ds.BitsAllocated == 16 and ds.PixelRepresentation == 0 and ds.PhotometricInterpretation == "MONOCHROME2"

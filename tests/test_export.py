@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from hkafusion_monai.inference import export_onnx, load_weights
 
 META = BUNDLE / "configs" / "metadata.json"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,8 +49,22 @@ def _last_line(result: subprocess.CompletedProcess) -> str:
 
 def _inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) -> subprocess.CompletedProcess:
     return _bundle(
-        "inference", "--config_file", str(INFERENCE_JSON), "--bundle_root", str(BUNDLE), "--ckpt_path", str(ckpt),
-        "--mri", str(mri), "--other", str(other), "--output_dir", str(out), "--progress", "false", *extra,
+        "inference",
+        "--config_file",
+        str(INFERENCE_JSON),
+        "--bundle_root",
+        str(BUNDLE),
+        "--ckpt_path",
+        str(ckpt),
+        "--mri",
+        str(mri),
+        "--other",
+        str(other),
+        "--output_dir",
+        str(out),
+        "--progress",
+        "false",
+        *extra,
     )
 
 
@@ -72,7 +85,9 @@ def _copy_series(src: Path, dst: Path, **changes: object) -> Path:
 def test_two_patients_are_refused_at_the_command_line(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
     """An MR of one patient with the PET of another: exit 1, one line naming both IDs, nothing written."""
     out = tmp_path / "out"
-    result = _inference(ckpt, out, phantom / "dicom/sub-000/MR", phantom / "dicom/sub-001/PT", "--output_format", "dicom")
+    result = _inference(
+        ckpt, out, phantom / "dicom/sub-000/MR", phantom / "dicom/sub-001/PT", "--output_format", "dicom"
+    )
     assert result.returncode != 0
     last = _last_line(result)
     assert last.startswith("error: ") and "different patients" in last, result.stderr[-2000:]
@@ -84,7 +99,9 @@ def test_two_patients_are_refused_at_the_command_line(ckpt: Path, phantom: Path,
 def test_two_patients_are_refused_by_load_fuser_unless_allowed(ckpt: Path, phantom: Path) -> None:
     from hkafusion_monai.transforms import LoadFusionVolumed
 
-    d = LoadFusionVolumed(["mri", "other"])({"mri": phantom / "dicom/sub-000/MR", "other": phantom / "dicom/sub-001/PT"})
+    d = LoadFusionVolumed(["mri", "other"])(
+        {"mri": phantom / "dicom/sub-000/MR", "other": phantom / "dicom/sub-001/PT"}
+    )
     fuser = load_fuser(bundle_dir=BUNDLE, task="mri_pet", weights=ckpt, device="cpu")
     with pytest.raises(RefusedPairError, match="different patients"):
         fuser.fuse_volumes(d["mri"], d["other"], modality="PET", register=False)
@@ -114,6 +131,7 @@ def test_another_frame_of_reference_is_registered_by_default(ckpt: Path, phantom
     result = _inference(ckpt, out, item["mri"], moved, "--task", "mri_pet")
     assert result.returncode == 0, result.stderr[-2000:]
     import nibabel as nib
+
     from hkafusion_monai.transforms import LoadFusionVolumed
 
     fused = np.asanyarray(nib.load(next(out.glob("*.nii.gz"))).dataobj)
@@ -150,9 +168,25 @@ def test_a_secondary_covering_one_mri_slice_is_refused(ckpt: Path, phantom: Path
 
 def _train(out: Path, datalist: Path, *extra: str) -> subprocess.CompletedProcess:
     return _bundle(
-        "training", "--config_file", json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
-        "--bundle_root", str(BUNDLE), "--output_dir", str(out), "--datalist", str(datalist), "--task", "mri_pet",
-        "--log_figures", "false", "--batch_size", "2", "--roi_size", "[64, 64]", "--device", "$torch.device('cpu')",
+        "training",
+        "--config_file",
+        json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(out),
+        "--datalist",
+        str(datalist),
+        "--task",
+        "mri_pet",
+        "--log_figures",
+        "false",
+        "--batch_size",
+        "2",
+        "--roi_size",
+        "[64, 64]",
+        "--device",
+        "$torch.device('cpu')",
         *extra,
     )
 
@@ -198,7 +232,9 @@ def test_failed_and_interrupted_runs_end_failed_and_killed(tmp_path: Path) -> No
     def failed() -> None:
         raise RuntimeError("boom")
 
-    for i, (step, status) in enumerate(((interrupted, "KILLED"), (failed, "FAILED"), (lambda: sys.exit(143), "KILLED"))):
+    for i, (step, status) in enumerate(
+        ((interrupted, "KILLED"), (failed, "FAILED"), (lambda: sys.exit(143), "KILLED"))
+    ):
         handler = MLFlowHandler(tracking_uri=uri, experiment_name="status", run_name=f"run_{i}")
         run = MLflowRun(handler, uri)
         handler.start(Engine(lambda e, b: None))
@@ -225,9 +261,23 @@ def test_a_failing_evaluation_run_ends_failed(phantom: Path, ckpt: Path, tmp_pat
     datalist.write_text(json.dumps({**{k: v for k, v in data.items() if k != "base_dir"}, "test": test}))
     evaluate = str(BUNDLE / "configs" / "evaluate.json")
     result = _bundle(
-        "evaluating", "--config_file", json.dumps([TRAIN_JSON, evaluate]), "--bundle_root", str(BUNDLE),
-        "--output_dir", str(tmp_path / "out"), "--datalist", str(datalist), "--ckpt_path", str(ckpt),
-        "--task", "mri_pet", "--run_name", "broken", "--device", "$torch.device('cpu')",
+        "evaluating",
+        "--config_file",
+        json.dumps([TRAIN_JSON, evaluate]),
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--datalist",
+        str(datalist),
+        "--ckpt_path",
+        str(ckpt),
+        "--task",
+        "mri_pet",
+        "--run_name",
+        "broken",
+        "--device",
+        "$torch.device('cpu')",
     )
     assert result.returncode != 0
     assert _last_line(result).startswith("error: ") and "bad.png" in _last_line(result), result.stderr[-2000:]
@@ -310,11 +360,31 @@ def test_ctrl_c_stops_a_training(phantom: Path, tmp_path: Path) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [
-        sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
-        json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]), "--bundle_root", str(BUNDLE),
-        "--output_dir", str(tmp_path / "run"), "--datalist", str(phantom / "datalists" / "png_pet.json"),
-        "--epochs", "1000", "--epoch_length", "1000", "--batch_size", "2", "--roi_size", "[64, 64]",
-        "--log_figures", "false", "--device", "$torch.device('cpu')",
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--datalist",
+        str(phantom / "datalists" / "png_pet.json"),
+        "--epochs",
+        "1000",
+        "--epoch_length",
+        "1000",
+        "--batch_size",
+        "2",
+        "--roi_size",
+        "[64, 64]",
+        "--log_figures",
+        "false",
+        "--device",
+        "$torch.device('cpu')",
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -353,7 +423,8 @@ def test_large_planes_fuse_in_tiles_within_tolerance(ckpt: Path, one_thread) -> 
     diff = ((whole - tiled).abs() * 255)[0, 0]
     assert tiled.shape == whole.shape
     assert float(diff.mean()) < 1.0 and float(torch.quantile(diff.flatten(), 0.99)) <= 4.0, (
-        float(diff.mean()), float(diff.max()),
+        float(diff.mean()),
+        float(diff.max()),
     )
 
 

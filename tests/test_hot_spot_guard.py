@@ -157,8 +157,12 @@ def test_bundle_inference_guards_the_networks_own_output(phantom, tmp_path, one_
     ]
     checks = InferenceChecksHandler(min_kept=0.5)
     evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=DataLoader(Dataset(items, FusionPreprocessd()), batch_size=1),
-        network=MRIAlone(), inferer=FusionInferer(), postprocessing=postprocessing(), val_handlers=[checks],
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(Dataset(items, FusionPreprocessd()), batch_size=1),
+        network=MRIAlone(),
+        inferer=FusionInferer(),
+        postprocessing=postprocessing(),
+        val_handlers=[checks],
     )
     evaluator.run()
     assert [r["pair"] for r in checks.records] == [1, 2]

@@ -12,10 +12,10 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
+from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 from monai.bundle import run
 from PIL import Image
 
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 from hkafusion_monai.inference import check_outputs, inference_items
 from hkafusion_monai.io import atomic_write, output_name
 from hkafusion_monai.transforms import LoadFusionVolumed

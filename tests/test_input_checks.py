@@ -39,9 +39,26 @@ def _inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) -> su
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("HKAFUSION_DEBUG", None)
     cmd = [
-        sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", str(INFERENCE_JSON),
-        "--bundle_root", str(BUNDLE), "--ckpt_path", str(ckpt), "--mri", str(mri), "--other", str(other),
-        "--output_dir", str(out), "--progress", "false", *extra,
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "inference",
+        "--config_file",
+        str(INFERENCE_JSON),
+        "--bundle_root",
+        str(BUNDLE),
+        "--ckpt_path",
+        str(ckpt),
+        "--mri",
+        str(mri),
+        "--other",
+        str(other),
+        "--output_dir",
+        str(out),
+        "--progress",
+        "false",
+        *extra,
     ]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -190,7 +207,9 @@ def test_inference_logs_and_records_the_registration_and_the_hot_spot_guard(phan
     assert metrics["hot_spots_found"] >= 1 and "hot_spots_lost" in metrics
     assert run.data.params["hot_spot_min_kept"] == "0.5"
     local = mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="inference_checks.json", tracking_uri=f"sqlite:///{out / 'mlruns.db'}",
+        run_id=run.info.run_id,
+        artifact_path="inference_checks.json",
+        tracking_uri=f"sqlite:///{out / 'mlruns.db'}",
         dst_path=str(tmp_path / "artifacts"),
     )
     text = Path(local).read_text()

@@ -38,11 +38,24 @@ def build_wheel(tmp: Path) -> Path:
     src.mkdir()
     for name in SOURCES:
         shutil.copy(REPO_ROOT / name, src / name)
-    shutil.copytree(REPO_ROOT / "hkafusion_monai", src / "hkafusion_monai", ignore=shutil.ignore_patterns("__pycache__", "wheels"))
+    shutil.copytree(
+        REPO_ROOT / "hkafusion_monai", src / "hkafusion_monai", ignore=shutil.ignore_patterns("__pycache__", "wheels")
+    )
     for relative in BUNDLE_RUNTIME_FILES:
         (src / "bundle" / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / "bundle" / relative, src / "bundle" / relative)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(src)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp / "dist"),
+        str(src),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (wheel,) = (tmp / "dist").glob("hkafusion_monai-*.whl")
@@ -54,8 +67,12 @@ def make_venv(root: Path, wheel: Path, with_dependencies: bool) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     python = root / "bin" / "python"
     site = Path(
-        subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True,
-                       text=True, check=True).stdout.strip()
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     )
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--disable-pip-version-check"]
     if with_dependencies:
@@ -77,7 +94,10 @@ def run_installed(python: Path, cwd: Path, env: dict[str, str], *args: str) -> s
 
 def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Path) -> None:
     where = run_installed(
-        python, tmp, {}, "-c",
+        python,
+        tmp,
+        {},
+        "-c",
         "import hkafusion_monai, hkafusion_monai.io.bundle as b; print(hkafusion_monai.__file__); print(b.default_bundle_dir())",
     )
     assert where.returncode == 0, where.stderr[-2000:]
@@ -86,7 +106,10 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
     assert bundle.endswith("hkafusion_monai/_bundle"), bundle
     # the start-up hook of `python -m monai.bundle` (issue 23 #2) is installed, and imports nothing elsewhere
     hook = run_installed(
-        python, tmp, {}, "-c",
+        python,
+        tmp,
+        {},
+        "-c",
         "import sys, sysconfig, pathlib; print((pathlib.Path(sysconfig.get_path('purelib')) / 'hkafusion_monai-cli.pth')"
         ".is_file(), 'hkafusion_monai' in sys.modules)",
     )

@@ -154,7 +154,7 @@ def _edge_case() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_gradient_targets_and_polarity():
-    """"orientation" takes the stronger source's edge in either polarity, "stronger" only in its own, "max"
+    """ "orientation" takes the stronger source's edge in either polarity, "stronger" only in its own, "max"
     the signed gradient of max(I_A, I_B); "magnitude" is eq. 9."""
     a, image = _edge_case()
     same, inverted = a[None, None].clone(), (1.0 - a)[None, None].clone()  # the edge, and the edge flipped

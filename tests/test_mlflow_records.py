@@ -36,9 +36,24 @@ MONAI_MAIN = str(Path(sys.modules["monai"].__file__).parent / "bundle" / "__main
 
 #: what a config may ask of MONAI's MLFlowHandler: its documented options and its event methods
 HANDLER_OPTIONS = {
-    "tracking_uri", "iteration_log", "epoch_log", "epoch_logger", "iteration_logger", "dataset_logger",
-    "dataset_dict", "dataset_keys", "output_transform", "global_epoch_transform", "state_attributes", "tag_name",
-    "experiment_name", "run_name", "experiment_param", "artifacts", "optimizer_param_names", "close_on_complete",
+    "tracking_uri",
+    "iteration_log",
+    "epoch_log",
+    "epoch_logger",
+    "iteration_logger",
+    "dataset_logger",
+    "dataset_dict",
+    "dataset_keys",
+    "output_transform",
+    "global_epoch_transform",
+    "state_attributes",
+    "tag_name",
+    "experiment_name",
+    "run_name",
+    "experiment_param",
+    "artifacts",
+    "optimizer_param_names",
+    "close_on_complete",
     "artifact_location",
 }
 HANDLER_METHODS = {"attach", "start", "complete", "close", "epoch_completed", "iteration_completed"}
@@ -117,17 +132,29 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     datalist = str(phantom / "datalists" / "png_pet.json")
     handler = f"{__name__}.RecordingMLFlowHandler"
     common = {
-        "bundle_root": str(BUNDLE), "datalist": datalist, "task": "mri_pet", "device": "$torch.device('cpu')",
-        "num_workers": 0, "cache_rate": 0.0, "val_batch_size": 2,
+        "bundle_root": str(BUNDLE),
+        "datalist": datalist,
+        "task": "mri_pet",
+        "device": "$torch.device('cpu')",
+        "num_workers": 0,
+        "cache_rate": 0.0,
+        "val_batch_size": 2,
     }
     result: dict[str, Any] = {"uris": {}}
     try:
         train_out = out / "train"
         train = {
-            **common, "output_dir": str(train_out), "run_name": "train_records", "image_size": [64, 64],
+            **common,
+            "output_dir": str(train_out),
+            "run_name": "train_records",
+            "image_size": [64, 64],
             "roi_size": [64, 64],
-            "batch_size": 2, "epochs": 2, "epoch_length": 1, "val_interval": 1,
-            "train#mlflow#_target_": handler, "validate#mlflow#_target_": handler,
+            "batch_size": 2,
+            "epochs": 2,
+            "epoch_length": 1,
+            "val_interval": 1,
+            "train#mlflow#_target_": handler,
+            "validate#mlflow#_target_": handler,
         }
         workflow = _run(mp, "training", [str(TRAIN_JSON)], "train", **train)
         result["tracked_params"] = flatten_params(workflow.parser.get_parsed_content("tracked_params"))
@@ -137,7 +164,10 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
         eval_out = out / "evaluate"
         evaluate = {
-            **common, "output_dir": str(eval_out), "run_name": "evaluate_records", "ckpt_path": str(ckpt),
+            **common,
+            "output_dir": str(eval_out),
+            "run_name": "evaluate_records",
+            "ckpt_path": str(ckpt),
             "validate#mlflow#_target_": handler,
         }
         _run(mp, "evaluating", [str(TRAIN_JSON), str(EVALUATE_JSON)], "eval", **evaluate)
@@ -145,9 +175,16 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
         infer_out = out / "inference"
         infer = {
-            "bundle_root": str(BUNDLE), "datalist": datalist, "split": "test", "task": "mri_pet",
-            "output_dir": str(infer_out), "run_name": "inference_records", "ckpt_path": str(ckpt),
-            "device": "$torch.device('cpu')", "progress": False, "mlflow#_target_": handler,
+            "bundle_root": str(BUNDLE),
+            "datalist": datalist,
+            "split": "test",
+            "task": "mri_pet",
+            "output_dir": str(infer_out),
+            "run_name": "inference_records",
+            "ckpt_path": str(ckpt),
+            "device": "$torch.device('cpu')",
+            "progress": False,
+            "mlflow#_target_": handler,
         }
         _run(mp, "inference", [str(INFERENCE_JSON)], "infer", **infer)
         result["uris"]["inference"] = (f"sqlite:///{infer_out}/mlruns.db", "inference_records")
@@ -240,8 +277,14 @@ def test_a_run_that_does_not_finish_ends_failed_or_killed(tmp_path: Path, error:
     from hkafusion_monai.handlers import MLflowRun, run_tracked
 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    handler = RecordingMLFlowHandler(tracking_uri=uri, experiment_name="hkafusion", run_name="broken", epoch_log=False,
-                                     iteration_log=False, close_on_complete=True)
+    handler = RecordingMLFlowHandler(
+        tracking_uri=uri,
+        experiment_name="hkafusion",
+        run_name="broken",
+        epoch_log=False,
+        iteration_log=False,
+        close_on_complete=True,
+    )
     runs = [MLflowRun(handler, uri), MLflowRun(handler, uri)]  # two adapters of one run (trainer and validator)
     engine = Engine(lambda e, b: None)
     handler.attach(engine)

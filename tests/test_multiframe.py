@@ -141,7 +141,10 @@ def test_enhanced_multiframe_equals_the_single_frame_series(phantom, tmp_path, f
     source = phantom / "dicom" / "sub-000" / folder
     frames = [pydicom.dcmread(f) for f in sorted(source.glob("*.dcm"))]
     enhanced = converters[folder](
-        frames, series_instance_uid=highdicom.UID(), series_number=20, sop_instance_uid=highdicom.UID(),
+        frames,
+        series_instance_uid=highdicom.UID(),
+        series_number=20,
+        sop_instance_uid=highdicom.UID(),
         instance_number=1,
     )
     out = tmp_path / "enhanced"
@@ -190,11 +193,21 @@ def test_mri_spect_from_dicom_through_inference_json(phantom, ckpt, tmp_path):
     nifti = (phantom / "nifti" / subject / "mri.nii.gz", phantom / "nifti" / subject / "spect.nii.gz")
     for (mri, other), fmt in ((dicom, "dicom"), (nifti, "auto")):
         run(
-            "inference", config_file=str(INFERENCE_JSON), bundle_root=str(BUNDLE), output_dir=str(tmp_path / fmt),
-            ckpt_path=str(ckpt), device="$torch.device('cpu')", progress=False, task="mri_spect",
-            mri=str(mri), other=str(other), output_format=fmt,
+            "inference",
+            config_file=str(INFERENCE_JSON),
+            bundle_root=str(BUNDLE),
+            output_dir=str(tmp_path / fmt),
+            ckpt_path=str(ckpt),
+            device="$torch.device('cpu')",
+            progress=False,
+            task="mri_spect",
+            mri=str(mri),
+            other=str(other),
+            output_format=fmt,
         )
-    (series,) = [p for p in (tmp_path / "dicom").iterdir() if p.is_dir() and p.name != "mlruns"]  # not the run's artifacts
+    (series,) = [
+        p for p in (tmp_path / "dicom").iterdir() if p.is_dir() and p.name != "mlruns"
+    ]  # not the run's artifacts
     ds = pydicom.dcmread(sorted(series.glob("MR_*.dcm"))[0], stop_before_pixels=True)
     nm = pydicom.dcmread(_nm(phantom), stop_before_pixels=True)
     assert "MR+NM" in ds.SeriesDescription

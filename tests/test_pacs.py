@@ -105,9 +105,7 @@ def test_a_fused_series_reaches_orthanc_intact(orthanc, phantom, tmp_path, check
             ds = pydicom.dcmread(f, stop_before_pixels=True)
             written[ds.SOPInstanceUID] = ds
         (series_uid,) = {ds.SeriesInstanceUID for ds in written.values()}
-        found = [
-            s for s in _get(f"{url}/series?expand") if s["MainDicomTags"]["SeriesInstanceUID"] == series_uid
-        ]
+        found = [s for s in _get(f"{url}/series?expand") if s["MainDicomTags"]["SeriesInstanceUID"] == series_uid]
         assert len(found) == 1, modality
         series = found[0]
         assert len(series["Instances"]) == len(written)
@@ -133,7 +131,10 @@ def test_a_refusing_destination_is_one_error_and_exit_3(orthanc, phantom, tmp_pa
     line naming it, exit status 3, and the written series stay."""
     _, port = orthanc
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
-    cases = [(f"WRONGAE@127.0.0.1:{port}", "rejected the association"), (f"NOBODY@127.0.0.1:{_free_port()}", "cannot be reached")]  # nothing listens
+    cases = [
+        (f"WRONGAE@127.0.0.1:{port}", "rejected the association"),
+        (f"NOBODY@127.0.0.1:{_free_port()}", "cannot be reached"),
+    ]  # nothing listens
     for i, (destination, message) in enumerate(cases):
         out = tmp_path / f"out{i}"
         code = run_main(["-i", str(study), "-o", str(out), "-m", str(checkpoint), "--send", destination])

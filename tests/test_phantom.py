@@ -22,7 +22,6 @@ from hkafusion_monai.transforms import LoadFusionImaged, LoadFusionVolumed, Scal
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _digest(folder: Path) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

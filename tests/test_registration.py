@@ -14,8 +14,6 @@ from monai.transforms import Orientationd
 from hkafusion_monai.data.phantom import PROFILES, make_subject, make_volume
 from hkafusion_monai.transforms import LoadFusionVolumed, RigidRegisterd, ScaleIntensityByModalityd, to_sitk_image
 
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -82,13 +82,23 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
         assert f"<th>{name}" in header
     assert "SSIM(F, MRI) + SSIM(F, other)" in page  # why SSIM is above 1
     grid_header = re.search(r"<table class=\"grid\">.*?</thead>", page, re.S).group(0)
-    assert re.findall(r"<th>([^<]+)</th>", grid_header) == ["pair", "MRI", "PET", "average", "max", "laplacian", "hkafusion"]
+    assert re.findall(r"<th>([^<]+)</th>", grid_header) == [
+        "pair",
+        "MRI",
+        "PET",
+        "average",
+        "max",
+        "laplacian",
+        "hkafusion",
+    ]
     assert "images decoded" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # no leftover status text
 
     shot = tmp_path / "report.png"
     proc = subprocess.run(
         [*base, f"--screenshot={shot}", "--window-size=1400,2400", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"))

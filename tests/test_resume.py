@@ -14,7 +14,6 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-
 from test_bundle_workflows import BUNDLE, TRAIN_JSON, _write_pairs
 
 EPOCHS, PAIRS, BATCH = 6, 4, 2
@@ -33,11 +32,23 @@ def test_sigkill_then_resume_finishes_without_gap(tmp_path: Path) -> None:
     datalist.write_text(json.dumps({"training": items[:PAIRS], "validation": items[PAIRS:], "test": items[PAIRS:]}))
     out = tmp_path / "out"
     overlay = tmp_path / "overlay.json"
-    overlay.write_text(json.dumps({
-        "bundle_root": str(BUNDLE), "datalist": str(datalist), "output_dir": str(out), "task": "resume",
-        "image_size": [64, 64], "roi_size": [64, 64], "batch_size": BATCH, "num_workers": 0,
-        "epochs": EPOCHS, "val_interval": 100, "log_figures": False,
-    }))
+    overlay.write_text(
+        json.dumps(
+            {
+                "bundle_root": str(BUNDLE),
+                "datalist": str(datalist),
+                "output_dir": str(out),
+                "task": "resume",
+                "image_size": [64, 64],
+                "roi_size": [64, 64],
+                "batch_size": BATCH,
+                "num_workers": 0,
+                "epochs": EPOCHS,
+                "val_interval": 100,
+                "log_figures": False,
+            }
+        )
+    )
     ckpt_dir = out / "checkpoints"
 
     first = _train(overlay)

@@ -36,7 +36,6 @@ PYDICOM_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 DICOMDIR_TESTS = PYDICOM_FILES / "dicomdirtests"
 
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -153,7 +153,10 @@ class HKAFusionDeployApp(Application):
         loader = StudyLoaderOperator(self, CountCondition(self, 1), input_folder=input_folder, name="dicom_loader")
         selector = FusionSeriesSelectorOperator(self, rules=rules, input_folder=str(input_folder), name="select_pairs")
         self.writer = DICOMFusedSeriesWriterOperator(
-            self, output_folder=output_folder, model_version=self.model_version, overwrite=self.overwrite,
+            self,
+            output_folder=output_folder,
+            model_version=self.model_version,
+            overwrite=self.overwrite,
             name="fused_series_writer",
         )
         fusion = FusionOperator(

@@ -50,7 +50,9 @@ def parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FOLDER", help="where the series folders go (default: HOLOSCAN_OUTPUT_PATH)"
     )
     p.add_argument(
-        "-m", "--model", metavar="MODEL",
+        "-m",
+        "--model",
+        metavar="MODEL",
         help="model.ts (TorchScript), model.pt (checkpoint) or a folder holding one (default: HOLOSCAN_MODEL_PATH, "
         "else the source checkout's bundle/models)",
     )
@@ -64,7 +66,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace series folders of an earlier run")
     p.add_argument("--task", default="mri_pet", help="the bundle task whose network config a .pt checkpoint uses")
     p.add_argument(
-        "-l", "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"], default="INFO",
+        "-l",
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"],
+        default="INFO",
         help="INFO: one line per selected series, per written series, and the result; DEBUG adds the SDK's and "
         "Holoscan's own logs",
     )
@@ -80,7 +86,7 @@ def _sdk_help() -> str:
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         parse_args([sys.executable, "--help"])
     text = out.getvalue()
-    return text[text.find("options:"):] if "options:" in text else text
+    return text[text.find("options:") :] if "options:" in text else text
 
 
 def _quiet_runtime(debug: bool) -> None:
@@ -185,8 +191,13 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     app = None
     try:
         app = HKAFusionDeployApp(
-            _sdk_argv(args, rest), rules=args.rules, send=args.send, calling_ae=args.calling_ae or DEFAULT_CALLING_AE,
-            overwrite=args.overwrite, task=args.task, log_level=args.log_level,
+            _sdk_argv(args, rest),
+            rules=args.rules,
+            send=args.send,
+            calling_ae=args.calling_ae or DEFAULT_CALLING_AE,
+            overwrite=args.overwrite,
+            task=args.task,
+            log_level=args.log_level,
         )
         future = app.run_async()
         while True:  # the main thread waits here, so that Ctrl-C and SIGTERM reach Python at once

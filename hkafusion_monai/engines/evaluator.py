@@ -131,4 +131,3 @@ class FusionEvaluator(SupervisedEvaluator):
             f"{n} of {total} pair(s) could not be fused, the other {total - n} were: {listed}. Fix them and rerun "
             "with --skip_existing true to fuse only the pairs without an output"
         ) from self.failures[0].error
-

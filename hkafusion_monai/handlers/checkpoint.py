@@ -67,7 +67,9 @@ class RNGState:
         pos, has_gauss, gauss = state["numpy_rest"].tolist()
         np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), gauss))
         version, gauss_next = state["python_rest"].tolist()
-        random.setstate((int(version), tuple(int(v) for v in state["python"].tolist()), None if gauss_next < 0 else gauss_next))
+        random.setstate(
+            (int(version), tuple(int(v) for v in state["python"].tolist()), None if gauss_next < 0 else gauss_next)
+        )
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
@@ -98,7 +100,9 @@ def check_output_dir(ckpt_dir: str | os.PathLike, resuming: bool, overwrite: boo
     folder = check_output_folder(ckpt_dir, "--output_dir")
     if resuming:
         return
-    found = sorted(p for p in folder.glob("*.pt") if p.name in ("model.pt", "model_final.pt") or _CHECKPOINT.search(p.name))
+    found = sorted(
+        p for p in folder.glob("*.pt") if p.name in ("model.pt", "model_final.pt") or _CHECKPOINT.search(p.name)
+    )
     if not found:
         return
     if not as_bool(overwrite, "overwrite"):
@@ -183,7 +187,9 @@ class TrainingStateSaver:
         if self.run_name:
             text = json.dumps({"run_name": self.run_name})
             atomic_write(
-                Path(self.save_dir) / _RUN_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True
+                Path(self.save_dir) / _RUN_FILE,
+                lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
+                overwrite=True,
             )
 
     def _save_final_on_error(self, engine: Engine, error: Exception) -> None:
@@ -273,9 +279,11 @@ class TrainingStateLoader(_SafeCheckpointLoader):
         super().__init__(load_path=str(path), load_dict=dict(load_dict, rng=RNGState()), **kwargs)
 
     def _check(self, checkpoint: Any) -> None:
-        missing = sorted(k for k in self.load_dict if k != "trainer" and k not in checkpoint) if isinstance(
-            checkpoint, Mapping
-        ) else ["model"]
+        missing = (
+            sorted(k for k in self.load_dict if k != "trainer" and k not in checkpoint)
+            if isinstance(checkpoint, Mapping)
+            else ["model"]
+        )
         if missing:
             raise CheckpointError(f"{self.load_path}: not {self.expected}; it has no {', '.join(missing)}")
 

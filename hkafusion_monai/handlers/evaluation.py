@@ -116,7 +116,12 @@ class FusionEvaluationReport:
                 other_rgb = None  # grey source, or resized for the network: show the network's view
             row = {"pair": self.display_name(i, sample["pair"]), "MRI": colourise(image[0], None)}
             row["other"] = other_rgb if other_rgb is not None else colourise(image[1], None)
-            for column, method in (("average", "average"), ("max", "max"), ("laplacian", "laplacian"), ("ours", self.ours)):
+            for column, method in (
+                ("average", "average"),
+                ("max", "max"),
+                ("laplacian", "laplacian"),
+                ("ours", self.ours),
+            ):
                 got = self.samples.get(method, [])
                 row[column] = colourise(got[i]["pred"], other_rgb) if i < len(got) else None
             rows.append(row)
@@ -154,7 +159,9 @@ class FusionEvaluationReport:
         if not self.log_names:  # the local key from the written names back to the files; never logged
             first = next(iter(self.methods.values()))["pairs"]
             key = io.StringIO()
-            csv.writer(key).writerows([["pair", "mri_file"], *[[self.display_name(i, p), p] for i, p in enumerate(first)]])
+            csv.writer(key).writerows(
+                [["pair", "mri_file"], *[[self.display_name(i, p), p] for i, p in enumerate(first)]]
+            )
             _write_atomic(self.output_dir / "pair_names.csv", key.getvalue())
 
         run = self.mlflow_run
@@ -183,7 +190,9 @@ class FusionEvaluationReport:
             methods = {self.ours: methods[self.ours], **{k: v for k, v in methods.items() if k != self.ours}}
         info = {k: v for k, v in self.extra.items() if isinstance(v, (str, int, float))}
         other = TASK_MODALITY.get(str(self.extra.get("task")), "other")
-        return render_report(methods, self.ours, grid=self.grid(), peer=self.peer, info=info, column_titles={"other": other})
+        return render_report(
+            methods, self.ours, grid=self.grid(), peer=self.peer, info=info, column_titles={"other": other}
+        )
 
 
 def _published_peer(peer_results: str | os.PathLike | None, task: str | None) -> dict[str, float] | None:

@@ -61,7 +61,9 @@ class FusionChecksHandler:
     def _iteration(self, engine: Engine) -> None:
         image = torch.as_tensor(engine.state.batch[self.image_key]).detach()
         if image.ndim != 4 or image.shape[1] != 2:
-            raise ValueError(f"FusionChecksHandler: expected a (B, 2, H, W) {self.image_key!r}, got {tuple(image.shape)}")
+            raise ValueError(
+                f"FusionChecksHandler: expected a (B, 2, H, W) {self.image_key!r}, got {tuple(image.shape)}"
+            )
         sources = quantise(image.cpu().double())
         if self.check == "Bone":
             fused = quantise(torch.as_tensor(engine.state.output["pred"]).detach().cpu().double()[:, 0])

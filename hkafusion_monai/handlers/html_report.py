@@ -101,7 +101,7 @@ def _distribution_plot(methods: Mapping[str, Mapping[str, np.ndarray]]) -> str:
             ax.plot(np.full(len(values), i) + jitter, values, ".", alpha=0.4, markersize=3)
         ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, fontsize=8)
         ax.set_title(name + (" (lower is better)" if name in LOWER_IS_BETTER else ""), fontsize=10)
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -138,10 +138,16 @@ def render_report(
     out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>"]
     out += [f"<style>{_STYLE}</style>", f"<script>{_SCRIPT}</script>", "</head><body>"]
     out.append(f"<h1>{html.escape(title)}</h1>")
-    out.append("<p class='note'>Research use only. Metrics on grey/Y, 0–255, with the reference-validated "
-               f"implementations; {n} pairs.</p>")
+    out.append(
+        "<p class='note'>Research use only. Metrics on grey/Y, 0–255, with the reference-validated "
+        f"implementations; {n} pairs.</p>"
+    )
     if info:
-        out.append("<ul>" + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in info.items()) + "</ul>")
+        out.append(
+            "<ul>"
+            + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in info.items())
+            + "</ul>"
+        )
     # for the rendering test (a headless browser's --dump-dom); not shown to a reader
     out.append("<p id='decode-status' hidden data-decoded='0' data-total='0'></p>")
 
@@ -149,13 +155,13 @@ def render_report(
     out += [f"<th>{m}{' ↓' if m in LOWER_IS_BETTER else ''}</th>" for m in names]
     out.append("</tr></thead><tbody>")
     for method, per in methods.items():
-        cells = "".join(
-            f"<td>{_fmt(float(np.mean(per[m])))} ± {_fmt(float(np.std(per[m])))}</td>" for m in names
-        )
+        cells = "".join(f"<td>{_fmt(float(np.mean(per[m])))} ± {_fmt(float(np.std(per[m])))}</td>" for m in names)
         out.append(f"<tr class='method' data-method='{html.escape(method)}'><td>{html.escape(method)}</td>{cells}</tr>")
     if peer:
         cells = "".join(f"<td>{peer[m]:.2f}</td>" if m in peer else "<td>–</td>" for m in names)
-        out.append(f"<tr class='method peer' data-method='{html.escape(peer_name)}'><td>{html.escape(peer_name)}</td>{cells}</tr>")
+        out.append(
+            f"<tr class='method peer' data-method='{html.escape(peer_name)}'><td>{html.escape(peer_name)}</td>{cells}</tr>"
+        )
     out.append("</tbody></table>")
     notes = [_NOTES[m] for m in ("SSIM", "MI", "VIF", *CHECK_NAMES) if m in names]
     out.append("<p class='note'>" + " ".join(html.escape(t) for t in notes) + "</p>")
@@ -163,9 +169,15 @@ def render_report(
     others = [m for m in methods if m != ours]
     if ours in methods and others and n >= 2:
         out.append(f"<h2>Paired differences, {html.escape(ours)} − baseline</h2>")
-        out.append("<p class='note'>Mean difference and 95 % paired bootstrap interval (10,000 resamples, seed 0). "
-                   "Green: the interval excludes 0 in favour of the first method; red: against it.</p>")
-        out.append("<table id='intervals'><thead><tr><th>comparison</th>" + "".join(f"<th>{m}</th>" for m in names) + "</tr></thead><tbody>")
+        out.append(
+            "<p class='note'>Mean difference and 95 % paired bootstrap interval (10,000 resamples, seed 0). "
+            "Green: the interval excludes 0 in favour of the first method; red: against it.</p>"
+        )
+        out.append(
+            "<table id='intervals'><thead><tr><th>comparison</th>"
+            + "".join(f"<th>{m}</th>" for m in names)
+            + "</tr></thead><tbody>"
+        )
         for other in others:
             cells = []
             for m in names:

@@ -149,18 +149,31 @@ class InferenceChecksHandler:
         if lost:
             where = None
             if locate is not None:
+
                 def where(position: tuple[int, ...]) -> str:
                     voxel, mm = locate(position)
                     return f"voxel {voxel} of the MRI, {', '.join(f'{v:.1f}' for v in mm)} mm RAS"
+
             logger.warning(
                 "hot-spot guard, %s: the fusion keeps less than %.0f%% of the contrast of %d of %d hot spot(s) of "
                 "the %s, at %s; look at the %s there",
-                name, 100 * self.min_kept, len(lost), len(spots), modality, describe_hot_spots(lost, where), modality,
+                name,
+                100 * self.min_kept,
+                len(lost),
+                len(spots),
+                modality,
+                describe_hot_spots(lost, where),
+                modality,
             )
         elif spots:
             logger.info(
                 "hot-spot guard, %s: %d hot spot(s) of the %s, each keeping at least %.0f%% of its contrast (the "
-                "least %.0f%%)", name, len(spots), modality, 100 * self.min_kept, 100 * min(s.kept for s in spots),
+                "least %.0f%%)",
+                name,
+                len(spots),
+                modality,
+                100 * self.min_kept,
+                100 * min(s.kept for s in spots),
             )
         out = []
         for s in spots:

@@ -36,8 +36,17 @@ __all__ = [
 _MAX_PARAM_CHARS = 500
 #: the arguments of ``monai.bundle`` ``run``/``create_workflow``/``ConfigWorkflow`` that are not config overrides
 _RUN_OPTIONS = (
-    "workflow_name", "config_file", "meta_file", "logging_file", "tracking", "args_file", "run_id", "init_id",
-    "final_id", "workflow_type", "properties_path",
+    "workflow_name",
+    "config_file",
+    "meta_file",
+    "logging_file",
+    "tracking",
+    "args_file",
+    "run_id",
+    "init_id",
+    "final_id",
+    "workflow_type",
+    "properties_path",
 )
 
 
@@ -102,8 +111,15 @@ def bundle_run_args(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         **override: Any,
     ) -> None:
         parsed.update(
-            run_id=run_id, init_id=init_id, final_id=final_id, meta_file=meta_file, config_file=config_file,
-            logging_file=logging_file, tracking=tracking, args_file=args_file, **override,
+            run_id=run_id,
+            init_id=init_id,
+            final_id=final_id,
+            meta_file=meta_file,
+            config_file=config_file,
+            logging_file=logging_file,
+            tracking=tracking,
+            args_file=args_file,
+            **override,
         )
 
     try:

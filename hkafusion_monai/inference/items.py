@@ -104,8 +104,10 @@ def inference_items(
             _set_modality(item, modality, task)
             if output_format == "dicom":
                 item["mri_series"], item["other_series"] = str(item["mri"]), str(item["other"])
-        item["output"] = str(Path(output_dir) / item["output"]) if "output" in item else str(
-            Path(output_dir) / output_name(item["mri"], kind)
+        item["output"] = (
+            str(Path(output_dir) / item["output"])
+            if "output" in item
+            else str(Path(output_dir) / output_name(item["mri"], kind))
         )
         out.append(item)
     if as_bool(skip_existing, "skip_existing"):
@@ -113,7 +115,9 @@ def inference_items(
         if len(kept) < len(out):
             logger.warning(
                 "--skip_existing: %d of %d output(s) exist and are kept; fusing the other %d pair(s)",
-                len(out) - len(kept), len(out), len(kept),
+                len(out) - len(kept),
+                len(out),
+                len(kept),
             )
         out = kept
     return out
@@ -146,7 +150,10 @@ def _set_modality(item: dict[str, Any], modality: str | None, task: str | None) 
             found = ASSUMED_MODALITY
             logger.warning(
                 "%s: no modality for the secondary image (no --task, --modality, datalist field or DICOM "
-                "Modality); assuming %s (task %s)", Path(str(item["other"])).name, found, modality_task(found),
+                "Modality); assuming %s (task %s)",
+                Path(str(item["other"])).name,
+                found,
+                modality_task(found),
             )
         item["modality"] = found or TASK_MODALITY[task]
 

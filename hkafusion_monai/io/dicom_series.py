@@ -81,8 +81,17 @@ _STUDY = (
     "StudyDescription",
 )
 # type 2 attributes that must be present, empty when the MRI lacks them
-_TYPE2_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_TYPE2_EMPTY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 def new_uid() -> str:
@@ -151,8 +160,13 @@ class _SeriesPlan:
 
 
 def _plan(
-    mri: Sequence[Dataset], other: Sequence[Dataset], model_version: str, series_description: str | None,
-    series_number: int, colour: bool, description_note: str | None,
+    mri: Sequence[Dataset],
+    other: Sequence[Dataset],
+    model_version: str,
+    series_description: str | None,
+    series_number: int,
+    colour: bool,
+    description_note: str | None,
 ) -> _SeriesPlan:
     other_modality = str(other[0].get("Modality", "OT"))
     description = series_description or f"HKAFusion MR+{other_modality} (research use)"
@@ -171,7 +185,14 @@ def _plan(
     first, last = (np.asarray(ds.ImagePositionPatient, dtype=float) for ds in (mri[0], mri[-1]))
     spacing_between = float(abs((last - first) @ normal)) / (len(mri) - 1) if len(mri) > 1 else None
     return _SeriesPlan(
-        uids, description, derivation, series_number, references, other_studies, normal, spacing_between,
+        uids,
+        description,
+        derivation,
+        series_number,
+        references,
+        other_studies,
+        normal,
+        spacing_between,
         datetime.datetime.now(),
     )
 

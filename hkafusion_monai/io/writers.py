@@ -128,8 +128,14 @@ class FusedImageWriterd(MapTransform):
 
                 arr = convert_data_type(img, np.ndarray)[0][0]
                 series = write_fused_series_from_folders(
-                    arr, d["mri_series"], d["other_series"], path, self.model_version, overwrite=self.overwrite,
-                    mri_series_uid=d.get("mri_series_uid"), other_series_uid=d.get("other_series_uid"),
+                    arr,
+                    d["mri_series"],
+                    d["other_series"],
+                    path,
+                    self.model_version,
+                    overwrite=self.overwrite,
+                    mri_series_uid=d.get("mri_series_uid"),
+                    other_series_uid=d.get("other_series_uid"),
                 )
                 written = series["mr"][0].parent
             elif img.ndim == 4:

@@ -21,7 +21,15 @@ __all__ = ["FusionLoss", "GRADIENT_TARGETS", "TERM_KEYS", "PER_SAMPLE_KEYS"]
 
 #: the scalar entries of :meth:`FusionLoss.forward_terms`'s result, each worth logging ("loss" is the total).
 TERM_KEYS: tuple[str, ...] = (
-    "loss", "l_s", "l_ssim_a", "l_ssim_b", "l_grad", "l_inten", "l_contrast", "l_rec_a", "l_rec_b"
+    "loss",
+    "l_s",
+    "l_ssim_a",
+    "l_ssim_b",
+    "l_grad",
+    "l_inten",
+    "l_contrast",
+    "l_rec_a",
+    "l_rec_b",
 )
 
 #: what the gradient term compares the fused image's Sobel gradient with (``FusionLoss(gradient_target=...)``)
@@ -149,7 +157,9 @@ class FusionLoss(_Loss):
         self.mu = mu
         self.win_size = win_size
         if KernelType(kernel_type) == KernelType.GAUSSIAN:
-            window = torch.exp(-0.5 * (torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2) ** 2 / kernel_sigma**2)
+            window = torch.exp(
+                -0.5 * (torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2) ** 2 / kernel_sigma**2
+            )
         else:
             window = torch.ones(win_size, dtype=torch.float64)
         self.register_buffer("ssim_window", (window / window.sum()).float(), persistent=False)
@@ -162,10 +172,14 @@ class FusionLoss(_Loss):
         if gradient_target not in GRADIENT_TARGETS:
             raise ValueError(f"gradient_target must be one of {GRADIENT_TARGETS}, got {gradient_target!r}.")
         if lambda_contrast < 0 or contrast_sigma <= 0:
-            raise ValueError(f"lambda_contrast must be >= 0 and contrast_sigma > 0, got {lambda_contrast}, {contrast_sigma}.")
+            raise ValueError(
+                f"lambda_contrast must be >= 0 and contrast_sigma > 0, got {lambda_contrast}, {contrast_sigma}."
+            )
         self.gradient_target = gradient_target
         self.lambda_contrast = lambda_contrast
-        self.register_buffer("contrast_kernel", gaussian_1d(torch.tensor(float(contrast_sigma)), truncated=3.0), persistent=False)
+        self.register_buffer(
+            "contrast_kernel", gaussian_1d(torch.tensor(float(contrast_sigma)), truncated=3.0), persistent=False
+        )
         #: the :meth:`forward_terms` of the last call, detached (empty before the first)
         self.terms: dict[str, torch.Tensor] = {}
 

@@ -80,7 +80,9 @@ def bone_brightness_kept(
     """
     f, c = _as_float(fused), _as_float(ct)
     if f.shape != c.shape or f.ndim < 2:
-        raise ValueError(f"bone_brightness_kept: fused {tuple(f.shape)} and ct {tuple(c.shape)} must be equal (..., H, W).")
+        raise ValueError(
+            f"bone_brightness_kept: fused {tuple(f.shape)} and ct {tuple(c.shape)} must be equal (..., H, W)."
+        )
     bone = (c > threshold).to(torch.float64)
     n = bone.sum(dim=(-2, -1))
     kept = (f * bone).sum(dim=(-2, -1)) / (c * bone).sum(dim=(-2, -1)).clamp_min(1e-12)
@@ -244,8 +246,10 @@ def hot_spot_guard(
         best = torch.where(better, contrast, best)
         best_radius = torch.where(better, float(radius), best_radius)
     # candidates: local maxima of the best contrast over 3 x 3 (x 3 slices) neighbours, strongest first
-    pool = F.max_pool3d(best[None, None], 3, stride=1, padding=1)[0, 0] if volume else (
-        F.max_pool2d(best[:, None], 3, stride=1, padding=1)[:, 0]
+    pool = (
+        F.max_pool3d(best[None, None], 3, stride=1, padding=1)[0, 0]
+        if volume
+        else (F.max_pool2d(best[:, None], 3, stride=1, padding=1)[:, 0])
     )
     peaks = torch.nonzero((best >= min_contrast) & (best >= pool))
     peaks = peaks[torch.argsort(best[tuple(peaks.T)], descending=True)].tolist()

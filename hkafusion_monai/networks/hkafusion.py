@@ -174,7 +174,9 @@ class HKAFusion(nn.Module):
             )
         _check_positive("stage_channels", stage_channels)
         _check_positive("stage_depths", stage_depths)
-        _check_positive("widths (shallow_channels, half_channels, head_channels)", [shallow_channels, half_channels, head_channels])
+        _check_positive(
+            "widths (shallow_channels, half_channels, head_channels)", [shallow_channels, half_channels, head_channels]
+        )
         _check_positive("shallow_blocks and afblk_depth", [shallow_blocks, afblk_depth])
         _check_positive("kernel sizes and dilation", small_kernels + [large_kernel, dilation])
         if not small_kernels or any(k % 2 == 0 for k in small_kernels + [large_kernel]):

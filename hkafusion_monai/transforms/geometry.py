@@ -118,7 +118,9 @@ class CheckOverlapd(MapTransform):
                     f"\nthey have different frames of reference ({frames[0]} vs {frames[1]}); rigid registration "
                     "(RigidRegisterd, or 'register': true in the datalist item) may align them"
                 )
-            raise RefusedPairError(f"volumes {what} in world coordinates: " + "; ".join(lines) + hint.replace("\n", "; "))
+            raise RefusedPairError(
+                f"volumes {what} in world coordinates: " + "; ".join(lines) + hint.replace("\n", "; ")
+            )
         return d
 
 

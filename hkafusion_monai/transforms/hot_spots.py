@@ -34,7 +34,7 @@ class HotSpot(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, painted: np.ndarray, core: np.ndarray, surround: np.ndarray) -> "HotSpot":
+    def __new__(cls, painted: np.ndarray, core: np.ndarray, surround: np.ndarray) -> HotSpot:
         return super().__new__(cls, (painted, core, surround))
 
     @property
@@ -56,7 +56,7 @@ class Lesion(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, mri: np.ndarray, other: np.ndarray, core: np.ndarray, surround: np.ndarray) -> "Lesion":
+    def __new__(cls, mri: np.ndarray, other: np.ndarray, core: np.ndarray, surround: np.ndarray) -> Lesion:
         return super().__new__(cls, (mri, other, core, surround))
 
     @property
@@ -294,8 +294,14 @@ class RandHotSpotd(RandomizableTransform, MapTransform):
                 raise ValueError(f"RandHotSpotd: {key} must be a stacked (2, H, W) pair, got {arr.shape}")
             try:
                 spot = paint_hot_spot(
-                    arr[0], arr[1], seed=self._seed, radius_range=self.radius_range, level=self._level * 255.0,
-                    max_value=1.0, min_contrast=self.min_contrast * 255.0, tries=8,
+                    arr[0],
+                    arr[1],
+                    seed=self._seed,
+                    radius_range=self.radius_range,
+                    level=self._level * 255.0,
+                    max_value=1.0,
+                    min_contrast=self.min_contrast * 255.0,
+                    tries=8,
                 )
             except ValueError:  # no room for a blob in this crop
                 continue
@@ -370,9 +376,16 @@ class RandLesiond(RandomizableTransform, MapTransform):
             for seed in self._seeds:
                 try:
                     lesion = paint_lesion(
-                        mri, other, seed=seed, radius_range=self.radius_range, depth_range=self.depth_range,
-                        level_range=level, blur_range=self.blur_range, max_value=1.0,
-                        min_contrast=self.min_contrast * 255.0, tries=8,
+                        mri,
+                        other,
+                        seed=seed,
+                        radius_range=self.radius_range,
+                        depth_range=self.depth_range,
+                        level_range=level,
+                        blur_range=self.blur_range,
+                        max_value=1.0,
+                        min_contrast=self.min_contrast * 255.0,
+                        tries=8,
                     )
                 except ValueError:  # no room for (another) lesion in this crop
                     continue

@@ -37,7 +37,10 @@ class CheckSamePatientd(MapTransform):
     """
 
     def __init__(
-        self, keys: KeysCollection = ("mri", "other"), allow_mismatch: bool | str = False, flag_key: str | None = PATIENT_OVERRIDE_KEY
+        self,
+        keys: KeysCollection = ("mri", "other"),
+        allow_mismatch: bool | str = False,
+        flag_key: str | None = PATIENT_OVERRIDE_KEY,
     ) -> None:
         super().__init__(keys, allow_missing_keys=False)
         if len(self.keys) != 2:
@@ -57,7 +60,7 @@ class CheckSamePatientd(MapTransform):
             raise RefusedPairError(
                 f"{names[0]} (PatientID {ids[0]!r}) and {names[1]} (PatientID {ids[1]!r}) belong to different "
                 f"patients; refusing to fuse them (pass --{PATIENT_OVERRIDE_KEY} true, or set "
-                f"\"{PATIENT_OVERRIDE_KEY}\": true in the datalist item, only if they are one subject)"
+                f'"{PATIENT_OVERRIDE_KEY}": true in the datalist item, only if they are one subject)'
             )
         return d
 
@@ -106,8 +109,7 @@ class CheckGreyMRId(MapTransform):
         names = [str((getattr(d[k], "meta", None) or {}).get("filename_or_obj", f"<{k}>")) for k in self.keys]
         other_grey = coloured_fraction(d[k_other]) <= self.max_coloured
         fix = (
-            f"{names[1]} is grey: the pair looks reversed, swap --mri and --other (the datalist's \"mri\" and "
-            "\"other\")"
+            f'{names[1]} is grey: the pair looks reversed, swap --mri and --other (the datalist\'s "mri" and "other")'
             if other_grey
             else "give the grey MRI as --mri and the PET/SPECT as --other"
         )

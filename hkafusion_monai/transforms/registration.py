@@ -39,6 +39,7 @@ def _registration_mode(value: object, name: str) -> bool | str:
         return "auto"
     return as_bool(value, name)
 
+
 _RAS_LPS = orientation_ras_lps(np.eye(4))  # MONAI's RAS <-> LPS flip as a matrix; its own inverse
 
 
@@ -219,7 +220,9 @@ class RigidRegisterd(MapTransform):
             if differ:
                 logger.warning(
                     "registration is off, but %s and %s have different frames of reference (%s / %s): they are "
-                    "fused as if aligned", *self.keys, *frames,
+                    "fused as if aligned",
+                    *self.keys,
+                    *frames,
                 )
             return d
         k_fixed, k_moving = self.keys
@@ -241,7 +244,12 @@ class RigidRegisterd(MapTransform):
         logger.info(
             "registered %s rigidly to %s (frames of reference %s / %s): rotation %.2f deg, shift of the MRI's "
             "centre (%.1f, %.1f, %.1f) mm RAS, Mattes MI %.4f; world matrix (RAS) %s",
-            *names, frames[1] or "none", frames[0] or "none", angle, *shift, metric,
+            *names,
+            frames[1] or "none",
+            frames[0] or "none",
+            angle,
+            *shift,
+            metric,
             np.array2string(matrix[:3], precision=4, suppress_small=True, separator=", ").replace("\n", ""),
         )
         return d

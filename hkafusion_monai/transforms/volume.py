@@ -305,7 +305,12 @@ def _warn_qform_sform(img, path: Path) -> None:
     logger.warning(
         "%s: the qform (code %d) and the sform (code %d) place the volume up to %.1f mm apart; the sform is used "
         "(as nibabel and MONAI do), other tools may use the qform: qform %s, sform %s",
-        path, int(q_code), int(s_code), apart, rows(qform), rows(sform),
+        path,
+        int(q_code),
+        int(s_code),
+        apart,
+        rows(qform),
+        rows(sform),
     )
 
 

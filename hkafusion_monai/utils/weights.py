@@ -51,7 +51,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             detail = type(e).__name__
         raise CheckpointError(f"{p}: holds objects other than weights, refused for safety ({detail[:160]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as e:
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or another kind of file: {type(e).__name__})") from None
+        raise CheckpointError(
+            f"{p}: not a readable PyTorch checkpoint (truncated or another kind of file: {type(e).__name__})"
+        ) from None
 
 
 def state_dict_of(checkpoint: Any, path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
