@@ -32,7 +32,8 @@ class DynamicMuHandler:
     The handler reads per-sample values from ``engine.state.output``: by default the
     :data:`~hkafusion_monai.losses.PER_SAMPLE_KEYS` ``"l_ssim_a_per_sample"``, ``"l_ssim_b_per_sample"`` that
     :meth:`FusionLoss.forward_terms <hkafusion_monai.losses.FusionLoss.forward_terms>` gives, which the
-    trainer copies into its output dict (a batch dict of (B,) tensors or a decollated list of per-sample dicts both work).
+    trainer copies into its output dict (a batch dict of (B,) tensors or a decollated list of per-sample dicts
+    both work).
 
     - Sums accumulate at ``ITERATION_COMPLETED`` and restart at ``EPOCH_STARTED``.
     - At ``EPOCH_COMPLETED`` they are all-reduced across processes (``ignite.distributed``; a no-op without

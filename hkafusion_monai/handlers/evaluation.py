@@ -44,8 +44,9 @@ class FusionEvaluationReport:
 
     Each method's evaluator gets a :class:`MethodMetricsCollector` (``report.collector(method)`` or from a
     config); after all evaluators ran, :meth:`write` writes both files (atomically) into ``output_dir`` and,
-    given the evaluation's :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`, logs them as artifacts and each method's means as metrics
-    ``<split>_<method>_<metric>`` (``test_hkafusion_qabf``; the split from ``extra["split"]``).
+    given the evaluation's :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`, logs them as artifacts and
+    each method's means as metrics ``<split>_<method>_<metric>`` (``test_hkafusion_qabf``; the split from
+    ``extra["split"]``).
 
     File names can carry patient names: unless ``log_names``, every pair is named ``pair_0001-<hash>`` (12 hex
     digits of the SHA-256 of its MRI file name) in the CSV, the JSON and the report, and the key from those

@@ -134,9 +134,9 @@ class FusionGridHandler:
             self.model_name: np.stack(self._preds),
         }
         columns: list[list[np.ndarray]] = [[img[0] for img in self._images], []]
-        for name in fused:
+        for _ in fused:
             columns.append([])
-        for r, (img, (file, _)) in enumerate(zip(self._images, self._sources)):
+        for r, (img, (file, _)) in enumerate(zip(self._images, self._sources, strict=True)):
             rgb = load_display_image(file) if file else None
             if rgb is not None and (rgb.ndim != 3 or rgb.shape[:2] != img.shape[1:]):
                 rgb = None  # grey source, or resized for the network: show the network's view

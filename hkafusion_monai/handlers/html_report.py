@@ -93,7 +93,7 @@ def _distribution_plot(methods: Mapping[str, Mapping[str, np.ndarray]]) -> str:
     fig = Figure(figsize=(3.5 * cols, 6))
     axes = fig.subplots(2, cols, squeeze=False)
     labels = list(methods)
-    for ax, name in zip(axes.ravel(), names):
+    for ax, name in zip(axes.ravel(), names, strict=False):  # an odd count leaves one axis spare (hidden below)
         data = [np.asarray(methods[m][name], dtype=float) for m in labels]
         ax.boxplot(data, showfliers=False)
         for i, values in enumerate(data, start=1):  # every pair as a jittered dot
@@ -159,9 +159,8 @@ def render_report(
         out.append(f"<tr class='method' data-method='{html.escape(method)}'><td>{html.escape(method)}</td>{cells}</tr>")
     if peer:
         cells = "".join(f"<td>{peer[m]:.2f}</td>" if m in peer else "<td>–</td>" for m in names)
-        out.append(
-            f"<tr class='method peer' data-method='{html.escape(peer_name)}'><td>{html.escape(peer_name)}</td>{cells}</tr>"
-        )
+        escaped = html.escape(peer_name)
+        out.append(f"<tr class='method peer' data-method='{escaped}'><td>{escaped}</td>{cells}</tr>")
     out.append("</tbody></table>")
     notes = [_NOTES[m] for m in ("SSIM", "MI", "VIF", *CHECK_NAMES) if m in names]
     out.append("<p class='note'>" + " ".join(html.escape(t) for t in notes) + "</p>")

@@ -22,8 +22,9 @@ __all__ = ["InferenceRunRecorder"]
 class InferenceRunRecorder:
     """Log an inference run to the ``MLFlowHandler``'s run; attach it after that handler and its ``MLflowRun``.
 
-    - at the start, params: ``inputs_count`` and ``inputs_sha256`` (:func:`hkafusion_monai.utils.hashing.inputs_summary`),
-      ``model_version`` (the bundle's ``metadata.json``), ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
+    - at the start, params: ``inputs_count`` and ``inputs_sha256``
+      (:func:`hkafusion_monai.utils.hashing.inputs_summary`), ``model_version`` (the bundle's ``metadata.json``),
+      ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
     - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written`` (and
       ``pairs_failed``, the pairs a :class:`~hkafusion_monai.engines.FusionEvaluator` could not fuse, when any).
 

@@ -21,9 +21,9 @@ class FusionInferer(Inferer):
 
     Planes larger than ``max_pixels`` are fused in overlapping tiles with MONAI's ``SlidingWindowInferer``
     (``tile_size``, 25 % overlap, Gaussian blending, one tile per call), so memory stays bounded whatever the
-    image size (a 4096 x 4096 pair needed 13.7 GB whole; a 1024 x 1024 tile about 1.3 GB). The network's channel attention (MDTA) pools over the whole
-    plane, so a tiled result differs slightly from a whole-plane one: docs/inference.md gives the measured
-    difference.
+    image size (a 4096 x 4096 pair needed 13.7 GB whole; a 1024 x 1024 tile about 1.3 GB). The network's
+    channel attention (MDTA) pools over the whole plane, so a tiled result differs slightly from a whole-plane
+    one: docs/inference.md gives the measured difference.
 
     Args:
         sw_batch_size: slices (or tiles) per network call.

@@ -329,7 +329,7 @@ class FusionLoss(_Loss):
         if self.lambda_contrast > 0:
             total = total + self.lambda_contrast * l_contrast
         terms = (total, l_s, l_ssim_a, l_ssim_b, l_grad, l_inten, l_contrast, l_rec_a, l_rec_b)
-        out = {key: self._reduce(term) for key, term in zip(TERM_KEYS, terms)}
+        out = {key: self._reduce(term) for key, term in zip(TERM_KEYS, terms, strict=True)}
         out[PER_SAMPLE_KEYS[0]] = l_ssim_a.detach()
         out[PER_SAMPLE_KEYS[1]] = l_ssim_b.detach()
         return out

@@ -504,7 +504,7 @@ def compute_fusion_metrics(
             through :func:`~hkafusion_monai.utils.quantisation.quantise` first.
     """
     ims = [as_tensor(x) for x in (fused, a, b)]
-    for name, x in zip(("fused", "a", "b"), ims):
+    for name, x in zip(("fused", "a", "b"), ims, strict=True):
         if x.ndim != 2:
             raise ValueError(f"compute_fusion_metrics: {name} must be a 2-D (H, W) image, got shape {tuple(x.shape)}.")
     if not ims[0].shape == ims[1].shape == ims[2].shape:

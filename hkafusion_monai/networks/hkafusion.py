@@ -67,7 +67,7 @@ class HKAEncoder(nn.Module):
         )
         self.stages = nn.ModuleList()
         previous = shallow_channels
-        for i, (channels, depth) in enumerate(zip(stage_channels, stage_depths)):
+        for i, (channels, depth) in enumerate(zip(stage_channels, stage_depths, strict=True)):
             stride = 4 if i == 0 else 2
             blocks: list[nn.Module] = [nn.Conv2d(previous, channels, kernel_size=stride, stride=stride)]
             blocks += [
@@ -162,7 +162,8 @@ class HKAFusion(nn.Module):
         super().__init__()
         if in_channels != 2:
             raise ValueError(
-                f"HKAFusion takes a 2-channel image (channel 0 MRI, channel 1 CT/PET/SPECT), got in_channels={in_channels}."
+                "HKAFusion takes a 2-channel image (channel 0 MRI, channel 1 CT/PET/SPECT), "
+                f"got in_channels={in_channels}."
             )
         if out_channels != 1:
             raise ValueError(f"HKAFusion produces a 1-channel fused image, got out_channels={out_channels}.")

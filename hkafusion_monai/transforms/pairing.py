@@ -56,7 +56,7 @@ class CheckSamePatientd(MapTransform):
         metas = [getattr(d[k], "meta", None) or {} for k in self.keys]
         ids = [str(m.get("patient_id", "") or "").strip() for m in metas]
         if all(ids) and ids[0] != ids[1] and not allowed:
-            names = [str(m.get("filename_or_obj", k)) for m, k in zip(metas, self.keys)]
+            names = [str(m.get("filename_or_obj", k)) for m, k in zip(metas, self.keys, strict=True)]
             raise RefusedPairError(
                 f"{names[0]} (PatientID {ids[0]!r}) and {names[1]} (PatientID {ids[1]!r}) belong to different "
                 f"patients; refusing to fuse them (pass --{PATIENT_OVERRIDE_KEY} true, or set "

@@ -21,8 +21,6 @@ and the Deploy application's colour rendering all call them.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import torch
 
@@ -41,7 +39,7 @@ __all__ = [
 ]
 
 #: a numpy array or a torch tensor (MONAI's ``NdarrayOrTensor``; this layer imports nothing of MONAI)
-NdarrayOrTensor = Union[np.ndarray, torch.Tensor]
+NdarrayOrTensor = np.ndarray | torch.Tensor
 
 # float32 coefficients, exactly as OpenCV holds them
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
