@@ -66,7 +66,7 @@ def test_pydicom_readback(sources, fused, written):
     series_uids = {ds.SeriesInstanceUID for ds in out}
     assert len(series_uids) == 1 and mri[0].SeriesInstanceUID not in series_uids
     assert len({ds.SOPInstanceUID for ds in out}) == len(out)
-    for k, (ds, src) in enumerate(zip(out, mri)):
+    for k, (ds, src) in enumerate(zip(out, mri, strict=True)):
         assert ds.SOPClassUID == MR_IMAGE_STORAGE and ds.file_meta.MediaStorageSOPClassUID == MR_IMAGE_STORAGE
         assert ds.Modality == "MR" and list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
         for name in (

@@ -232,15 +232,18 @@ def test_failed_and_interrupted_runs_end_failed_and_killed(tmp_path: Path) -> No
     def failed() -> None:
         raise RuntimeError("boom")
 
-    for i, (step, status) in enumerate(
-        ((interrupted, "KILLED"), (failed, "FAILED"), (lambda: sys.exit(143), "KILLED"))
-    ):
+    steps = (
+        (interrupted, KeyboardInterrupt, "KILLED"),
+        (failed, RuntimeError, "FAILED"),
+        (lambda: sys.exit(143), SystemExit, "KILLED"),
+    )
+    for i, (step, raised, status) in enumerate(steps):
         handler = MLFlowHandler(tracking_uri=uri, experiment_name="status", run_name=f"run_{i}")
         run = MLflowRun(handler, uri)
         handler.start(Engine(lambda e, b: None))
         run.started()
         run_id = run.run_id
-        with pytest.raises(BaseException):
+        with pytest.raises(raised):
             run_tracked(run, step)
         assert client.get_run(run_id).info.status == status
         assert not run.active  # nothing marks it FINISHED afterwards

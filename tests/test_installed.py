@@ -98,7 +98,8 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
         tmp,
         {},
         "-c",
-        "import hkafusion_monai, hkafusion_monai.io.bundle as b; print(hkafusion_monai.__file__); print(b.default_bundle_dir())",
+        "import hkafusion_monai, hkafusion_monai.io.bundle as b; "
+        "print(hkafusion_monai.__file__); print(b.default_bundle_dir())",
     )
     assert where.returncode == 0, where.stderr[-2000:]
     module, bundle = where.stdout.split()
@@ -110,8 +111,9 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
         tmp,
         {},
         "-c",
-        "import sys, sysconfig, pathlib; print((pathlib.Path(sysconfig.get_path('purelib')) / 'hkafusion_monai-cli.pth')"
-        ".is_file(), 'hkafusion_monai' in sys.modules)",
+        "import sys, sysconfig, pathlib; "
+        "print((pathlib.Path(sysconfig.get_path('purelib')) / 'hkafusion_monai-cli.pth').is_file(), "
+        "'hkafusion_monai' in sys.modules)",
     )
     assert hook.stdout.split() == ["True", "False"], hook.stderr[-2000:]
 

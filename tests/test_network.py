@@ -128,7 +128,10 @@ def test_stage_outputs_sit_at_quarter_to_thirty_second() -> None:
 def _max_extent(model: nn.Module) -> int:
     """Largest spatial extent, dilation * (k - 1) + 1, of any convolution."""
     return max(
-        d * (k - 1) + 1 for m in model.modules() if isinstance(m, nn.Conv2d) for k, d in zip(m.kernel_size, m.dilation)
+        d * (k - 1) + 1
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+        for k, d in zip(m.kernel_size, m.dilation, strict=True)
     )
 
 
