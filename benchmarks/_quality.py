@@ -348,7 +348,8 @@ def target_check(results: dict[str, dict[str, np.ndarray]], ours: str, peer: dic
     if "laplacian" in results:
         wins = [m for m in METRIC_NAMES if _better(m, mean[m], float(results["laplacian"][m].mean()))]
         lines.append(
-            f"- better than the Laplacian pyramid on ≥ 6 of 8: {verdict(len(wins) >= 6)} ({len(wins)}/8: {', '.join(wins) or 'none'})"
+            f"- better than the Laplacian pyramid on ≥ 6 of 8: {verdict(len(wins) >= 6)} "
+            f"({len(wins)}/8: {', '.join(wins) or 'none'})"
         )
     if "max" in results:
         need = ("SF", "AG", "Qabf", "Qcv")
@@ -382,7 +383,8 @@ def target_check(results: dict[str, dict[str, np.ndarray]], ours: str, peer: dic
         )
     if "Bone" in mean:
         lines.append(
-            f"- CT bone keeps ≥ 90 % of its brightness: {verdict(mean['Bone'] >= CHECK_TARGETS['Bone'])} ({mean['Bone']:.1%})"
+            f"- CT bone keeps ≥ 90 % of its brightness: {verdict(mean['Bone'] >= CHECK_TARGETS['Bone'])} "
+            f"({mean['Bone']:.1%})"
         )
     if peer:
         gaps = ", ".join(f"{m} {mean[m] - peer[m]:+.3f}" for m in TARGET_PEER_METRICS)

@@ -3,8 +3,8 @@
     python benchmarks/ablations.py train      # resumable: a variant with a finished run is skipped
     python benchmarks/ablations.py score      # test-set metrics of each variant -> docs/results.md
 
-Every variant trains through the bundle (``bundle/configs/train.json`` + ``configs/harvard.json`` with ``task`` mri_pet + the
-budget below + the variant's ``network_def`` arguments), so each run is logged to MLflow in
+Every variant trains through the bundle (``bundle/configs/train.json`` + ``configs/harvard.json`` with ``task``
+mri_pet + the budget below + the variant's ``network_def`` arguments), so each run is logged to MLflow in
 ``bundle/eval/ablations/<variant>/mlruns.db``. The budget is far below the main model's (stated in
 docs/results.md): the comparison is between variants, at equal steps.
 """

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "| workload | time | throughput | peak memory (RSS) |",
         "|---|---|---|---|",
         f"| {pairs['pairs']} Harvard test pairs: read, fuse (colour re-attached), write PNG; model load included "
-        f"| {pairs['seconds']:.1f} s | {pairs['pairs'] / pairs['seconds']:.2f} pairs/s | {pairs['peak_rss_mib']:.0f} MiB |",
+        f"| {pairs['seconds']:.1f} s | {pairs['pairs'] / pairs['seconds']:.2f} pairs/s "
+        f"| {pairs['peak_rss_mib']:.0f} MiB |",
         f"| phantom volume {VOLUME_SHAPE[0]}×{VOLUME_SHAPE[1]}×{VOLUME_SHAPE[2]} MRI + 128×128×75 PET: scaling, "
         f"resampling, slice-by-slice fusion (`Fuser.fuse_volumes`) | {volume['seconds']:.1f} s "
         f"| {volume['slices_per_s']:.1f} slices/s | {volume['peak_rss_mib']:.0f} MiB |",

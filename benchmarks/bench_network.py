@@ -216,7 +216,8 @@ def main() -> int:
         f" (both sizes). Eval batch 1 and train 128x128: {args.runs} timed runs after warm-up; eval batch 8 and"
         f" train 256x256: {args.slow_runs}.",
         "",
-        "| configuration | params (M) | GFLOPs | eval b1 (s) | eval b8 (s) | train 8x128 (s) | train 8x256 (s) | peak RSS (MB) |",
+        "| configuration | params (M) | GFLOPs | eval b1 (s) | eval b8 (s) | train 8x128 (s) | train 8x256 (s) "
+        "| peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:

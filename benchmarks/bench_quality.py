@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -59,7 +60,8 @@ def phantom_lesion_table(weights: str, phantom: str) -> list[str]:
         "fused core-minus-surround contrast over the scaled secondary's, core = lesion voxels within 0.7 r of its "
         "centre, surround = head voxels between 2 r and 3 r.",
         "",
-        "| method | PET: mean kept | PET: lowest | PET: below 50 % | SPECT: mean kept | SPECT: lowest | SPECT: below 50 % |",
+        "| method | PET: mean kept | PET: lowest | PET: below 50 % "
+        "| SPECT: mean kept | SPECT: lowest | SPECT: below 50 % |",
         "|---|---|---|---|---|---|---|",
     ]
     methods = {
@@ -98,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     peers = json.loads(args.peer.read_text())["published_metrics_from_README"]["values"] if args.peer.is_file() else {}
     weights = args.weights or str(REPO / "bundle" / "models" / "model.pt")
 
+    shown_weights = Path(weights).relative_to(REPO) if Path(weights).is_relative_to(REPO) else weights
     sections = [
         "## Quality on the Harvard test pairs",
         "",
-        f"Command: `python benchmarks/bench_quality.py`; weights `{Path(weights).relative_to(REPO) if Path(weights).is_relative_to(REPO) else weights}`; "
+        f"Command: `python benchmarks/bench_quality.py`; weights `{shown_weights}`; "
         f"commit {git_commit()}; split: `splits.json` test (the test_cddfuse sets); {machine_summary()}.",
         "Means ± standard deviations over pairs; grey/Y on the 0-255 scale; ↓: lower is better. Intervals: paired "
         "95 % bootstrap (10,000 resamples, seed 0) of the mean difference; **+** / **−**: the interval excludes 0 "
@@ -119,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         stretched = load_fuser(bundle_dir=REPO / "bundle", task=task, weights=weights, device="cpu", stretch=True)
 
         start = time.perf_counter()
-        results = {"HKAFusion": score_method(pairs, lambda m, o: fuser(m, o, colour=False), task)}
+        results = {"HKAFusion": score_method(pairs, partial(fuser, colour=False), task)}
         fuse_seconds += time.perf_counter() - start
         total_pairs += len(pairs)
-        results["HKAFusion, stretched"] = score_method(pairs, lambda m, o: stretched(m, o, colour=False), task)
+        results["HKAFusion, stretched"] = score_method(pairs, partial(stretched, colour=False), task)
         results["average"] = score_method(pairs, rule_average, task)
         results["max"] = score_method(pairs, rule_max, task)
         results["laplacian"] = score_method(pairs, rule_laplacian, task)

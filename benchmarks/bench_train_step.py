@@ -146,15 +146,16 @@ def main() -> int:
             r = _run(code, threads, world, args, loss_kwargs)
             rows.append((name, r))
             print(
-                f"{name}: {r['median']:.3f} s (min {r['min']:.3f}); first loss {r['first_loss']:.6f}, grad norm {r['first_grad_norm']:.6f}",
+                f"{name}: {r['median']:.3f} s (min {r['min']:.3f}); first loss {r['first_loss']:.6f}, "
+                f"grad norm {r['first_grad_norm']:.6f}",
                 flush=True,
             )
     base = rows[0][1]["median"]
     lines = [
         "## Training step, side by side (`benchmarks/bench_train_step.py`)",
         "",
-        f"Command: `python benchmarks/bench_train_step.py --baseline {args.baseline} --runs {args.runs} --batch {args.batch} "
-        f"--size {args.size}`; commit {git_commit()}; {machine}.",
+        f"Command: `python benchmarks/bench_train_step.py --baseline {args.baseline} --runs {args.runs} "
+        f"--batch {args.batch} --size {args.size}`; commit {git_commit()}; {machine}.",
         "",
         f"One step: HKAFusion forward (training mode), `FusionLoss`, backward and Adam on {args.batch} pairs at "
         f"{args.size}×{args.size}; median / min of {args.runs} steps after 2 warm-up steps, each variant in a fresh "
@@ -167,7 +168,8 @@ def main() -> int:
     ]
     for name, r in rows:
         lines.append(
-            f"| {name} | {r['median']:.3f} / {r['min']:.3f} | {base / r['median']:.2f}× | {r['first_loss']:.6f} | {r['first_grad_norm']:.4f} |"
+            f"| {name} | {r['median']:.3f} / {r['min']:.3f} | {base / r['median']:.2f}× | {r['first_loss']:.6f} "
+            f"| {r['first_grad_norm']:.4f} |"
         )
     if not args.no_write:
         print("wrote", write_section("performance.md", "bench_train_step", "\n".join(lines)))

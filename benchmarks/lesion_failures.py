@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from hkafusion_monai.metrics import hot_spot_contrast, hot_spot_contrast_kept
+from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 
-from _quality import (
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks' shared _quality module, imported below
+
+from _quality import (  # noqa: E402 (found through the sys.path entry above)
     _grey_output,
     grey,
     load_uint8,
@@ -30,9 +33,6 @@ from _quality import (
     rule_max,
     test_pairs,
 )
-
-from hkafusion_monai.metrics import hot_spot_contrast, hot_spot_contrast_kept
-from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 
 
 def main(argv: list[str] | None = None) -> int:

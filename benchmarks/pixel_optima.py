@@ -133,7 +133,8 @@ def main() -> None:
         "PET/SPECT lesion painted into each pair (`paint_lesion`, mean (min)); hot spot: of a bright blob painted into "
         "the PET/SPECT only (`paint_hot_spot`).",
         "",
-        f"Command: `python benchmarks/pixel_optima.py --pairs {args.pairs} --steps {args.steps}`; commit {git_commit()}.",
+        f"Command: `python benchmarks/pixel_optima.py --pairs {args.pairs} --steps {args.steps}`; "
+        f"commit {git_commit()}.",
         "",
         *lines,
     ]

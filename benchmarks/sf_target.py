@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from _quality import TASKS, grey, load_uint8, test_pairs
-
 from hkafusion_monai.metrics import spatial_frequency
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks' shared _quality module, imported below
+
+from _quality import TASKS, grey, load_uint8, test_pairs  # noqa: E402 (found through the sys.path entry above)
 
 
 def target_sf(a: np.ndarray, b: np.ndarray) -> float:

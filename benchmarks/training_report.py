@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|" + "---|" * len(METRIC_NAMES),
         ]
         for store in sweep:
-            for client, run in _runs(store):
+            for _client, run in _runs(store):
                 metrics = run.data.metrics
                 lr = store.parent.name.removeprefix("lr_")
                 cells = " | ".join(f"{metrics.get(k, float('nan')):.4g}" for k in keys)
