@@ -25,10 +25,10 @@ from hkafusion_monai.metrics import (
     hot_spot_contrast,
     hot_spot_contrast_kept,
     paired_comparison,
-    rgb_to_grey,
 )
 from hkafusion_monai.networks import LaplacianPyramidFusion
 from hkafusion_monai.transforms.hot_spots import paint_hot_spot, paint_lesion
+from hkafusion_monai.utils.colour import rgb_to_grey
 
 TASKS = ("mri_ct", "mri_pet", "mri_spect")
 #: the metrics CDDFuse published for the medical model (peer_results.json), which the target names

@@ -151,3 +151,29 @@ def test_a_planted_upward_import_is_caught() -> None:
     assert wrong_imports("hkafusion_monai.transforms.volume", graph) == [
         "hkafusion_monai.handlers.run_record (handlers, layer 4)"
     ]
+
+
+def _imported_names(script: Path) -> list[tuple[str, str, int]]:
+    """``(module, name, line)`` of every ``from hkafusion_monai... import name`` in a script, at any depth."""
+    found = []
+    for node in ast.walk(ast.parse(script.read_text(), filename=str(script))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("hkafusion_monai"):
+            found += [(node.module, alias.name, node.lineno) for alias in node.names]
+    return found
+
+
+SCRIPTS = sorted((PACKAGE.parent / "benchmarks").glob("*.py")) + sorted((PACKAGE.parent / "tools").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_scripts_import_names_that_exist(script: Path) -> None:
+    """benchmarks/ and tools/ run outside the test suite, so an export moved to its own package (issue 25 #4)
+    would break them silently: every name they import from the package, also inside functions, must exist."""
+    import importlib.util
+
+    missing = []
+    for module, name, line in _imported_names(script):
+        found = hasattr(importlib.import_module(module), name) or importlib.util.find_spec(f"{module}.{name}")
+        if not found:  # neither a name of the module nor one of its submodules
+            missing.append(f"{script.name}:{line}: {module}.{name}")
+    assert not missing, missing
