@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ", ".join(
         f"{label}" + (f" (`{path}`)" if path else " (the shipped weights)") for label, path in weights.items()
     )
+    command = " ".join(["python benchmarks/hot_spot_guard.py", *(sys.argv[1:] if argv is None else argv)])
     body = "\n".join(
         [
             "### How often the hot-spot guard fires",
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             f"The hot-spot guard (docs/failure_behaviour.md) on every pair of the test_cddfuse sets (`splits.json` "
             f"`test`): the PET/SPECT's own hot spots (none painted), and how many keep less than "
             f"{args.min_kept:.0%} of their contrast in the fusion of {names} and of pixel max. A pair on "
-            "which the guard fires has at least one such hot spot. Command: `python benchmarks/hot_spot_guard.py`.",
+            f"which the guard fires has at least one such hot spot. Command: `{command}`.",
             "",
             text,
             "",
