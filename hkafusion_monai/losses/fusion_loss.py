@@ -266,7 +266,7 @@ class FusionLoss(_Loss):
         c_f, c_b = c[:, :1], c[:, 1:]
         return (torch.relu(c_b - c_f) * (c_b > 0)).mean(dim=(1, 2, 3))
 
-    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """The eq. 12 total, reduced over the batch by ``reduction`` (what to back-propagate); the terms of the
         call are kept, detached, in :attr:`terms`.
 

@@ -251,8 +251,8 @@ def hot_spot_guard(
         if volume
         else (F.max_pool2d(best[:, None], 3, stride=1, padding=1)[:, 0])
     )
-    peaks = torch.nonzero((best >= min_contrast) & (best >= pool))
-    peaks = peaks[torch.argsort(best[tuple(peaks.T)], descending=True)].tolist()
+    found = torch.nonzero((best >= min_contrast) & (best >= pool))
+    peaks = found[torch.argsort(best[tuple(found.T)], descending=True)].tolist()
     spots: list[GuardedHotSpot] = []
     accepted: list[tuple[int, int, int, float]] = []
     for z, y, x in peaks:
@@ -268,12 +268,15 @@ def hot_spot_guard(
         core, ring = d <= r, (d >= 2 * r) & (d <= 3 * r)
         window = (z, slice(y - half, y + half + 1), slice(x - half, x + half + 1))
         src, fus = s_planes[window], f_planes[window]
-        contrast = float(hot_spot_contrast(src, core, ring))
-        if contrast <= 0 or float(src[core].mean() - torch.quantile(src[ring], isolation_quantile)) < min_isolation:
+        spot_contrast = float(hot_spot_contrast(src, core, ring))
+        if (
+            spot_contrast <= 0
+            or float(src[core].mean() - torch.quantile(src[ring], isolation_quantile)) < min_isolation
+        ):
             continue
         accepted.append((z, y, x, r))
         kept = float(hot_spot_contrast_kept(fus, src, core, ring))
-        spots.append(GuardedHotSpot((y, x, z) if volume else (y, x), r, contrast, kept, kept < min_kept))
+        spots.append(GuardedHotSpot((y, x, z) if volume else (y, x), r, spot_contrast, kept, kept < min_kept))
         if len(spots) >= max_spots:
             break
     return spots

@@ -109,7 +109,8 @@ def _checked(
             check_fusion_inputs(fused, sources)
             if grey_levels:
                 _check_grey_levels(f"{fn.__name__}: fused", fused)
-                _check_grey_levels(f"{fn.__name__}: sources", sources)
+                if sources is not None:
+                    _check_grey_levels(f"{fn.__name__}: sources", sources)
             return fn(fused, sources, *args, **kwargs)
 
         return wrapper
@@ -353,7 +354,8 @@ def _csf_mannos_sakrison(h: int, w: int, device: torch.device) -> torch.Tensor:
     v = axis(h).view(h, 1)
     r = torch.sqrt(u * u + v * v)
     theta = 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
-    return torch.fft.ifftshift(theta)
+    shifted: torch.Tensor = torch.fft.ifftshift(theta)
+    return shifted
 
 
 @_checked()
@@ -450,7 +452,8 @@ def fusion_ssim(fused: torch.Tensor, sources: torch.Tensor, data_range: float = 
     ux2, uy2 = ux * ux, uy * uy
     num = (2 * uxuy + c1) * (2 * cov_norm * (uxy - uxuy) + c2)
     den = (ux2 + uy2 + c1) * (cov_norm * ((uxx - ux2) + (uyy - uy2)) + c2)
-    return (num / den).mean(dim=(2, 3)).sum(1)
+    ssim: torch.Tensor = (num / den).mean(dim=(2, 3)).sum(1)
+    return ssim
 
 
 #: name -> ``fn(fused, sources) -> (B,)`` on the 0-255 scale, in :data:`METRIC_NAMES` order.

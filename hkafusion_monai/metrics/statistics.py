@@ -65,7 +65,8 @@ def paired_bootstrap_ci(
 
 
 def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a - b, axis=axis)
+    mean: np.ndarray = np.mean(a - b, axis=axis)
+    return mean
 
 
 def paired_comparison(

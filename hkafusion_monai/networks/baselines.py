@@ -63,6 +63,8 @@ class LaplacianPyramidFusion(nn.Module):
     ``2 ** levels`` inside, cropped back).
     """
 
+    kernel: torch.Tensor  # the binomial kernel, a non-persistent buffer
+
     def __init__(self, levels: int = 4) -> None:
         super().__init__()
         if levels < 1:
@@ -79,7 +81,7 @@ class LaplacianPyramidFusion(nn.Module):
     def _reduce(self, x: torch.Tensor) -> torch.Tensor:
         return self._blur(x)[..., ::2, ::2]
 
-    def _expand(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _expand(self, x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
         up = torch.zeros(*x.shape[:2], *size, dtype=x.dtype, device=x.device)
         up[..., ::2, ::2] = x
         return 4.0 * self._blur(up)

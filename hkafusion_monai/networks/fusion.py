@@ -47,7 +47,8 @@ class AFBLK(nn.Module):
         self.blocks = nn.Sequential(*[RestormerBlock(out_channels, num_heads, ffn_expansion) for _ in range(depth)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.proj(x))
+        out: torch.Tensor = self.blocks(self.proj(x))
+        return out
 
 
 class ConcatFusion(nn.Module):
@@ -59,7 +60,8 @@ class ConcatFusion(nn.Module):
         self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        out: torch.Tensor = self.proj(x)
+        return out
 
 
 def _upsample(x: torch.Tensor) -> torch.Tensor:

@@ -263,7 +263,7 @@ class HKAFusion(nn.Module):
 
         feats_a, feats_b = self.encode(x[:, 0:1], x[:, 1:2])
         g5 = self.fusion(feats_a, feats_b)
-        out = self.generator(torch.cat([g5, feats_a[0], feats_b[0]], dim=1))
+        out: torch.Tensor = self.generator(torch.cat([g5, feats_a[0], feats_b[0]], dim=1))
         if self.training and self.reconstruction:
             out = torch.cat([out] + [decoder(g5) for decoder in self.reconstructors], dim=1)
         return out[:, :, top : top + h, left : left + w]

@@ -71,7 +71,8 @@ class MDTA(nn.Module):
         attn = torch.softmax(attn * self.temperature, dim=-1)
         out = v @ attn.transpose(-2, -1)  # (B, heads, HW, C/heads)
         out = out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
-        return self.project_out(out)
+        projected: torch.Tensor = self.project_out(out)
+        return projected
 
 
 class GDFN(nn.Module):
@@ -92,7 +93,8 @@ class GDFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
+        out: torch.Tensor = self.project_out(F.gelu(x1) * x2)
+        return out
 
 
 class RestormerBlock(nn.Module):
@@ -116,4 +118,5 @@ class RestormerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        out: torch.Tensor = x + self.ffn(self.norm2(x))
+        return out

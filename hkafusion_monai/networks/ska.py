@@ -33,7 +33,8 @@ class BatchNormConv1x1(nn.Module):
         norm = self.norm
         mean, var, gamma, beta = norm.running_mean, norm.running_var, norm.weight, norm.bias
         if norm.training or mean is None or var is None or gamma is None or beta is None:
-            return self.conv(norm(x))
+            out: torch.Tensor = self.conv(norm(x))
+            return out
         scale = gamma * torch.rsqrt(var + norm.eps)
         shift = beta - mean * scale
         weight = self.conv.weight * scale.view(1, -1, 1, 1)
@@ -103,10 +104,12 @@ class SKAModule(nn.Module):
         weight = torch.zeros(ref.shape[1], 1, k, k, dtype=ref.dtype, device=ref.device)
         bias = torch.zeros(ref.shape[1], dtype=ref.dtype, device=ref.device)
         for conv in self.local_convs:
-            p = (self.kernel_max - conv.weight.shape[-1]) // 2
-            weight = weight + F.pad(conv.weight, [p, p, p, p])
+            conv_weight = conv.weight
+            assert isinstance(conv_weight, torch.Tensor)  # a Conv2d's (ModuleList items are typed as Module)
+            p = (self.kernel_max - conv_weight.shape[-1]) // 2
+            weight = weight + F.pad(conv_weight, [p, p, p, p])
             conv_bias = conv.bias
-            if conv_bias is not None:
+            if isinstance(conv_bias, torch.Tensor):  # None when the convolution has no bias
                 bias = bias + conv_bias
         identity = torch.zeros_like(weight)
         identity[:, :, k // 2, k // 2] = 1.0
@@ -116,9 +119,11 @@ class SKAModule(nn.Module):
         weight, bias = self.local_kernel()
         x_d = self.local_proj(F.conv2d(x, weight, bias, padding=self.kernel_max // 2, groups=x.shape[1]))
         if not self.use_attention:
-            return self.out_proj(x_d)
+            out: torch.Tensor = self.out_proj(x_d)
+            return out
         attention = self.attention(x)
-        return self.out_proj(torch.cat([attention * x_d, x_d], dim=1))
+        out = self.out_proj(torch.cat([attention * x_d, x_d], dim=1))
+        return out
 
 
 class SKAFeedForward(nn.Module):
@@ -144,7 +149,8 @@ class SKAFeedForward(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class SpatialSelfAttention(nn.Module):
@@ -166,7 +172,8 @@ class SpatialSelfAttention(nn.Module):
         b, c, h, w = x.shape
         qkv = self.qkv(x).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).transpose(-2, -1)
         out = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])
-        return self.proj(out.transpose(-2, -1).reshape(b, c, h, w))
+        projected: torch.Tensor = self.proj(out.transpose(-2, -1).reshape(b, c, h, w))
+        return projected
 
 
 class SKABlock(nn.Module):
@@ -211,4 +218,5 @@ class SKABlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mixer(self.act(self.pre(x)))
-        return x + self.ffn(x)
+        out: torch.Tensor = x + self.ffn(x)
+        return out
