@@ -55,7 +55,7 @@ def make_output_dir(path: str | os.PathLike, option: str = "--output_dir") -> Pa
     return path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object], overwrite: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it to ``path``.
 
     Raises:
@@ -87,7 +87,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
     return path
 
 
-def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = False) -> Path:
+def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], object], overwrite: bool = False) -> Path:
     """Call ``write(tmp_dir)`` on a temporary folder beside ``path``, then rename it to ``path``: a reader (a
     PACS import watching the folder) sees the whole series or nothing.
 

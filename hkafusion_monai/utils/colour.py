@@ -21,6 +21,8 @@ and the Deploy application's colour rendering all call them.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 
@@ -40,6 +42,8 @@ __all__ = [
 
 #: a numpy array or a torch tensor (MONAI's ``NdarrayOrTensor``; this layer imports nothing of MONAI)
 NdarrayOrTensor = np.ndarray | torch.Tensor
+#: one of the two, the same kind in and out
+NdarrayTensor = TypeVar("NdarrayTensor", np.ndarray, torch.Tensor)
 
 # float32 coefficients, exactly as OpenCV holds them
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
@@ -47,15 +51,19 @@ _CR, _CB = 0.713, 0.564
 _R_CR, _G_CR, _G_CB, _B_CB = 1.403, -0.714, -0.344, 1.773
 
 
-def _split3(x: NdarrayOrTensor, channel_dim: int) -> tuple:
+def _split3(x: NdarrayTensor, channel_dim: int) -> tuple[NdarrayTensor, NdarrayTensor, NdarrayTensor]:
     if x.shape[channel_dim] != 3:
         raise ValueError(f"expected 3 channels on dim {channel_dim}, got shape {tuple(x.shape)}.")
     if isinstance(x, torch.Tensor):
-        return tuple(x.unbind(channel_dim))
-    return tuple(np.moveaxis(x, channel_dim, 0))
+        r, g, b = x.unbind(channel_dim)
+    else:
+        r, g, b = np.moveaxis(x, channel_dim, 0)
+    return r, g, b
 
 
-def _stack3(parts: tuple, channel_dim: int, like: NdarrayOrTensor) -> NdarrayOrTensor:
+def _stack3(
+    parts: tuple[NdarrayTensor, NdarrayTensor, NdarrayTensor], channel_dim: int, like: NdarrayTensor
+) -> NdarrayTensor:
     if isinstance(like, torch.Tensor):
         return torch.stack(parts, dim=channel_dim)
     return np.stack(parts, axis=channel_dim)
@@ -68,11 +76,11 @@ def _float_dtype(x: NdarrayOrTensor):
     return np.float64 if x.dtype == np.float64 else np.float32
 
 
-def _as_float(x: NdarrayOrTensor, dtype) -> NdarrayOrTensor:
+def _as_float(x: NdarrayTensor, dtype) -> NdarrayTensor:
     return x.to(dtype) if isinstance(x, torch.Tensor) else x.astype(dtype, copy=False)
 
 
-def rgb_to_y(rgb: NdarrayOrTensor, channel_dim: int = 0, rounded: bool = False) -> NdarrayOrTensor:
+def rgb_to_y(rgb: NdarrayTensor, channel_dim: int = 0, rounded: bool = False) -> NdarrayTensor:
     """Luma ``Y = 0.299 R + 0.587 G + 0.114 B`` of an RGB image, computed as OpenCV does in float32.
 
     For float32 (or integer) input the arithmetic reproduces OpenCV 5.0's float path of
@@ -100,7 +108,7 @@ def rgb_to_y(rgb: NdarrayOrTensor, channel_dim: int = 0, rounded: bool = False) 
         is_t = isinstance(rgb, torch.Tensor)
         f64, f32 = (torch.float64, torch.float32) if is_t else (np.float64, np.float32)
         r, g, b = (_as_float(c, f32) for c in (r, g, b))
-        t = g * (torch.tensor(_KG) if is_t else _KG)
+        t = g * torch.tensor(_KG) if isinstance(g, torch.Tensor) else g * _KG
         t = _as_float(_as_float(b, f64) * float(_KB) + _as_float(t, f64), f32)
         y = _as_float(_as_float(r, f64) * float(_KR) + _as_float(t, f64), f32)
     if rounded:
@@ -108,7 +116,7 @@ def rgb_to_y(rgb: NdarrayOrTensor, channel_dim: int = 0, rounded: bool = False) 
     return y
 
 
-def rgb_to_ycbcr(rgb: NdarrayOrTensor, channel_dim: int = 0, delta: float = 0.5) -> NdarrayOrTensor:
+def rgb_to_ycbcr(rgb: NdarrayTensor, channel_dim: int = 0, delta: float = 0.5) -> NdarrayTensor:
     """RGB to full-range BT.601 YCbCr (OpenCV's coefficients).
 
     Args:
@@ -128,7 +136,7 @@ def rgb_to_ycbcr(rgb: NdarrayOrTensor, channel_dim: int = 0, delta: float = 0.5)
     return _stack3((y, cb, cr), channel_dim, rgb)
 
 
-def ycbcr_to_rgb(ycbcr: NdarrayOrTensor, channel_dim: int = 0, delta: float = 0.5) -> NdarrayOrTensor:
+def ycbcr_to_rgb(ycbcr: NdarrayTensor, channel_dim: int = 0, delta: float = 0.5) -> NdarrayTensor:
     """Full-range BT.601 YCbCr back to RGB (OpenCV's coefficients); the inverse of :func:`rgb_to_ycbcr`.
 
     The round trip is exact to within 0.04 % of full scale (OpenCV's coefficients are rounded to three
@@ -152,7 +160,7 @@ def ycbcr_to_rgb(ycbcr: NdarrayOrTensor, channel_dim: int = 0, delta: float = 0.
     return _stack3((r, g, b), channel_dim, ycbcr)
 
 
-def is_grey_rgb(rgb: NdarrayOrTensor, channel_dim: int = 0, atol: float = 0.0) -> bool:
+def is_grey_rgb(rgb: NdarrayTensor, channel_dim: int = 0, atol: float = 0.0) -> bool:
     """Whether a 3-channel image is grey stored as RGB: its three channels are equal (within ``atol``).
 
     Args:
@@ -195,13 +203,7 @@ def colour_rendering(fused: np.ndarray, other: np.ndarray) -> np.ndarray:
     return to_uint8(recolour(np.asarray(fused, dtype=np.float32), hot_metal(other), channel_dim=-1))
 
 
-def _concat(parts: tuple, channel_dim: int) -> NdarrayOrTensor:
-    if isinstance(parts[0], torch.Tensor):
-        return torch.cat(parts, dim=channel_dim)
-    return np.concatenate(parts, axis=channel_dim)
-
-
-def with_chroma(y: NdarrayOrTensor, cbcr: NdarrayOrTensor, channel_dim: int = 0, clip: bool = True) -> NdarrayOrTensor:
+def with_chroma(y: NdarrayTensor, cbcr: NdarrayOrTensor, channel_dim: int = 0, clip: bool = True) -> NdarrayTensor:
     """A luminance under stored chroma: ``Y`` + ``(Cb, Cr)`` -> RGB (:func:`ycbcr_to_rgb`).
 
     Args:
@@ -214,17 +216,15 @@ def with_chroma(y: NdarrayOrTensor, cbcr: NdarrayOrTensor, channel_dim: int = 0,
         RGB along ``channel_dim``, float32 (float64 for float64 input), the kind of ``y``.
     """
     if isinstance(y, torch.Tensor):
-        cbcr = torch.as_tensor(cbcr, device=y.device)
-        parts = (y.float(), cbcr.float())
-    else:
-        parts = (np.asarray(y, dtype=np.float32), np.asarray(cbcr, dtype=np.float32))
-    rgb = ycbcr_to_rgb(_concat(parts, channel_dim), channel_dim)
-    if clip:
-        rgb = rgb.clamp(0.0, 1.0) if isinstance(rgb, torch.Tensor) else np.clip(rgb, 0.0, 1.0)
-    return rgb
+        ycbcr_t = torch.cat((y.float(), torch.as_tensor(cbcr, device=y.device).float()), dim=channel_dim)
+        rgb_t = ycbcr_to_rgb(ycbcr_t, channel_dim)
+        return rgb_t.clamp(0.0, 1.0) if clip else rgb_t
+    ycbcr = np.concatenate((np.asarray(y, dtype=np.float32), np.asarray(cbcr, dtype=np.float32)), axis=channel_dim)
+    rgb = ycbcr_to_rgb(ycbcr, channel_dim)
+    return np.clip(rgb, 0.0, 1.0) if clip else rgb
 
 
-def recolour(y: NdarrayOrTensor, rgb: NdarrayOrTensor, channel_dim: int = 0) -> NdarrayOrTensor:
+def recolour(y: NdarrayOrTensor, rgb: NdarrayTensor, channel_dim: int = 0) -> NdarrayTensor:
     """A luminance under the chroma of an RGB image: the colour re-attached to a fused image.
 
     Args:
@@ -233,7 +233,7 @@ def recolour(y: NdarrayOrTensor, rgb: NdarrayOrTensor, channel_dim: int = 0) -> 
         channel_dim: the colour axis of ``rgb`` and of the result.
 
     Returns:
-        RGB clipped to [0, 1] (:func:`with_chroma`), float32, the kind of ``y``.
+        RGB clipped to [0, 1] (:func:`with_chroma`), float32, the kind of ``rgb``.
     """
     ycbcr = rgb_to_ycbcr(rgb, channel_dim=channel_dim)
     if isinstance(ycbcr, torch.Tensor):

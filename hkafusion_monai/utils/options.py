@@ -59,7 +59,7 @@ def path_or_flag(value: object, default: str | os.PathLike | None = None, name: 
     return text
 
 
-def existing_path(path: str | os.PathLike, what: str) -> Path:
+def existing_path(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` when it names an existing file or folder; otherwise one error naming it and ``what`` gave it
     (``"--mri"``, ``"item 3's 'other'"``), which says whether it is missing, a link that leads nowhere, or a loop
     of symbolic links (:func:`os.path.exists` says False for all three).

@@ -12,7 +12,7 @@ do not import torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["as_tensor", "quantise", "to_uint16", "to_uint8"]
 
-ArrayOrTensor = TypeVar("ArrayOrTensor", bound=Union[np.ndarray, "torch.Tensor"])
+#: a numpy array or a torch tensor, the same kind in and out
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, "torch.Tensor")
 
 
 def as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -66,18 +67,25 @@ def quantise(x: torch.Tensor | np.ndarray, max_value: float = 255.0) -> torch.Te
     return _levels(as_tensor(x), max_value)
 
 
-def to_uint8(x: ArrayOrTensor) -> ArrayOrTensor:
+@overload
+def to_uint8(x: np.ndarray) -> np.ndarray: ...
+
+
+@overload
+def to_uint8(x: torch.Tensor) -> torch.Tensor: ...
+
+
+def to_uint8(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """:func:`quantise` to 0..255 as uint8, the same kind of object as ``x`` (a numpy array or a tensor).
 
     Raises:
         ValueError: when ``x`` holds NaN or inf.
     """
-    levels = _levels(x, 255.0)
-    if isinstance(levels, np.ndarray):
-        return levels.astype(np.uint8)
+    if isinstance(x, np.ndarray):
+        return _levels(x, 255.0).astype(np.uint8)
     import torch
 
-    return levels.to(torch.uint8)
+    return _levels(x, 255.0).to(torch.uint8)
 
 
 def to_uint16(x: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from hkafusion_monai.utils.errors import CheckpointError, CheckpointNotFoundErro
 __all__ = ["read_checkpoint", "state_dict_of"]
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device | dict[str, str] = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``, or a one-line :class:`CheckpointError` naming the file.
 
     Raises:
