@@ -10,9 +10,9 @@ before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedEvaluator
@@ -49,15 +49,23 @@ class _FailedBatch:
     error: Exception
 
 
+class _Loader(Protocol):
+    """A data loader with a length: a torch ``DataLoader``, or a list of batches."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
 class _EachBatch:
     """The data loader, yielding a :class:`_FailedBatch` for a batch whose loading raised instead of stopping:
     torch's loader iterator moves on to the next batch after an error in one."""
 
-    def __init__(self, loader: Iterable) -> None:
+    def __init__(self, loader: _Loader) -> None:
         self.loader = loader
 
     def __len__(self) -> int:
-        return len(self.loader)  # type: ignore[arg-type]
+        return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
         batches = iter(self.loader)
@@ -90,7 +98,7 @@ class FusionEvaluator(SupervisedEvaluator):
     def __init__(
         self,
         device: Any,
-        val_data_loader: Iterable,
+        val_data_loader: _Loader,
         network: Any,
         items: Sequence[Mapping[str, Any]] | None = None,
         **kwargs: Any,

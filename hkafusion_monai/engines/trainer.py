@@ -52,9 +52,9 @@ def prepare_fusion_batch(
 
 def loss_terms(output: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The scalar loss terms of a trainer iteration's output as floats (for ``StatsHandler`` and ``MLFlowHandler``)."""
-    if isinstance(output, Sequence) and not isinstance(output, Mapping):
-        output = output[0]  # decollated: every item carries the same batch-level terms
-    return {k: float(torch.as_tensor(output[k]).detach()) for k in TERM_KEYS if k in output}
+    # decollated: a list of per-sample dicts, every one carrying the same batch-level terms
+    terms = output if isinstance(output, Mapping) else output[0]
+    return {k: float(torch.as_tensor(terms[k]).detach()) for k in TERM_KEYS if k in terms}
 
 
 class FusionTrainer(SupervisedTrainer):
@@ -82,7 +82,8 @@ class FusionTrainer(SupervisedTrainer):
 
     def __init__(self, *args: Any, loss_function: Callable, decollate: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("prepare_batch", prepare_fusion_batch)
-        super().__init__(*args, loss_function=loss_function, decollate=decollate, **kwargs)
+        kwargs.update(loss_function=loss_function, decollate=decollate)
+        super().__init__(*args, **kwargs)
         self.add_event_handler(IterationEvents.LOSS_COMPLETED, self.record_loss_terms)
 
     def record_loss_terms(self, engine: SupervisedTrainer) -> None:

@@ -194,7 +194,8 @@ class TrainingStateSaver:
 
     def _save_final_on_error(self, engine: Engine, error: Exception) -> None:
         """Save the state reached (as MONAI's ``CheckpointSaver`` does), then let the error go on."""
-        self.final_checkpoint(engine)
+        if self.final_checkpoint is not None:  # always: attach() adds this handler with the final checkpoint
+            self.final_checkpoint(engine)
         raise error
 
 
@@ -267,15 +268,16 @@ class TrainingStateLoader(_SafeCheckpointLoader):
         if requested is None:
             raise ValueError("TrainingStateLoader: resume is off; disable the handler instead.")
         if requested != "latest":
-            path: Path | None = Path(requested)
+            path = Path(requested)
             if not path.is_file():
                 raise CheckpointNotFoundError(f"--resume {resume}: no such checkpoint file")
         else:
-            path = latest_checkpoint(ckpt_dir)
-            if path is None:
+            latest = latest_checkpoint(ckpt_dir)
+            if latest is None:
                 raise CheckpointNotFoundError(
                     f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to resume from; start without --resume"
                 )
+            path = latest
         super().__init__(load_path=str(path), load_dict=dict(load_dict, rng=RNGState()), **kwargs)
 
     def _check(self, checkpoint: Any) -> None:

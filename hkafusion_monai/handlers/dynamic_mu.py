@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import ignite.distributed as idist
 import torch
@@ -109,7 +109,8 @@ class DynamicMuHandler:
 
     def compute(self) -> float:
         """mu from the (all-reduced) sums, clamped and guarded; the current mu when undefined."""
-        sum_a, sum_b, count = (float(v) for v in idist.all_reduce(self.sums.clone()))
+        reduced = cast(torch.Tensor, idist.all_reduce(self.sums.clone()))  # a tensor in, a tensor out
+        sum_a, sum_b, count = (float(v) for v in reduced)
         low, high = self.mu_range
         if count == 0 or (sum_a <= 0 and sum_b <= 0):
             return self.mu

@@ -115,7 +115,7 @@ class FusionEvaluationReport:
             other_rgb = load_display_image(sample["other_file"]) if sample.get("other_file") else None
             if other_rgb is not None and (other_rgb.ndim != 3 or other_rgb.shape[:2] != image.shape[1:]):
                 other_rgb = None  # grey source, or resized for the network: show the network's view
-            row = {"pair": self.display_name(i, sample["pair"]), "MRI": colourise(image[0], None)}
+            row: dict[str, Any] = {"pair": self.display_name(i, sample["pair"]), "MRI": colourise(image[0], None)}
             row["other"] = other_rgb if other_rgb is not None else colourise(image[1], None)
             for column, method in (
                 ("average", "average"),
@@ -201,7 +201,8 @@ def _published_peer(peer_results: str | os.PathLike | None, task: str | None) ->
     if not peer_results or not task or not Path(peer_results).is_file():
         return None
     values = json.loads(Path(peer_results).read_text()).get("published_metrics_from_README", {}).get("values", {})
-    return values.get(task, {}).get("CDDFuse_MIF")
+    peer: dict[str, float] | None = values.get(task, {}).get("CDDFuse_MIF")
+    return peer
 
 
 class MethodMetricsCollector:
@@ -227,7 +228,8 @@ class MethodMetricsCollector:
         self._pairs, self._samples = [], []
 
     def _collect_names(self, engine: Engine) -> None:
-        image = engine.state.batch["image"]
+        batch: Any = engine.state.batch  # ignite types State.batch as int | None
+        image = batch["image"]
         meta = getattr(image, "meta", {}) if hasattr(image, "meta") else {}
         names, others = meta.get("mri_filename"), meta.get("other_filename")
         n = image.shape[0]

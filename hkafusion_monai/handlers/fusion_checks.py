@@ -13,6 +13,8 @@ handler read the eight metrics; attach this handler before them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from ignite.engine import Engine, Events
 
@@ -20,6 +22,9 @@ from hkafusion_monai.metrics import bone_brightness_kept, hot_spot_contrast_kept
 from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 from hkafusion_monai.utils import as_bool
 from hkafusion_monai.utils.quantisation import quantise
+
+if TYPE_CHECKING:
+    from monai.engines import SupervisedEvaluator
 
 __all__ = ["FusionChecksHandler", "check_for_task"]
 
@@ -58,15 +63,17 @@ class FusionChecksHandler:
         self._values = []
 
     @torch.no_grad()
-    def _iteration(self, engine: Engine) -> None:
-        image = torch.as_tensor(engine.state.batch[self.image_key]).detach()
+    def _iteration(self, engine: SupervisedEvaluator) -> None:
+        batch: Any = engine.state.batch  # ignite types State.batch and State.output as int | None
+        output: Any = engine.state.output
+        image = torch.as_tensor(batch[self.image_key]).detach()
         if image.ndim != 4 or image.shape[1] != 2:
             raise ValueError(
                 f"FusionChecksHandler: expected a (B, 2, H, W) {self.image_key!r}, got {tuple(image.shape)}"
             )
         sources = quantise(image.cpu().double())
         if self.check == "Bone":
-            fused = quantise(torch.as_tensor(engine.state.output["pred"]).detach().cpu().double()[:, 0])
+            fused = quantise(torch.as_tensor(output["pred"]).detach().cpu().double()[:, 0])
             self._values += bone_brightness_kept(fused, sources[:, 1]).tolist()
             return
         painted, cores, surrounds = [], [], []
@@ -75,17 +82,23 @@ class FusionChecksHandler:
             painted.append(torch.stack([sources[b, 0], torch.from_numpy(spot.painted)]))
             cores.append(torch.from_numpy(spot.core))
             surrounds.append(torch.from_numpy(spot.surround))
-        batch = (torch.stack(painted) / 255.0).to(device=image.device, dtype=image.dtype)
+        painted_batch = (torch.stack(painted) / 255.0).to(device=image.device, dtype=image.dtype)
         network = engine.network
-        pred = engine.inferer(batch, network) if getattr(engine, "inferer", None) is not None else network(batch)
+        pred = (
+            engine.inferer(painted_batch, network)
+            if getattr(engine, "inferer", None) is not None
+            else network(painted_batch)
+        )
         fused = quantise(torch.as_tensor(pred).detach().cpu().double()[:, 0])
         kept = hot_spot_contrast_kept(fused, torch.stack(painted)[:, 1], torch.stack(cores), torch.stack(surrounds))
         self._values += kept.tolist()
 
     def _completed(self, engine: Engine) -> None:
+        check = self.check
+        assert check is not None  # attach() adds no handler without a check
         values = torch.tensor(self._values, dtype=torch.float64).reshape(-1, 1)
         details = getattr(engine.state, "metric_details", None)
         if details is None:
-            engine.state.metric_details = details = {}
-        details[self.check] = values
-        engine.state.metrics[self.check] = float(torch.nanmean(values)) if values.numel() else float("nan")
+            engine.state.metric_details = details = {}  # type: ignore[attr-defined]  # MONAI's, not in ignite's State
+        details[check] = values
+        engine.state.metrics[check] = float(torch.nanmean(values)) if values.numel() else float("nan")

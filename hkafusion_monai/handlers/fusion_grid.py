@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ class FusionGridHandler:
     def _collect(self, engine: Engine) -> None:
         if len(self._images) >= self.max_pairs:
             return
-        output = engine.state.output
+        output: Any = engine.state.output  # ignite types State.output as int | None
         items = output if isinstance(output, list) else [output]
         for item in items:
             image = item["image"]

@@ -178,12 +178,14 @@ def render_report(
             + "</tr></thead><tbody>"
         )
         for other in others:
-            cells = []
+            intervals = []
             for m in names:
                 d, lo, hi, verdict = paired_comparison(methods[ours][m], methods[other][m], m)
                 cls = {1: " class='better'", -1: " class='worse'"}.get(verdict, "")
-                cells.append(f"<td{cls}>{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]</td>")
-            out.append(f"<tr class='interval'><td>{html.escape(ours)} − {html.escape(other)}</td>{''.join(cells)}</tr>")
+                intervals.append(f"<td{cls}>{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]</td>")
+            out.append(
+                f"<tr class='interval'><td>{html.escape(ours)} − {html.escape(other)}</td>{''.join(intervals)}</tr>"
+            )
         out.append("</tbody></table>")
 
     if grid:

@@ -118,7 +118,8 @@ class InferenceChecksHandler:
     def _iteration(self, engine: Engine) -> None:
         # FORWARD_COMPLETED: the network's output, before MONAI decollates the batch and runs the postprocessing
         # (colour, the file's own axes), which it does at MODEL_COMPLETED
-        batch, output = engine.state.batch, engine.state.output
+        batch: Any = engine.state.batch  # ignite types State.batch and State.output as int | None
+        output: Any = engine.state.output
         items = batch if isinstance(batch, list) else decollate_batch(batch, detach=True)
         if isinstance(output, list):
             preds = [o[self.pred_key] for o in output]

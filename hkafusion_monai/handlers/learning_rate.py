@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ignite.engine import Engine, Events
+
+if TYPE_CHECKING:
+    from monai.engines import SupervisedTrainer
 
 __all__ = ["LearningRateRecorder"]
 
@@ -26,5 +31,5 @@ class LearningRateRecorder:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: SupervisedTrainer) -> None:
         engine.state.metrics[self.name] = float(engine.optimizer.param_groups[self.group]["lr"])

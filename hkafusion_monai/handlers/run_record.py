@@ -199,7 +199,8 @@ def executed_config_from_argv(argv: Sequence[str] | None = None) -> dict[str, An
     if isinstance(meta, (list, tuple)) or Path(meta).is_file():
         parser.read_meta(meta)
     parser.update({k: v for k, v in args.items() if k not in _RUN_OPTIONS})
-    return parser.get()
+    config: dict[str, Any] = parser.get()
+    return config
 
 
 class MLflowRunRecorder:

@@ -41,7 +41,7 @@ def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *ste
     Config use: ``"run": ["$hkafusion_monai.handlers.run_tracked([@train#mlflow_run, @validate#mlflow_run],
     @train#trainer.run)"]``.
     """
-    runs = list(mlflow_runs) if isinstance(mlflow_runs, (list, tuple)) else [mlflow_runs]
+    runs = list(mlflow_runs) if isinstance(mlflow_runs, Sequence) else [mlflow_runs]
     results = []
     try:
         for step in steps:

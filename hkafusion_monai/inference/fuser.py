@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class Fuser:
         self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
         self.inferer = FusionInferer(sw_batch_size=sw_batch_size, progress=progress)
 
-    def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[str, Any]:
+    def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[Hashable, Any]:
         """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
         if _is_2d_colour(mri) or mri.ndim == 2:
             for name, x in (("mri", mri), ("other", other)):
@@ -118,7 +118,7 @@ class Fuser:
                     raise ValueError(f"{name}: shape {x.shape}; a 2-D image is (H, W) grey or (H, W, 3) RGB")
             if mri.shape[:2] != other.shape[:2]:
                 raise ValueError(f"shape mismatch: mri is {mri.shape[:2]} (H, W) but other is {other.shape[:2]}")
-            item: dict[str, Any] = {"modality": self.modality}
+            item: dict[Hashable, Any] = {"modality": self.modality}
             for name, x in (("mri", mri), ("other", other)):
                 chw = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
                 meta = {"filename_or_obj": f"<{name} array>", "bit_depth_max": _bit_depth_max(x, name)}
@@ -203,7 +203,7 @@ class Fuser:
             ValueError: not ``(1, X, Y, Z)`` MetaTensors, NaN/inf; ``RefusedPairError`` (a ValueError): two
                 patients, or volumes that do not overlap enough in space.
         """
-        item: dict[str, Any] = {
+        item: dict[Hashable, Any] = {
             "modality": modality or self.modality,
             "register": register,
             "allow_patient_mismatch": allow_patient_mismatch,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
@@ -45,7 +45,9 @@ class FusionInferer(Inferer):
         self.max_pixels = int(max_pixels)
         self.tile_size = int(tile_size)
 
-    def _plane(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+    def _plane(
+        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         if inputs.shape[-2] * inputs.shape[-1] <= self.max_pixels:
             return network(inputs, *args, **kwargs)
         tiler = SlidingWindowInferer(
@@ -55,7 +57,8 @@ class FusionInferer(Inferer):
             mode="gaussian",
             progress=bool(self.progress),
         )
-        return tiler(inputs, network, *args, **kwargs)
+        # a network of one output tensor: the tiles stitch into one tensor (not MONAI's tuple or dict of them)
+        return cast(torch.Tensor, tiler(inputs, network, *args, **kwargs))
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         if inputs.ndim == 4:

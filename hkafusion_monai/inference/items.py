@@ -146,7 +146,9 @@ def _set_modality(item: dict[str, Any], modality: str | None, task: str | None) 
         item["modality"] = modality
     elif "modality" not in item:
         found = dicom_modality(item["other"]) if Path(str(item["other"])).is_dir() else None
-        if found is None and task is None:
+        if found is None and task is not None:
+            found = TASK_MODALITY[task]
+        elif found is None:
             found = ASSUMED_MODALITY
             logger.warning(
                 "%s: no modality for the secondary image (no --task, --modality, datalist field or DICOM "
@@ -155,7 +157,7 @@ def _set_modality(item: dict[str, Any], modality: str | None, task: str | None) 
                 found,
                 modality_task(found),
             )
-        item["modality"] = found or TASK_MODALITY[task]
+        item["modality"] = found
 
 
 class InferenceDataset(Dataset):
