@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -208,10 +209,10 @@ class FusionPreprocessd(Transform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         kind, load = self.kind_of(data)
         try:
-            d = self.chains[(kind, load)](dict(data))
+            d: dict = self.chains[(kind, load)](dict(data))
         except RuntimeError as e:
             # Compose wraps each failure in "applying transform ..."; the input error inside names the problem
-            cause = e
+            cause: Exception = e
             while isinstance(cause, RuntimeError) and isinstance(cause.__cause__, Exception):
                 cause = cause.__cause__
             if isinstance(cause, (ValueError, OSError)):
@@ -284,7 +285,8 @@ class FusionPostprocessd(MapTransform):
                 pred = min_max_stretch(pred)
             meta = dict(ref.meta) if isinstance(ref, MetaTensor) else {}
             if pred.ndim == 4:
-                out = self.restore({key: pred, self.ref_key: ref})[key]
+                pair: dict[Hashable, Any] = {key: pred, self.ref_key: ref}
+                out = self.restore(pair)[key]
                 as_uint8 = bool(self.uint8)
             elif pred.ndim == 3:
                 out = MetaTensor(pred, meta=meta)

@@ -152,8 +152,7 @@ class RestoreOrientationd(MapTransform):
         ref = d.get(self.ref_key) if self.ref_key is not None else None
         for key in self.key_iterator(d):
             img = d[key]
-            meta = getattr(img, "meta", None) or {}
-            if MetaKeys.ORIGINAL_AFFINE not in meta:
+            if not isinstance(img, MetaTensor) or MetaKeys.ORIGINAL_AFFINE not in img.meta:
                 if not isinstance(ref, MetaTensor):
                     raise ValueError(f"RestoreOrientationd: {key} has no original_affine and no ref_key image")
                 img = MetaTensor(torch.as_tensor(img), meta=copy.deepcopy(ref.meta))
@@ -164,9 +163,10 @@ class RestoreOrientationd(MapTransform):
             axcodes = "".join(nib.aff2axcodes(original))
             out = Orientation(axcodes=axcodes, labels=None)(img)
             if not np.allclose(_affine(out), original, atol=1e-3):
+                name = getattr(out, "meta", {}).get("filename_or_obj", "?")
                 raise ValueError(
                     f"RestoreOrientationd: {key} is not on a reoriented copy of its source grid "
-                    f"({out.meta.get('filename_or_obj', '?')}); affine {np.round(_affine(out), 3).tolist()} "
+                    f"({name}); affine {np.round(_affine(out), 3).tolist()} "
                     f"vs original {np.round(original, 3).tolist()}"
                 )
             d[key] = out

@@ -28,7 +28,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 __all__ = ["HotSpot", "Lesion", "RandHotSpotd", "RandLesiond", "paint_hot_spot", "paint_lesion"]
 
 
-class HotSpot(tuple):
+class HotSpot(tuple[np.ndarray, np.ndarray, np.ndarray]):
     """``(painted, core, surround)``: the painted image (same shape and dtype as the input) and the boolean
     ``(H, W)`` masks of the blob's core and of the ring around it."""
 
@@ -50,7 +50,7 @@ class HotSpot(tuple):
         return self[2]
 
 
-class Lesion(tuple):
+class Lesion(tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
     """``(mri, other, core, surround)``: the painted MRI and PET/SPECT (same shapes and dtypes as the inputs)
     and the boolean ``(H, W)`` masks of the lesion's core and of the ring around it."""
 
@@ -77,7 +77,10 @@ class Lesion(tuple):
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
-    return x if x.ndim == 2 else 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    if x.ndim == 2:
+        return x
+    luma: np.ndarray = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    return luma
 
 
 def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -111,7 +114,7 @@ def _lift_luma(o: np.ndarray, target: float, weight: np.ndarray, scale: float, i
     """``o`` with its luminance raised towards ``target`` by ``weight`` in [0, 1]; the same value is added to R,
     G and B, which moves the luma and leaves Cb and Cr alone."""
     lift = np.maximum(target - _luma(o), 0.0) * weight
-    painted = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
+    painted: np.ndarray = np.clip(o + (lift if o.ndim == 2 else lift[..., None]), 0.0, scale)
     return np.round(painted) if integer else painted
 
 
@@ -172,7 +175,8 @@ def paint_hot_spot(
 def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur (sigma in pixels) of an ``(H, W)`` array, with MONAI's separable filter."""
     t = torch.from_numpy(np.asarray(x, np.float32))[None, None]
-    return GaussianFilter(spatial_dims=2, sigma=float(sigma))(t)[0, 0].double().numpy()
+    blurred: torch.Tensor = GaussianFilter(spatial_dims=2, sigma=float(sigma))(t)
+    return blurred[0, 0].double().numpy()
 
 
 def paint_lesion(
@@ -366,7 +370,7 @@ class RandLesiond(RandomizableTransform, MapTransform):
         self.randomize()
         if not self._do_transform:
             return d
-        level = tuple(v * 255.0 for v in self.level_range)
+        level = (self.level_range[0] * 255.0, self.level_range[1] * 255.0)
         for key in self.key_iterator(d):
             image = d[key]
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)

@@ -18,6 +18,7 @@ equally list ``ScaleIntensityRanged`` / ``ScaleIntensityRangePercentilesd`` itse
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -104,8 +105,11 @@ class ScaleIntensityByModalityd(MapTransform):
             raise ValueError(f"ct_window width must be positive, got {ct_window}")
         self.modality_key = modality_key
         self.ct = ScaleIntensityRange(level - width / 2, level + width / 2, 0.0, 1.0, clip=clip, dtype=np.float32)
-        self.mri = ScaleIntensityRangePercentiles(*mri_percentiles, 0.0, 1.0, clip=clip, dtype=np.float32)
-        self.emission = ScaleIntensityRangePercentiles(*emission_percentiles, 0.0, 1.0, clip=clip, dtype=np.float32)
+        (mri_lower, mri_upper), (emission_lower, emission_upper) = mri_percentiles, emission_percentiles
+        self.mri = ScaleIntensityRangePercentiles(mri_lower, mri_upper, 0.0, 1.0, clip=clip, dtype=np.float32)
+        self.emission = ScaleIntensityRangePercentiles(
+            emission_lower, emission_upper, 0.0, 1.0, clip=clip, dtype=np.float32
+        )
         self._rules = {
             "CT": f"window [{level - width / 2:g}, {level + width / 2:g}] HU",
             "MRI": f"percentiles {tuple(mri_percentiles)} of the volume",
@@ -114,7 +118,7 @@ class ScaleIntensityByModalityd(MapTransform):
         }
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)  # the modality key holds a string
         declared = d.get(self.modality_key)
         for key in self.key_iterator(d):
             img = d[key]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from monai.config import KeysCollection, PathLike
-from monai.data import PILReader
+from monai.data import ImageReader, PILReader
 from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, ensure_tuple
 from PIL import Image, UnidentifiedImageError
@@ -94,7 +94,7 @@ class FusionPILReader(PILReader):
         names = ensure_tuple(filename)
         return bool(names) and all(str(n).lower().rsplit(".", 1)[-1] in SUPPORTED_2D_SUFFIXES for n in names)
 
-    def read(self, data: Sequence[PathLike] | PathLike, **kwargs) -> Image.Image | list[Image.Image]:
+    def read(self, data: Sequence[PathLike] | PathLike | np.ndarray, **kwargs) -> Image.Image | list[Image.Image]:
         """Open, validate and decode each file; returns a PIL image (a list for several files)."""
         kwargs_ = {**self.kwargs, **kwargs}
         images = [self._read_one(name, kwargs_) for name in ensure_tuple(data)]
@@ -109,15 +109,16 @@ class FusionPILReader(PILReader):
         if path.stat().st_size == 0:
             raise _fail(name, "empty file (0 bytes)")
         try:
-            img = Image.open(path, **open_kwargs)
+            img: Image.Image = Image.open(path, **open_kwargs)
         except UnidentifiedImageError as e:
             raise _fail(name, "not an image file, or a corrupt one (PIL cannot identify it)") from e
         except OSError as e:
             raise _fail(name, f"cannot be opened as an image ({e})") from e
         if img.width == 0 or img.height == 0:
             raise _fail(name, f"empty image ({img.width}x{img.height} pixels)")
-        if getattr(img, "n_frames", 1) > 1:
-            raise _fail(name, f"has {img.n_frames} frames; a 2-D pair needs single-frame images")
+        n_frames = getattr(img, "n_frames", 1)
+        if n_frames > 1:
+            raise _fail(name, f"has {n_frames} frames; a 2-D pair needs single-frame images")
         mode = img.mode
         if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
             raise _fail(
@@ -246,7 +247,7 @@ class LoadFusionImaged(LoadImaged):
         with quiet_default_readers():
             super().__init__(
                 keys,
-                reader=self.fusion_reader,
+                reader=self.fusion_reader,  # type: ignore[arg-type]  # MONAI takes a reader instance too
                 dtype=np.float32,
                 ensure_channel_first=True,
                 image_only=True,
@@ -254,5 +255,6 @@ class LoadFusionImaged(LoadImaged):
                 **kwargs,
             )
 
-    def __call__(self, data: Mapping[Hashable, object], reader: FusionPILReader | None = None) -> dict:
-        return super().__call__(data, reader if reader is not None else self.fusion_reader)
+    def __call__(self, data: Mapping[Hashable, object], reader: ImageReader | None = None) -> dict:
+        d: dict = super().__call__(data, reader if reader is not None else self.fusion_reader)
+        return d

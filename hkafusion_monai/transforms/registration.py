@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -209,7 +210,7 @@ class RigidRegisterd(MapTransform):
         self.kwargs = kwargs
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)
         mode = self.enabled
         if self.flag_key is not None and d.get(self.flag_key) is not None:
             mode = _registration_mode(d[self.flag_key], f"the item's {self.flag_key!r} field")
@@ -227,9 +228,9 @@ class RigidRegisterd(MapTransform):
             return d
         k_fixed, k_moving = self.keys
         fixed, moving = d[k_fixed], d[k_moving]
-        for key, img in ((k_fixed, fixed), (k_moving, moving)):
-            if not isinstance(img, MetaTensor):
-                raise ValueError(f"RigidRegisterd: {key} must be a MetaTensor with an affine (load it first)")
+        if not isinstance(fixed, MetaTensor) or not isinstance(moving, MetaTensor):
+            key = k_moving if isinstance(fixed, MetaTensor) else k_fixed
+            raise ValueError(f"RigidRegisterd: {key} must be a MetaTensor with an affine (load it first)")
         matrix, metric = rigid_registration(fixed, moving, **self.kwargs)
         out = moving.clone()
         out.affine = torch.as_tensor(matrix, dtype=torch.float64) @ moving.affine.to(torch.float64)

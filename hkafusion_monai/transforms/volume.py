@@ -94,7 +94,7 @@ def _check_constant_slices(
     constant = [float(p.min()) == float(p.max()) for p in planes]
     if n < 2 or all(constant):
         return  # a blank volume is the caller's check
-    for k in np.flatnonzero(constant):
+    for k in np.flatnonzero(constant).tolist():
         varying = [j for j in (k - 1, k + 1) if 0 <= j < n and not constant[j]]
         between = 0 < k < n - 1 and len(varying) == 2
         if not varying or not (stored_vary[k] or between):
@@ -190,7 +190,7 @@ class FusionDicomReader(ImageReader):
         series = pick_series(candidates, path, self.series_uid)
         files, _ = order_series(series)
         kwargs_ = {**self.kwargs, **kwargs}
-        datasets = []
+        datasets: list[pydicom.Dataset] = []
         for f in files:
             try:
                 datasets.append(pydicom.dcmread(f, **kwargs_))
@@ -210,7 +210,7 @@ class FusionDicomReader(ImageReader):
     def _multiframe_volume(self, ds: pydicom.Dataset, filename: PathLike) -> tuple[np.ndarray, np.ndarray]:
         """The frames of one multi-frame image as ``(X, Y, Z)`` (columns, rows, frames in spatial order),
         rescaled per frame, and its LPS affine (:func:`multiframe_geometry`)."""
-        geometry = multiframe_geometry(ds, filename)
+        geometry = multiframe_geometry(ds, str(filename))
         frames = self._pixels(ds, filename)
         n = len(geometry.order)
         if frames.ndim == 2 and n == 1:
@@ -249,6 +249,7 @@ class FusionDicomReader(ImageReader):
         """Array ``(X, Y, Z)`` and metadata (affine, spacing, source UIDs) of the series from :meth:`read`."""
         datasets = list(img)
         first, s = datasets[0], self._series
+        assert s is not None, "get_data() takes the datasets of read(), which picks the series"
         if s.slices[0].multiframe:
             array, lps = self._multiframe_volume(first, self._files[0])
         else:
@@ -414,7 +415,7 @@ class LoadFusionVolumed(LoadImaged):
         with quiet_default_readers():
             super().__init__(
                 keys,
-                reader=[self.nifti_reader, self.dicom_reader],
+                reader=[self.nifti_reader, self.dicom_reader],  # type: ignore[arg-type]  # MONAI takes a list too
                 dtype=np.float32,
                 ensure_channel_first=True,
                 image_only=True,
