@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hkafusion_monai.data.datalist_file import DATALIST_SPLITS, DatalistError, relative, report_problems, warn
 from hkafusion_monai.io.dicom import DicomSeries, scan_dicom
@@ -68,7 +69,7 @@ def _study_pair(
     mri_description: str | None,
     other_description: str | None,
     min_slices: int,
-) -> tuple[tuple | None, str | None]:
+) -> tuple[tuple[DicomSeries, DicomSeries, bool] | None, str | None]:
     """Pair one study's series by the rules of the module docstring; returns ``((mri, other, register), None)``
     or ``(None, problem)``."""
     usable, ignored = _candidates(study, min_slices)
@@ -112,7 +113,7 @@ def _studies(root: Path, problems: list[str]) -> list[list[DicomSeries]]:
 
 
 def _item(mri: DicomSeries, other: DicomSeries, register: bool, base: Path) -> dict:
-    item = {
+    item: dict[str, Any] = {
         "mri": relative(mri.folders[0], base),
         "other": relative(other.folders[0], base),
         "modality": DICOM_MODALITIES[other.modality],
@@ -169,6 +170,7 @@ def datalist_from_dicom(
             if problem:
                 problems.append(problem)
                 continue
+            assert pair is not None  # a pair, or a problem
             key = (pair[0].series_uid, pair[1].series_uid)
             if key in seen:
                 problems.append(f"duplicate: MR {key[0]} / {key[1]} is listed in {seen[key]} and in {split}")
@@ -179,9 +181,13 @@ def datalist_from_dicom(
     if len(modalities) > 1:
         problems.append(f"studies mix modalities {modalities}; pass --modality to build one datalist per modality")
     report_problems(problems, skip_unpaired and len(modalities) <= 1)
-    if not modalities and not modality:
+    if modalities:
+        chosen = modalities[0]
+    elif modality:
+        chosen = modality.upper()
+    else:
         raise DatalistError(problems or ["no MR/CT/PET/SPECT pairs found"])
-    out: dict = {"base_dir": str(base.resolve()), "modality": modalities[0] if modalities else modality.upper()}
+    out: dict = {"base_dir": str(base.resolve()), "modality": chosen}
     out["source"] = "dicom"
     for split in DATALIST_SPLITS:
         out[split] = items.get(split, [])

@@ -9,6 +9,7 @@ A symbolic link that leads out of a folder given is never followed: it is skippe
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -100,9 +101,10 @@ def pair_folder(
             )
         other_dir = found[0]
     else:
-        other_dir = _subfolder(subfolders, other)
-        if other_dir is None:
+        named = _subfolder(subfolders, other)
+        if named is None:
             raise DatalistError([f"{folder}: no {other!r} folder"])
+        other_dir = named
     problems: list[str] = []
     mris = _by_stem(_image_files(mri_dir, folder), problems)
     others = _by_stem(_image_files(other_dir, folder), problems)
@@ -215,7 +217,7 @@ def datalist_from_splits(
     return finish_datalist(splits, problems, base, modality, skip_unpaired, extra)
 
 
-def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | Path) -> str:
+def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | os.PathLike) -> str:
     """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
 
     For the bundle's task overlays (``configs/harvard.json`` with ``--task``, ``configs/joint.json``): the

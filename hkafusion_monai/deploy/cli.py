@@ -122,7 +122,7 @@ def _check_paths(args: argparse.Namespace) -> tuple[int, str] | None:
     return None
 
 
-def _signal_status(e: BaseException) -> int:
+def _signal_status(e: KeyboardInterrupt | SystemExit) -> int:
     """130 for Ctrl-C, 143 (or the code it carries) for SIGTERM."""
     return 130 if isinstance(e, KeyboardInterrupt) else (e.code if isinstance(e.code, int) else 143)
 

@@ -5,6 +5,7 @@ and the ``fusion`` block (``registration``, ``colour_series``, ``allow_patient_m
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ DEFAULT_RULES = Path(__file__).with_name("selection_rules.json")
 REGISTRATION_MODES = ("auto", "always", "never")
 
 
-def load_rules(path: str | Path | None = None) -> dict[str, Any]:
+def load_rules(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Read and check a rules file: ``selections`` with one ``"MR"`` and one ``"secondary"`` selection, and an
     optional ``fusion`` block (``registration``, ``colour_series``, ``allow_patient_mismatch``,
     ``hot_spot_min_kept``), whose missing keys get their defaults."""
@@ -31,7 +32,7 @@ def load_rules(path: str | Path | None = None) -> dict[str, Any]:
     if not isinstance(rules, dict):
         raise FusionInputError(f"{path}: the selection rules must be a JSON object")
     names = [s.get("name") for s in rules.get("selections", []) if isinstance(s, dict)]
-    if sorted(names) != ["MR", "secondary"]:
+    if sorted(names, key=str) != ["MR", "secondary"]:  # key=str: a selection without a name is None
         raise FusionInputError(
             f"{path}: the rules need exactly two selections named 'MR' and 'secondary', found {names}"
         )

@@ -35,6 +35,8 @@ def sc_instance(
     """One RGB Secondary Capture instance (highdicom ``SCImage``) with the MR instance's plane attributes."""
     import highdicom
 
+    row_spacing, column_spacing = mr.PixelSpacing  # DICOM's order: between rows, between columns
+    row_direction, column_direction = patient_orientation(mr)
     sc = highdicom.sc.SCImage(
         pixel_array=np.ascontiguousarray(rgb),
         photometric_interpretation="RGB",
@@ -55,9 +57,9 @@ def sc_instance(
         study_date=mr.StudyDate or None,
         study_time=mr.StudyTime or None,
         referring_physician_name=mr.ReferringPhysicianName or None,
-        pixel_spacing=tuple(float(v) for v in mr.PixelSpacing),
+        pixel_spacing=(float(row_spacing), float(column_spacing)),
         # highdicom takes one letter per direction; the full (oblique) letters are set below
-        patient_orientation=tuple(d[0] for d in patient_orientation(mr)),
+        patient_orientation=(row_direction[0], column_direction[0]),
     )
     sc.PatientOrientation = list(patient_orientation(mr))
     sc.SeriesDescription = description

@@ -376,7 +376,7 @@ def _series_headers(folder: str | os.PathLike, role: str, series_uid: str | None
     per frame, in spatial order, for a multi-frame image."""
     series = pick_series(scan_dicom(folder), folder, series_uid)
     files, _ = order_series(series)
-    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    headers: list[Dataset] = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     return frame_headers(headers[0]) if series.slices[0].multiframe else headers
 
 

@@ -88,7 +88,9 @@ def measure(series: DicomSeries) -> VolumeSeries:
         geometry = multiframe_geometry(pydicom.dcmread(files[0], stop_before_pixels=True), files[0])
         n, spacing = len(geometry.order), geometry.pixel_spacing
     else:
+        assert first.pixel_spacing is not None  # order_series: every slice has one
         n, spacing = len(files), first.pixel_spacing
+    assert first.rows is not None  # series_of keeps the images with rows only
     in_plane = float(first.rows) * float(spacing[0]) * float(first.columns or 0) * float(spacing[1])
     return VolumeSeries(series, list(files), n, in_plane * n * float(np.linalg.norm(step)))
 

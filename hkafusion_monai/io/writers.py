@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,7 +118,7 @@ class FusedImageWriterd(MapTransform):
         self.model_version = model_version
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)  # the images, and the output path and the source series
         path = d.get(self.output_key)
         if not path:
             raise KeyError(f"FusedImageWriterd: the item has no {self.output_key!r} path")

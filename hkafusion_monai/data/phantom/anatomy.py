@@ -91,7 +91,8 @@ class Subject:
     def to_head(self, points: np.ndarray) -> np.ndarray:
         """Scanner (LPS) points ``(..., 3)`` to head coordinates of the unscaled phantom."""
         q = points.astype(np.float32) - self.translation.astype(np.float32)
-        return q @ (self.rotation / self.scale).astype(np.float32)
+        head: np.ndarray = q @ (self.rotation / self.scale).astype(np.float32)
+        return head
 
 
 def _rotation(angles_deg: np.ndarray) -> np.ndarray:
@@ -99,14 +100,15 @@ def _rotation(angles_deg: np.ndarray) -> np.ndarray:
     rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
     rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    rotation: np.ndarray = rz @ ry @ rx
+    return rotation
 
 
 def make_subject(seed: int, index: int) -> Subject:
     """The ``index``-th phantom subject of ``seed``."""
     rng = np.random.default_rng([seed, index])
     n_lesions = int(rng.integers(2, 4))
-    lesions = []
+    lesions: list[list[float]] = []
     while len(lesions) < n_lesions:  # inside the white matter / deep grey region, off the midline
         c = rng.uniform([-40, -50, -15], [40, 50, 45])
         if np.sum((c / [45, 60, 55]) ** 2) < 1 and abs(c[0]) > 12:
@@ -128,7 +130,8 @@ def make_subject(seed: int, index: int) -> Subject:
 
 def _fold(u: np.ndarray, waves: np.ndarray) -> np.ndarray:
     """A smooth pattern in [-1, 1] over directions ``u`` (unit vectors ``(N, 3)``): the cortical folds."""
-    return np.mean(np.sin(u @ waves[:, :3].T + waves[:, 3]), axis=1) * 1.6
+    pattern: np.ndarray = np.mean(np.sin(u @ waves[:, :3].T + waves[:, 3]), axis=1) * 1.6
+    return pattern
 
 
 def tissue_labels(subject: Subject, points: np.ndarray) -> np.ndarray:

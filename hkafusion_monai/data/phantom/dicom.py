@@ -104,8 +104,10 @@ def _slope(values: np.ndarray) -> float:
 def _stored(modality: str, values: np.ndarray) -> np.ndarray:
     """The uint16 values an MR slice (values as they are) or a CT slice (HU + 1024, 12 bits) stores."""
     if modality == "CT":
-        return np.clip(np.round(values) + 1024, 0, 4095).astype(np.uint16)
-    return np.clip(np.round(values), 0, 65535).astype(np.uint16)
+        stored: np.ndarray = np.clip(np.round(values) + 1024, 0, 4095)
+    else:
+        stored = np.clip(np.round(values), 0, 65535)
+    return stored.astype(np.uint16)
 
 
 def _save(ds: Dataset, path: Path) -> None:
@@ -298,7 +300,8 @@ def _pet_image(ds: Dataset, grid: Grid, plane: np.ndarray, instance: int) -> np.
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([isotope])
     slope = _slope(plane)
     ds.RescaleIntercept, ds.RescaleSlope = "0", f"{slope:.8g}"
-    return np.round(np.clip(plane, 0, None) / slope).astype(np.uint16)
+    stored: np.ndarray = np.round(np.clip(plane, 0, None) / slope)
+    return stored.astype(np.uint16)
 
 
 _IMAGE_MODULES = {"MRI": _mr_image, "CT": _ct_image, "PET": _pet_image}
@@ -312,8 +315,10 @@ def dicom_values(modality: str, volume: np.ndarray) -> np.ndarray:
     if modality == "MRI":
         return _stored("MRI", volume).astype(np.float32)
     planes = np.clip(volume, 0, None)
+    slopes: float | np.ndarray
     if modality == "SPECT":  # one multi-frame NM object: one slope for the volume
         slopes = _slope(volume)
     else:
         slopes = np.array([_slope(planes[:, :, k]) for k in range(planes.shape[2])])
-    return (np.round(planes / slopes) * slopes).astype(np.float32)
+    values: np.ndarray = np.round(planes / slopes) * slopes
+    return values.astype(np.float32)

@@ -35,7 +35,7 @@ def _smooth(values: np.ndarray, spacing_xyz: Sequence[float], sigma_mm: float) -
 
 def _values(subject: Subject, modality: str, labels: np.ndarray, points: np.ndarray) -> np.ndarray:
     table = np.asarray(TISSUE_VALUES[modality], dtype=np.float32)
-    values = table[labels]
+    values: np.ndarray = table[labels]
     if modality == "MRI":  # receive-coil bias: a gentle gradient
         p = subject.to_head(points)
         values = values * (1 + 0.0008 * p[:, 0] - 0.0005 * p[:, 2]).astype(np.float32)

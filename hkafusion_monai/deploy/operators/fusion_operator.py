@@ -24,7 +24,7 @@ __all__ = ["FusionOperator"]
 
 def _headers(selected: VolumeSeries) -> list[pydicom.Dataset]:
     """Per-slice headers in spatial order (one per frame of a multi-frame image)."""
-    datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in selected.files]
+    datasets: list[pydicom.Dataset] = [pydicom.dcmread(f, stop_before_pixels=True) for f in selected.files]
     if selected.header.slices[0].multiframe:
         return frame_headers(datasets[0], multiframe_geometry(datasets[0], selected.files[0]))
     return datasets

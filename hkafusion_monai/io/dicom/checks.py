@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -25,10 +26,10 @@ ORIENT_ATOL = 1e-4
 SPACING_RTOL, SPACING_ATOL = 0.02, 0.01
 
 
-def vector(value: object, n: int, where: str | Path, name: str) -> np.ndarray:
+def vector(value: Any, n: int, where: str | Path, name: str) -> np.ndarray:
     """``value`` as ``n`` finite floats, else an error naming ``where`` and the attribute ``name``."""
     try:
-        arr = np.asarray([float(v) for v in value], dtype=np.float64)  # type: ignore[union-attr]
+        arr = np.asarray([float(v) for v in value], dtype=np.float64)
     except (TypeError, ValueError):
         arr = np.empty(0)
     if arr.shape != (n,) or not np.isfinite(arr).all():
@@ -59,6 +60,9 @@ def check_slices(series: DicomSeries) -> None:
             )
     first = slices[0]
     for s in slices[1:]:
+        # every slice has them (checked above)
+        assert s.pixel_spacing is not None and first.pixel_spacing is not None
+        assert s.orientation is not None and first.orientation is not None
         if (s.rows, s.columns) != (first.rows, first.columns):
             raise FusionInputError(
                 f"{where}: slices of different sizes: {first.path} is {first.rows}x{first.columns} but "

@@ -9,6 +9,7 @@ decodes the pixels.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -21,10 +22,8 @@ from .scan import first_item
 __all__ = ["enhanced_placement"]
 
 
-def _functional(
-    frame: pydicom.Dataset | None, shared: pydicom.Dataset | None, group: str, keyword: str
-) -> object | None:
-    """``keyword`` of functional group ``group``: the frame's own, else the shared one."""
+def _functional(frame: pydicom.Dataset | None, shared: pydicom.Dataset | None, group: str, keyword: str) -> Any:
+    """``keyword`` of functional group ``group``: the frame's own, else the shared one (``None`` in neither)."""
     for owner in (frame, shared):
         item = first_item(owner, group) if owner is not None else None
         if item is not None and keyword in item and item[keyword].value not in (None, ""):
@@ -35,7 +34,7 @@ def _functional(
 def _frame(ds: pydicom.Dataset, frame: pydicom.Dataset | None, shared: pydicom.Dataset | None, where, f: int):
     """``(position, orientation, pixel spacing, thickness, slope, intercept, rescale type)`` of frame ``f``."""
 
-    def value(group: str, keyword: str) -> object | None:
+    def value(group: str, keyword: str) -> Any:
         return _functional(frame, shared, group, keyword)
 
     label = f"frame {f + 1}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -30,7 +31,7 @@ from .scan import NM_IMAGE_STORAGE, DicomSeries, read_header
 __all__ = ["FrameGeometry", "frame_headers", "lps_affine", "multiframe_geometry", "order_series", "stack_order"]
 
 # highdicom only sorts: check_spacing judges the gaps and names the slices, and a gantry-tilted stack is kept
-_SORT_ONLY = {"perpendicular_tol": 2.0, "allow_duplicate_positions": True}
+_SORT_ONLY: dict[str, Any] = {"perpendicular_tol": 2.0, "allow_duplicate_positions": True}
 _FRAME_GROUPS = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "DetectorInformationSequence")
 
 
@@ -61,7 +62,13 @@ def stack_order(
     depth = positions @ normal
     # no gap differs from the mean gap by more than the stack's extent: highdicom's regularity test always passes
     atol = float(np.ptp(depth)) + 1.0
-    _, index = get_volume_positions(positions, orientation, index_convention="RD", atol=atol, **_SORT_ONLY)
+    _, index = get_volume_positions(
+        positions,  # type: ignore[arg-type]  # highdicom takes arrays (it converts with np.array)
+        orientation,  # type: ignore[arg-type]
+        index_convention="RD",
+        atol=atol,
+        **_SORT_ONLY,
+    )
     order = np.argsort(np.asarray(index), kind="stable")
     check_spacing(depth, order, where, names, what)
     return order, (positions[order[-1]] - positions[order[0]]) / (len(positions) - 1)
@@ -114,7 +121,9 @@ def order_series(series: DicomSeries) -> tuple[list[Path], np.ndarray]:
     check_slices(series)
     positions = np.array([s.position for s in slices])
     names = [str(s.path) for s in slices]
-    order, step = stack_order(positions, slices[0].orientation, where, names, "slices", slices[0].thickness)
+    orientation = slices[0].orientation
+    assert orientation is not None  # check_slices: every slice has one
+    order, step = stack_order(positions, orientation, where, names, "slices", slices[0].thickness)
     return [slices[i].path for i in order], step
 
 

@@ -190,17 +190,17 @@ def _iter_files(root: Path, recursive: bool) -> Iterable[Path]:
         yield from sorted(p for p in root.iterdir() if _is_candidate(p))
 
 
-def _paths(root: str | Path | Sequence[str | Path], recursive: bool) -> Iterable[Path]:
-    if isinstance(root, (list, tuple)):
+def _paths(root: str | os.PathLike | Sequence[str | os.PathLike], recursive: bool) -> Iterable[Path]:
+    if not isinstance(root, (str, os.PathLike)):  # a list of files
         paths = [Path(p) for p in root]
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing file (no such file)")
         return paths
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: missing file or folder (no such file or directory)")
-    return _iter_files(root, recursive)
+    folder = Path(root)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: missing file or folder (no such file or directory)")
+    return _iter_files(folder, recursive)
 
 
 def _headers(paths: Iterable[Path], errors: list[str] | None) -> Iterable[tuple[Path, pydicom.Dataset]]:
@@ -219,7 +219,7 @@ def _headers(paths: Iterable[Path], errors: list[str] | None) -> Iterable[tuple[
 
 
 def scan_dicom(
-    root: str | Path | Sequence[str | Path], recursive: bool = False, errors: list[str] | None = None
+    root: str | os.PathLike | Sequence[str | os.PathLike], recursive: bool = False, errors: list[str] | None = None
 ) -> list[DicomSeries]:
     """The DICOM image series in a folder (or one file, or a list of files), from the headers only.
 
@@ -293,7 +293,9 @@ def series_of(datasets: Iterable[tuple[str | Path, pydicom.Dataset]]) -> list[Di
     )
 
 
-def pick_series(candidates: Sequence[DicomSeries], where: str | Path, series_uid: str | None = None) -> DicomSeries:
+def pick_series(
+    candidates: Sequence[DicomSeries], where: str | os.PathLike, series_uid: str | None = None
+) -> DicomSeries:
     """The one series of ``candidates`` (or the one with ``series_uid``); otherwise an error listing them."""
     if series_uid:
         hits = [s for s in candidates if s.series_uid == series_uid]
