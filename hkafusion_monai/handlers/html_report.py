@@ -109,6 +109,88 @@ def _distribution_plot(methods: Mapping[str, Mapping[str, np.ndarray]]) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _page_head(title: str, n: int, info: Mapping[str, Any] | None) -> list[str]:
+    """The page up to the first table: head, title, the note on the pairs and the ``info`` lines."""
+    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>"]
+    out += [f"<style>{_STYLE}</style>", f"<script>{_SCRIPT}</script>", "</head><body>"]
+    out.append(f"<h1>{html.escape(title)}</h1>")
+    out.append(
+        "<p class='note'>Research use only. Metrics on grey/Y, 0–255, with the reference-validated "
+        f"implementations; {n} pairs.</p>"
+    )
+    if info:
+        out.append(
+            "<ul>"
+            + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in info.items())
+            + "</ul>"
+        )
+    # for the rendering test (a headless browser's --dump-dom); not shown to a reader
+    out.append("<p id='decode-status' hidden data-decoded='0' data-total='0'></p>")
+    return out
+
+
+def _metric_table(
+    methods: Mapping[str, Mapping[str, np.ndarray]],
+    names: Sequence[str],
+    peer: Mapping[str, float] | None,
+    peer_name: str,
+) -> list[str]:
+    """The metric table: mean ± std per method, the peer's published means, and what the names mean."""
+    out = ["<h2>Metrics</h2><table id='metrics'><thead><tr><th>method</th>"]
+    out += [f"<th>{m}{' ↓' if m in LOWER_IS_BETTER else ''}</th>" for m in names]
+    out.append("</tr></thead><tbody>")
+    for method, per in methods.items():
+        cells = "".join(f"<td>{_fmt(float(np.mean(per[m])))} ± {_fmt(float(np.std(per[m])))}</td>" for m in names)
+        out.append(f"<tr class='method' data-method='{html.escape(method)}'><td>{html.escape(method)}</td>{cells}</tr>")
+    if peer:
+        cells = "".join(f"<td>{peer[m]:.2f}</td>" if m in peer else "<td>–</td>" for m in names)
+        escaped = html.escape(peer_name)
+        out.append(f"<tr class='method peer' data-method='{escaped}'><td>{escaped}</td>{cells}</tr>")
+    out.append("</tbody></table>")
+    notes = [_NOTES[m] for m in ("SSIM", "MI", "VIF", *CHECK_NAMES) if m in names]
+    out.append("<p class='note'>" + " ".join(html.escape(t) for t in notes) + "</p>")
+    return out
+
+
+def _interval_table(methods: Mapping[str, Mapping[str, np.ndarray]], ours: str, names: Sequence[str]) -> list[str]:
+    """The paired differences of ``ours`` against each other method, with their bootstrap intervals."""
+    out = [f"<h2>Paired differences, {html.escape(ours)} − baseline</h2>"]
+    out.append(
+        "<p class='note'>Mean difference and 95 % paired bootstrap interval (10,000 resamples, seed 0). "
+        "Green: the interval excludes 0 in favour of the first method; red: against it.</p>"
+    )
+    out.append(
+        "<table id='intervals'><thead><tr><th>comparison</th>"
+        + "".join(f"<th>{m}</th>" for m in names)
+        + "</tr></thead><tbody>"
+    )
+    for other in (m for m in methods if m != ours):
+        intervals = []
+        for m in names:
+            d, lo, hi, verdict = paired_comparison(methods[ours][m], methods[other][m], m)
+            cls = {1: " class='better'", -1: " class='worse'"}.get(verdict, "")
+            intervals.append(f"<td{cls}>{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]</td>")
+        out.append(f"<tr class='interval'><td>{html.escape(ours)} − {html.escape(other)}</td>{''.join(intervals)}</tr>")
+    out.append("</tbody></table>")
+    return out
+
+
+def _image_grid(grid: Sequence[Mapping[str, Any]], titles: Mapping[str, str]) -> list[str]:
+    """The image grid: one row per pair, one column per :data:`GRID_COLUMNS` entry any row holds."""
+    out = ["<h2>Images</h2><table class='grid'><thead><tr><th>pair</th>"]
+    columns = [c for c in GRID_COLUMNS if any(row.get(c) is not None for row in grid)]
+    out += [f"<th>{html.escape(titles[c])}</th>" for c in columns]
+    out.append("</tr></thead><tbody>")
+    for row in grid:
+        cells = "".join(
+            f"<td><img alt='{c}' src='{png_data_uri(row[c])}'></td>" if row.get(c) is not None else "<td>–</td>"
+            for c in columns
+        )
+        out.append(f"<tr><td>{html.escape(str(row.get('pair', '')))}</td>{cells}</tr>")
+    out.append("</tbody></table>")
+    return out
+
+
 def render_report(
     methods: Mapping[str, Mapping[str, np.ndarray]],
     ours: str,
@@ -135,72 +217,11 @@ def render_report(
     names = [m for m in METRIC_NAMES + CHECK_NAMES if all(m in d for d in methods.values())]
     titles = {c: c for c in GRID_COLUMNS} | {"ours": ours} | dict(column_titles or {})
     n = len(next(iter(methods.values()))[names[0]]) if methods and names else 0
-    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>"]
-    out += [f"<style>{_STYLE}</style>", f"<script>{_SCRIPT}</script>", "</head><body>"]
-    out.append(f"<h1>{html.escape(title)}</h1>")
-    out.append(
-        "<p class='note'>Research use only. Metrics on grey/Y, 0–255, with the reference-validated "
-        f"implementations; {n} pairs.</p>"
-    )
-    if info:
-        out.append(
-            "<ul>"
-            + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in info.items())
-            + "</ul>"
-        )
-    # for the rendering test (a headless browser's --dump-dom); not shown to a reader
-    out.append("<p id='decode-status' hidden data-decoded='0' data-total='0'></p>")
-
-    out.append("<h2>Metrics</h2><table id='metrics'><thead><tr><th>method</th>")
-    out += [f"<th>{m}{' ↓' if m in LOWER_IS_BETTER else ''}</th>" for m in names]
-    out.append("</tr></thead><tbody>")
-    for method, per in methods.items():
-        cells = "".join(f"<td>{_fmt(float(np.mean(per[m])))} ± {_fmt(float(np.std(per[m])))}</td>" for m in names)
-        out.append(f"<tr class='method' data-method='{html.escape(method)}'><td>{html.escape(method)}</td>{cells}</tr>")
-    if peer:
-        cells = "".join(f"<td>{peer[m]:.2f}</td>" if m in peer else "<td>–</td>" for m in names)
-        escaped = html.escape(peer_name)
-        out.append(f"<tr class='method peer' data-method='{escaped}'><td>{escaped}</td>{cells}</tr>")
-    out.append("</tbody></table>")
-    notes = [_NOTES[m] for m in ("SSIM", "MI", "VIF", *CHECK_NAMES) if m in names]
-    out.append("<p class='note'>" + " ".join(html.escape(t) for t in notes) + "</p>")
-
-    others = [m for m in methods if m != ours]
-    if ours in methods and others and n >= 2:
-        out.append(f"<h2>Paired differences, {html.escape(ours)} − baseline</h2>")
-        out.append(
-            "<p class='note'>Mean difference and 95 % paired bootstrap interval (10,000 resamples, seed 0). "
-            "Green: the interval excludes 0 in favour of the first method; red: against it.</p>"
-        )
-        out.append(
-            "<table id='intervals'><thead><tr><th>comparison</th>"
-            + "".join(f"<th>{m}</th>" for m in names)
-            + "</tr></thead><tbody>"
-        )
-        for other in others:
-            intervals = []
-            for m in names:
-                d, lo, hi, verdict = paired_comparison(methods[ours][m], methods[other][m], m)
-                cls = {1: " class='better'", -1: " class='worse'"}.get(verdict, "")
-                intervals.append(f"<td{cls}>{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]</td>")
-            out.append(
-                f"<tr class='interval'><td>{html.escape(ours)} − {html.escape(other)}</td>{''.join(intervals)}</tr>"
-            )
-        out.append("</tbody></table>")
-
+    out = _page_head(title, n, info) + _metric_table(methods, names, peer, peer_name)
+    if ours in methods and any(m != ours for m in methods) and n >= 2:
+        out += _interval_table(methods, ours, names)
     if grid:
-        out.append("<h2>Images</h2><table class='grid'><thead><tr><th>pair</th>")
-        columns = [c for c in GRID_COLUMNS if any(row.get(c) is not None for row in grid)]
-        out += [f"<th>{html.escape(titles[c])}</th>" for c in columns]
-        out.append("</tr></thead><tbody>")
-        for row in grid:
-            cells = "".join(
-                f"<td><img alt='{c}' src='{png_data_uri(row[c])}'></td>" if row.get(c) is not None else "<td>–</td>"
-                for c in columns
-            )
-            out.append(f"<tr><td>{html.escape(str(row.get('pair', '')))}</td>{cells}</tr>")
-        out.append("</tbody></table>")
-
+        out += _image_grid(grid, titles)
     if methods and names:
         out.append("<h2>Per-pair distributions</h2>")
         out.append(f"<img id='distributions' alt='per-pair metric distributions' src='{_distribution_plot(methods)}'>")
