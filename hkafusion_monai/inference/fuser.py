@@ -270,31 +270,42 @@ def load_fuser(
         raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     if str(weights).endswith(".ts"):  # a TorchScript export (ckpt_export): the network travels with its weights
-        extra = {"inference.json": ""}  # and the settings it was exported with
-        try:
-            network = torch.jit.load(str(weights), map_location="cpu", _extra_files=extra).eval()
-        except (RuntimeError, ValueError, OSError, EOFError) as e:
-            detail = " ".join(str(e).split()).split(". ")[0][:120]  # torch's first sentence names the fault
-            raise CheckpointError(
-                f"{weights}: not a readable TorchScript model (empty, truncated or another kind of file: {detail})"
-            ) from None
-        try:
-            ct_window = json.loads(extra["inference.json"] or "{}").get("ct_window", CT_BRAIN_WINDOW)
-        except (ValueError, AttributeError):
-            ct_window = CT_BRAIN_WINDOW
-        if not (isinstance(ct_window, (list, tuple)) and len(ct_window) == 2):
-            ct_window = CT_BRAIN_WINDOW
-        ct_window = [float(v) for v in ct_window]
+        network, ct_window = _load_torchscript(weights)
     else:
-        config = Path(config_file or bundle_dir / "configs" / "inference.json")
-        if not config.is_file():
-            raise FileNotFoundError(
-                f"{config}: no inference config defining the network for the checkpoint {weights}; pass "
-                "bundle_dir= or config_file=, or a TorchScript export (.ts), which needs none"
-            )
-        parser = ConfigParser()
-        parser.read_config(str(config))
-        network = parser.get_parsed_content("network_def", instantiate=True)
-        load_weights(network, weights, map_location="cpu")
-        ct_window = parser.get("ct_window", list(CT_BRAIN_WINDOW))
+        network, ct_window = _load_checkpoint(weights, Path(config_file or bundle_dir / "configs" / "inference.json"))
     return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch, progress=progress)
+
+
+def _load_torchscript(weights: str | os.PathLike) -> tuple[torch.nn.Module, list[float]]:
+    """A TorchScript export's network and the CT window of the ``inference.json`` settings it was exported with
+    (the bundle's default window when it holds none)."""
+    extra = {"inference.json": ""}
+    try:
+        network = torch.jit.load(str(weights), map_location="cpu", _extra_files=extra).eval()
+    except (RuntimeError, ValueError, OSError, EOFError) as e:
+        detail = " ".join(str(e).split()).split(". ")[0][:120]  # torch's first sentence names the fault
+        raise CheckpointError(
+            f"{weights}: not a readable TorchScript model (empty, truncated or another kind of file: {detail})"
+        ) from None
+    try:
+        ct_window = json.loads(extra["inference.json"] or "{}").get("ct_window", CT_BRAIN_WINDOW)
+    except (ValueError, AttributeError):
+        ct_window = CT_BRAIN_WINDOW
+    if not (isinstance(ct_window, (list, tuple)) and len(ct_window) == 2):
+        ct_window = CT_BRAIN_WINDOW
+    return network, [float(v) for v in ct_window]
+
+
+def _load_checkpoint(weights: str | os.PathLike, config: Path) -> tuple[torch.nn.Module, Any]:
+    """The network that ``config`` (an inference config) defines, with the checkpoint's weights, and the
+    config's CT window."""
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{config}: no inference config defining the network for the checkpoint {weights}; pass "
+            "bundle_dir= or config_file=, or a TorchScript export (.ts), which needs none"
+        )
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    network = parser.get_parsed_content("network_def", instantiate=True)
+    load_weights(network, weights, map_location="cpu")
+    return network, parser.get("ct_window", list(CT_BRAIN_WINDOW))
