@@ -71,6 +71,26 @@ def inference_items(
         InputNotFoundError: the single pair's input, or the datalist, does not exist (a FileNotFoundError).
         FusionInputError: the single pair is a 2-D image and a volume, or not DICOM series for DICOM output.
     """
+    _check_options(mri, other, datalist, task, output_format)
+    if datalist is not None:
+        from hkafusion_monai.data import load_fusion_datalist
+
+        items = load_fusion_datalist(datalist, split, check_files=False)
+        if not items:
+            raise OptionError(f"--datalist {datalist}: the {split!r} list is empty; nothing to fuse (see --split)")
+    else:
+        items = [{"mri": str(mri), "other": str(other)}]
+    out = [
+        _prepared_item(dict(item), i, datalist, modality, task, output_dir, output_format)
+        for i, item in enumerate(items)
+    ]
+    return _without_existing(out) if as_bool(skip_existing, "skip_existing") else out
+
+
+def _check_options(
+    mri: str | None, other: str | None, datalist: str | None, task: str | None, output_format: str
+) -> None:
+    """Raise the :class:`OptionError` of :func:`inference_items`'s arguments that do not go together."""
     if output_format not in OUTPUT_FORMATS:
         raise OptionError(f"--output_format {output_format}: use one of {', '.join(OUTPUT_FORMATS)}")
     if (mri is None) != (other is None):
@@ -81,46 +101,50 @@ def inference_items(
         raise OptionError("nothing to fuse: give --mri PATH --other PATH, or --datalist PATH [--split test]")
     if task is not None and task not in TASK_MODALITY:
         raise OptionError(f"--task {task}: unknown task; use one of {', '.join(sorted(TASK_MODALITY))}")
-    if datalist is not None:
-        from hkafusion_monai.data import load_fusion_datalist
 
-        items = load_fusion_datalist(datalist, split, check_files=False)
-        if not items:
-            raise OptionError(f"--datalist {datalist}: the {split!r} list is empty; nothing to fuse (see --split)")
-    else:
-        items = [{"mri": str(mri), "other": str(other)}]
-    out = []
-    for i, item in enumerate(items):
-        item = dict(item)
-        try:
-            _check_item(item, single=datalist is None, index=i, output_format=output_format)
-        except FusionInputError as e:
-            if datalist is None:
-                raise
-            item[FAILED_KEY] = str(e)
-            logger.warning("item %d of %s: %s; it is skipped, the others are fused", i, Path(datalist).name, e)
-        kind = "2d" if is_image_file(item["mri"]) else ("dicom" if output_format == "dicom" else "volume")
-        if FAILED_KEY not in item:
-            _set_modality(item, modality, task)
-            if output_format == "dicom":
-                item["mri_series"], item["other_series"] = str(item["mri"]), str(item["other"])
-        item["output"] = (
-            str(Path(output_dir) / item["output"])
-            if "output" in item
-            else str(Path(output_dir) / output_name(item["mri"], kind))
+
+def _prepared_item(
+    item: dict[str, Any],
+    index: int,
+    datalist: str | None,
+    modality: str | None,
+    task: str | None,
+    output_dir: str | os.PathLike,
+    output_format: str,
+) -> dict[str, Any]:
+    """``item`` checked (a datalist item's problem kept under :data:`FAILED_KEY`, a single pair's raised), with
+    its modality, its series folders for DICOM output, and its output path."""
+    try:
+        _check_item(item, single=datalist is None, index=index, output_format=output_format)
+    except FusionInputError as e:
+        if datalist is None:
+            raise
+        item[FAILED_KEY] = str(e)
+        logger.warning("item %d of %s: %s; it is skipped, the others are fused", index, Path(datalist).name, e)
+    kind = "2d" if is_image_file(item["mri"]) else ("dicom" if output_format == "dicom" else "volume")
+    if FAILED_KEY not in item:
+        _set_modality(item, modality, task)
+        if output_format == "dicom":
+            item["mri_series"], item["other_series"] = str(item["mri"]), str(item["other"])
+    item["output"] = (
+        str(Path(output_dir) / item["output"])
+        if "output" in item
+        else str(Path(output_dir) / output_name(item["mri"], kind))
+    )
+    return item
+
+
+def _without_existing(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items whose output does not exist yet (``--skip_existing``), with a warning naming how many exist."""
+    kept = [item for item in items if not os.path.lexists(item["output"])]
+    if len(kept) < len(items):
+        logger.warning(
+            "--skip_existing: %d of %d output(s) exist and are kept; fusing the other %d pair(s)",
+            len(items) - len(kept),
+            len(items),
+            len(kept),
         )
-        out.append(item)
-    if as_bool(skip_existing, "skip_existing"):
-        kept = [item for item in out if not os.path.lexists(item["output"])]
-        if len(kept) < len(out):
-            logger.warning(
-                "--skip_existing: %d of %d output(s) exist and are kept; fusing the other %d pair(s)",
-                len(out) - len(kept),
-                len(out),
-                len(kept),
-            )
-        out = kept
-    return out
+    return kept
 
 
 def _check_item(item: dict[str, Any], single: bool, index: int, output_format: str) -> None:
