@@ -15,8 +15,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hkafusion_monai.utils.errors import HKAFusionError
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 __all__ = ["DEFAULT_CALLING_AE", "DicomDestination", "send_files"]
 
@@ -78,7 +82,6 @@ def send_files(
             aborted, or an instance it refused (with the status), after which the remaining files are not sent.
     """
     import pydicom
-    from pynetdicom import AE
 
     if isinstance(destination, str):
         destination = DicomDestination.parse(destination)
@@ -86,6 +89,19 @@ def send_files(
     datasets = [pydicom.dcmread(Path(f)) for f in files]
     if not datasets:
         return 0
+    assoc = _associate(datasets, destination, calling_ae, timeout)
+    try:
+        return _store(assoc, files, datasets, destination)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _associate(datasets: Sequence[Dataset], destination: DicomDestination, calling_ae: str, timeout: float) -> Any:
+    """An association with ``destination`` that offers one presentation context per SOP class and transfer
+    syntax of ``datasets``; an :class:`HKAFusionError` when there are too many or it is not established."""
+    from pynetdicom import AE
+
     contexts = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets})
     if len(contexts) > 128:
         raise HKAFusionError(f"{destination}: {len(contexts)} presentation contexts; at most 128 fit one association")
@@ -104,20 +120,23 @@ def send_files(
                 f"within {timeout:g} s)"
             )
         raise HKAFusionError(f"DICOM destination {destination} {problem}; nothing was sent")
+    return assoc
+
+
+def _store(
+    assoc: Any, files: Sequence[str | os.PathLike], datasets: Sequence[Dataset], destination: DicomDestination
+) -> int:
+    """C-STORE each dataset in order; the number stored, or an :class:`HKAFusionError` at the first refusal."""
     stored = 0
-    try:
-        for path, ds in zip(files, datasets, strict=True):
-            status = assoc.send_c_store(ds)
-            code = int(getattr(status, "Status", -1)) if status else -1
-            if code == 0x0000 or 0xB000 <= code <= 0xB007:
-                stored += 1
-                continue
-            shown = f"status 0x{code:04X}" if code >= 0 else "no answer (association lost or timed out)"
-            raise HKAFusionError(
-                f"DICOM destination {destination} refused {Path(path).name} ({shown}); {stored} of {len(datasets)} "
-                "instance(s) were stored"
-            )
-    finally:
-        if assoc.is_established:
-            assoc.release()
+    for path, ds in zip(files, datasets, strict=True):
+        status = assoc.send_c_store(ds)
+        code = int(getattr(status, "Status", -1)) if status else -1
+        if code == 0x0000 or 0xB000 <= code <= 0xB007:
+            stored += 1
+            continue
+        shown = f"status 0x{code:04X}" if code >= 0 else "no answer (association lost or timed out)"
+        raise HKAFusionError(
+            f"DICOM destination {destination} refused {Path(path).name} ({shown}); {stored} of {len(datasets)} "
+            "instance(s) were stored"
+        )
     return stored
