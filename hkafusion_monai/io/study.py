@@ -44,50 +44,69 @@ def study_files(root: str | os.PathLike) -> tuple[list[Path], list[str]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder (no such directory)")
-    files: list[Path] = []
-    skipped: list[str] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[tuple[int, int]] = set()
+    walk = _Walk(root)
     stack = [root]
     while stack:
-        folder = stack.pop()
+        entries = walk.entries(stack.pop())
+        if entries is not None:
+            stack.extend(reversed(walk.subfolders(entries)))  # depth first, in name order
+    return walk.files, walk.skipped
+
+
+class _Walk:
+    """One :func:`study_files` walk: the files found, the skipped lines, and the real folders and files seen
+    (by device and inode)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: list[Path] = []
+        self.skipped: list[str] = []
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.seen_files: set[tuple[int, int]] = set()
+
+    def entries(self, folder: Path) -> list[os.DirEntry[str]] | None:
+        """The entries of ``folder`` in name order; None, with a skipped line, when it cannot be read or listed,
+        or is a folder already read."""
         try:
             info = folder.stat()
         except OSError as e:  # a dangling link, or too many levels of links
-            skipped.append(f"skipped {folder}: cannot be read ({e.strerror or e})")
-            continue
+            self.skipped.append(f"skipped {folder}: cannot be read ({e.strerror or e})")
+            return None
         key = (info.st_dev, info.st_ino)
-        if key in seen_dirs:
+        if key in self.seen_dirs:
             target = os.path.realpath(folder)
-            skipped.append(
+            self.skipped.append(
                 f"skipped {folder}: a symbolic link to {target}, a folder already read (a link loop or a second "
                 "path to the same series)"
             )
-            continue
-        seen_dirs.add(key)
+            return None
+        self.seen_dirs.add(key)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            return sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as e:
-            skipped.append(f"skipped {folder}: cannot be listed ({e.strerror or e})")
-            continue
+            self.skipped.append(f"skipped {folder}: cannot be listed ({e.strerror or e})")
+            return None
+
+    def subfolders(self, entries: list[os.DirEntry[str]]) -> list[Path]:
+        """The folders among ``entries`` to walk; the files among them are listed, each real file once. Hidden
+        entries are left out, links out of the root skipped."""
         subfolders = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            outside = outside_link(path, root) if entry.is_symlink() else None
+            outside = outside_link(path, self.root) if entry.is_symlink() else None
             if outside is not None:
-                skipped.append(outside)
+                self.skipped.append(outside)
                 continue
             try:
                 if entry.is_dir(follow_symlinks=True):
                     subfolders.append(path)
                 elif entry.is_file(follow_symlinks=True):
                     st = entry.stat(follow_symlinks=True)
-                    if (st.st_dev, st.st_ino) not in seen_files:
-                        seen_files.add((st.st_dev, st.st_ino))
-                        files.append(path)
+                    if (st.st_dev, st.st_ino) not in self.seen_files:
+                        self.seen_files.add((st.st_dev, st.st_ino))
+                        self.files.append(path)
             except OSError as e:
-                skipped.append(f"skipped {path}: cannot be read ({e.strerror or e})")
-        stack.extend(reversed(subfolders))  # depth first, in name order
-    return files, skipped
+                self.skipped.append(f"skipped {path}: cannot be read ({e.strerror or e})")
+        return subfolders
