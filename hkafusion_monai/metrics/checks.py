@@ -143,12 +143,18 @@ class GuardedHotSpot(NamedTuple):
     lost: bool
 
 
-def _disc_kernels(radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalised core disc ``d <= r`` and surround ring ``2 r <= d <= 3 r``, ``(K, K)`` float64."""
+def _disc_masks(radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The core disc ``d <= r`` and surround ring ``2 r <= d <= 3 r`` as boolean ``(K, K)`` masks, ``K = 2 floor(3 r)
+    + 1``, centred."""
     half = int(np.floor(3 * radius))
-    yy, xx = torch.meshgrid(*(torch.arange(-half, half + 1, dtype=torch.float64),) * 2, indexing="ij")
-    d = torch.hypot(yy, xx)
-    core, ring = (d <= radius).double(), ((d >= 2 * radius) & (d <= 3 * radius)).double()
+    offsets = torch.arange(-half, half + 1, dtype=torch.float64)
+    d = torch.hypot(offsets[:, None], offsets[None, :])
+    return d <= radius, (d >= 2 * radius) & (d <= 3 * radius)
+
+
+def _disc_kernels(radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised core disc and surround ring of :func:`_disc_masks`, ``(K, K)`` float64."""
+    core, ring = (mask.double() for mask in _disc_masks(radius))
     return core / core.sum(), ring / ring.sum()
 
 
@@ -219,6 +225,17 @@ def hot_spot_guard(
     Raises:
         ValueError: shapes that differ, or that are neither ``(H, W)`` nor ``(H, W, D)``.
     """
+    f_planes, s_planes, volume = _guard_planes(fused, source, max_value)
+    best, best_radius = _best_contrast(s_planes, radii, background, min_inside)
+    peaks = _peaks(best, best_radius, volume, min_contrast)
+    return _measured_spots(peaks, f_planes, s_planes, volume, min_kept, min_isolation, isolation_quantile, max_spots)
+
+
+def _guard_planes(
+    fused: torch.Tensor | np.ndarray, source: torch.Tensor | np.ndarray, max_value: float
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """:func:`hot_spot_guard`'s inputs on the 0-255 scale as planes ``(D, H, W)`` (one plane for an image), and
+    whether they are a volume."""
     f, s = _as_float(fused), _as_float(source)
     if f.shape != s.shape or f.ndim not in (2, 3):
         raise ValueError(
@@ -227,6 +244,15 @@ def hot_spot_guard(
     volume = f.ndim == 3
     scale = 255.0 / float(max_value)
     f_planes, s_planes = (x.movedim(-1, 0) if volume else x[None] for x in (f * scale, s * scale))  # (D, H, W)
+    return f_planes, s_planes, volume
+
+
+def _best_contrast(
+    s_planes: torch.Tensor, radii: Sequence[float], background: float, min_inside: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """At each pixel of the source planes smoothed by a Gaussian of one pixel, the largest core-minus-surround
+    contrast over ``radii`` and the radius that gives it: ``-inf`` where no core fits in the plane or less than
+    ``min_inside`` of the surround lies inside the head (the smoothed source above ``background`` of 255)."""
     depth, height, width = s_planes.shape
     smooth = GaussianFilter(spatial_dims=2, sigma=1.0)(s_planes[:, None].float())[:, 0].double()
     inside = (smooth > background * 255.0).double()
@@ -245,27 +271,47 @@ def hot_spot_guard(
         better = contrast > best
         best = torch.where(better, contrast, best)
         best_radius = torch.where(better, float(radius), best_radius)
-    # candidates: local maxima of the best contrast over 3 x 3 (x 3 slices) neighbours, strongest first
+    return best, best_radius
+
+
+def _peaks(
+    best: torch.Tensor, best_radius: torch.Tensor, volume: bool, min_contrast: float
+) -> list[tuple[int, int, int, float]]:
+    """The candidate hot spots ``(plane, row, column, radius)``: local maxima of the best contrast over 3 x 3
+    (x 3 planes in a volume) neighbours, at least ``min_contrast``, strongest first."""
     pool = (
         F.max_pool3d(best[None, None], 3, stride=1, padding=1)[0, 0]
         if volume
         else (F.max_pool2d(best[:, None], 3, stride=1, padding=1)[:, 0])
     )
     found = torch.nonzero((best >= min_contrast) & (best >= pool))
-    peaks = found[torch.argsort(best[tuple(found.T)], descending=True)].tolist()
+    found = found[torch.argsort(best[tuple(found.T)], descending=True)]
+    return [(z, y, x, r) for (z, y, x), r in zip(found.tolist(), best_radius[tuple(found.T)].tolist(), strict=True)]
+
+
+def _measured_spots(
+    peaks: Sequence[tuple[int, int, int, float]],
+    f_planes: torch.Tensor,
+    s_planes: torch.Tensor,
+    volume: bool,
+    min_kept: float,
+    min_isolation: float,
+    isolation_quantile: float,
+    max_spots: int,
+) -> list[GuardedHotSpot]:
+    """The hot spots among ``peaks`` (strongest first), each measured on the unsmoothed planes in its own plane:
+    a peak whose core overlaps a stronger hot spot's is that one, and one whose core does not stand out of its
+    surround (:func:`hot_spot_guard`'s isolation rule) is none; at most ``max_spots``."""
     spots: list[GuardedHotSpot] = []
     accepted: list[tuple[int, int, int, float]] = []
-    for z, y, x in peaks:
-        r = float(best_radius[z, y, x])
+    for z, y, x, r in peaks:
         if any(  # its core overlaps a stronger hot spot's: the same one
             (y - y0) ** 2 + (x - x0) ** 2 <= (r + r0) ** 2 and abs(z - z0) <= max(r0, 1.0)
             for z0, y0, x0, r0 in accepted
         ):
             continue
-        half = int(np.floor(3 * r))
-        offsets = torch.arange(-half, half + 1, dtype=torch.float64)
-        d = torch.hypot(offsets[:, None], offsets[None, :])
-        core, ring = d <= r, (d >= 2 * r) & (d <= 3 * r)
+        core, ring = _disc_masks(r)
+        half = core.shape[-1] // 2
         window = (z, slice(y - half, y + half + 1), slice(x - half, x + half + 1))
         src, fus = s_planes[window], f_planes[window]
         spot_contrast = float(hot_spot_contrast(src, core, ring))
