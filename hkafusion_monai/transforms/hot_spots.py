@@ -118,6 +118,19 @@ def _lift_luma(o: np.ndarray, target: float, weight: np.ndarray, scale: float, i
     return np.round(painted) if integer else painted
 
 
+def _darken(m: np.ndarray, fraction: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
+    """``m`` darkened by ``fraction`` in [0, 1] per pixel (the lesion's MRI side), clipped to ``[0, scale]``;
+    rounded for an integer ``dtype``."""
+    darkened: np.ndarray = np.clip(m * (1.0 - fraction), 0.0, scale)
+    return np.round(darkened) if np.issubdtype(dtype, np.integer) else darkened
+
+
+def _core_contrast(painted: np.ndarray, core: np.ndarray, surround: np.ndarray) -> float:
+    """The painted image's core-minus-surround contrast on luminance."""
+    luma = _luma(painted)
+    return float(luma[core].mean() - luma[surround].mean())
+
+
 def paint_hot_spot(
     mri: np.ndarray,
     other: np.ndarray,
@@ -166,8 +179,7 @@ def paint_hot_spot(
         profile = np.clip((radius + 1 - d) / 2.0, 0.0, 1.0)
         painted = _lift_luma(o, target, profile, scale, np.issubdtype(other_in.dtype, np.integer))
         core, surround = d <= radius - 1, (d >= 2 * radius) & (d <= 3 * radius)
-        luma = _luma(painted)
-        if luma[core].mean() - luma[surround].mean() >= min_contrast:
+        if _core_contrast(painted, core, surround) >= min_contrast:
             return HotSpot(painted.astype(other_in.dtype), core, surround)
     raise ValueError(f"paint_hot_spot: no placement in {tries} tries gave a contrast of {min_contrast}.")
 
@@ -229,19 +241,14 @@ def paint_lesion(
     min_contrast = min_contrast * scale / 255.0
     m, o = mri_in.astype(np.float64), other_in.astype(np.float64)
     rng = np.random.default_rng(seed)
-    radius = float(rng.uniform(*radius_range))
-    depth = float(rng.uniform(*depth_range))
-    level = float(rng.uniform(*level_range)) * scale / 255.0
-    sigma = float(rng.uniform(*blur_range))
+    radius, depth, level, sigma = (float(rng.uniform(*r)) for r in (radius_range, depth_range, level_range, blur_range))
+    level = level * scale / 255.0
     for d in _placements("paint_lesion", m, o, radius, scale, rng, tries):
         disc = np.clip((radius + 1 - d) / 2.0, 0.0, 1.0)
-        painted_mri = np.clip(m * (1.0 - depth * disc), 0.0, scale)
-        if np.issubdtype(mri_in.dtype, np.integer):
-            painted_mri = np.round(painted_mri)
+        painted_mri = _darken(m, depth * disc, scale, mri_in.dtype)
         painted = _lift_luma(o, level, _gaussian_blur(disc, sigma), scale, np.issubdtype(other_in.dtype, np.integer))
         core, surround = d <= max(0.7 * radius, 1.5), (d >= 2 * radius) & (d <= 3 * radius)
-        luma = _luma(painted)
-        if luma[core].mean() - luma[surround].mean() >= min_contrast:
+        if _core_contrast(painted, core, surround) >= min_contrast:
             return Lesion(painted_mri.astype(mri_in.dtype), painted.astype(other_in.dtype), core, surround)
     raise ValueError(f"paint_lesion: no placement in {tries} tries gave a contrast of {min_contrast}.")
 
