@@ -113,18 +113,52 @@ def rigid_registration(
         better; Mattes MI is returned negated).
     """
     f_img, m_img = to_sitk_image(fixed), to_sitk_image(moving)
+    initial = _initial_transform(f_img, m_img, init)
+    reg = _mattes_registration(
+        shrink_factors, smoothing_sigmas, iterations, bins, sampling_fraction, learning_rate, min_step, seed
+    )
+    reg.SetInitialTransform(initial, inPlace=False)
+    if head_mask:
+        foreground = sitk.OtsuThreshold(f_img, 0, 1)
+        reg.SetMetricFixedMask(sitk.Cast(sitk.BinaryDilate(foreground, [2, 2, 2]), sitk.sitkUInt8))
+    if num_threads:
+        reg.SetNumberOfThreads(int(num_threads))
+    result = reg.Execute(f_img, m_img)
+    t_lps = _euler_matrix(result.GetNthTransform(0) if isinstance(result, sitk.CompositeTransform) else result)
+    # SimpleITK maps fixed points to moving points; the moving volume moves by the inverse
+    return orientation_ras_lps(np.linalg.inv(t_lps) @ _RAS_LPS), float(reg.GetMetricValue())
+
+
+def _initial_transform(f_img: sitk.Image, m_img: sitk.Image, init: str) -> sitk.Transform:
+    """The Euler transform the optimiser starts from (``init`` as :func:`rigid_registration` takes it)."""
     inits = {
         "geometry": sitk.CenteredTransformInitializerFilter.GEOMETRY,
         "moments": sitk.CenteredTransformInitializerFilter.MOMENTS,
     }
+    initial: sitk.Transform
     if init in inits:
         initial = sitk.CenteredTransformInitializer(f_img, m_img, sitk.Euler3DTransform(), inits[init])
-    elif init == "identity":
+        return initial
+    if init == "identity":
         initial = sitk.Euler3DTransform()
         centre = f_img.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in f_img.GetSize()])
         initial.SetCenter(centre)
-    else:
-        raise ValueError(f"init must be 'geometry', 'moments' or 'identity', got {init!r}")
+        return initial
+    raise ValueError(f"init must be 'geometry', 'moments' or 'identity', got {init!r}")
+
+
+def _mattes_registration(
+    shrink_factors: Sequence[int],
+    smoothing_sigmas: Sequence[float],
+    iterations: int,
+    bins: int,
+    sampling_fraction: float,
+    learning_rate: float,
+    min_step: float,
+    seed: int,
+) -> sitk.ImageRegistrationMethod:
+    """SimpleITK's registration method set up as :func:`rigid_registration` describes: the Mattes metric and its
+    sampling, linear interpolation, regular-step gradient descent and the multi-resolution pyramid."""
     if len(shrink_factors) != len(smoothing_sigmas):
         raise ValueError("shrink_factors and smoothing_sigmas need one value per level")
     reg = sitk.ImageRegistrationMethod()
@@ -148,17 +182,7 @@ def rigid_registration(
     reg.SetShrinkFactorsPerLevel([int(v) for v in shrink_factors])
     reg.SetSmoothingSigmasPerLevel([float(v) for v in smoothing_sigmas])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(initial, inPlace=False)
-    if head_mask:
-        foreground = sitk.OtsuThreshold(f_img, 0, 1)
-        reg.SetMetricFixedMask(sitk.Cast(sitk.BinaryDilate(foreground, [2, 2, 2]), sitk.sitkUInt8))
-    if num_threads:
-        reg.SetNumberOfThreads(int(num_threads))
-    result = reg.Execute(f_img, m_img)
-    t_lps = _euler_matrix(result.GetNthTransform(0) if isinstance(result, sitk.CompositeTransform) else result)
-    # SimpleITK maps fixed points to moving points; the moving volume moves by the inverse
-    matrix = orientation_ras_lps(np.linalg.inv(t_lps) @ _RAS_LPS)
-    return matrix, float(reg.GetMetricValue())
+    return reg
 
 
 def describe_rigid(matrix: np.ndarray, centre: np.ndarray) -> tuple[float, np.ndarray]:
