@@ -159,6 +159,35 @@ def datalist_from_dicom(
         raise ValueError(f"modality must be one of {sorted(tags)}, got {modality!r}")
     wanted = [tags[modality.upper()]] if modality else sorted(tags.values())
     problems: list[str] = []
+    items = _split_items(folders, base, wanted, mri_description, other_description, min_slices, problems)
+    modalities = sorted({it["modality"] for split_items in items.values() for it in split_items})
+    if len(modalities) > 1:
+        problems.append(f"studies mix modalities {modalities}; pass --modality to build one datalist per modality")
+    report_problems(problems, skip_unpaired and len(modalities) <= 1)
+    if modalities:
+        chosen = modalities[0]
+    elif modality:
+        chosen = modality.upper()
+    else:
+        raise DatalistError(problems or ["no MR/CT/PET/SPECT pairs found"])
+    out: dict = {"base_dir": str(base.resolve()), "modality": chosen}
+    out["source"] = "dicom"
+    for split in DATALIST_SPLITS:
+        out[split] = items.get(split, [])
+    return out
+
+
+def _split_items(
+    folders: Mapping[str, Sequence[str | Path]],
+    base: Path,
+    wanted: Sequence[str],
+    mri_description: str | None,
+    other_description: str | None,
+    min_slices: int,
+    problems: list[str],
+) -> dict[str, list[dict]]:
+    """Each split's items, one per paired study of its folders; unpaired and ambiguous studies, and a pair listed
+    twice, are added to ``problems``."""
     items: dict[str, list[dict]] = {}
     seen: dict[tuple[str, str], str] = {}
     for split, split_folders in folders.items():
@@ -177,18 +206,4 @@ def datalist_from_dicom(
                 continue
             seen[key] = split
             items[split].append(_item(*pair, base))
-    modalities = sorted({it["modality"] for split_items in items.values() for it in split_items})
-    if len(modalities) > 1:
-        problems.append(f"studies mix modalities {modalities}; pass --modality to build one datalist per modality")
-    report_problems(problems, skip_unpaired and len(modalities) <= 1)
-    if modalities:
-        chosen = modalities[0]
-    elif modality:
-        chosen = modality.upper()
-    else:
-        raise DatalistError(problems or ["no MR/CT/PET/SPECT pairs found"])
-    out: dict = {"base_dir": str(base.resolve()), "modality": chosen}
-    out["source"] = "dicom"
-    for split in DATALIST_SPLITS:
-        out[split] = items.get(split, [])
-    return out
+    return items
