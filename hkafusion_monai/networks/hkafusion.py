@@ -109,8 +109,10 @@ class HKAFusion(nn.Module):
     reconstruction decoders of the generator's architecture rebuild each source from G_5 during training.
 
     Args:
-        in_channels: must be 2: channel 0 the MRI, channel 1 the CT/PET/SPECT (its Y channel for colour maps).
-        out_channels: must be 1: the fused image.
+        in_channels: 2, the only value accepted: the paper's network fuses two sources, channel 0 the MRI and
+            channel 1 the CT/PET/SPECT (its Y channel for colour maps), each encoded on its own (Fig. 2).
+        out_channels: 1, the only value accepted: the paper's network makes one fused image. Both arguments are
+            kept, as in MONAI's networks, so that a bundle config states the channels it feeds and expects.
         shallow_channels: width C0 of the full-resolution features F0 (and of the generator).
         shallow_blocks: Restormer blocks in the shallow extraction (2 in the paper).
         stage_channels: widths of the SKA stages at H/4, H/8, H/16, H/32.
@@ -162,11 +164,13 @@ class HKAFusion(nn.Module):
         super().__init__()
         if in_channels != 2:
             raise ValueError(
-                "HKAFusion takes a 2-channel image (channel 0 MRI, channel 1 CT/PET/SPECT), "
+                "HKAFusion takes a 2-channel image (channel 0 MRI, channel 1 CT/PET/SPECT): in_channels must be 2, "
                 f"got in_channels={in_channels}."
             )
         if out_channels != 1:
-            raise ValueError(f"HKAFusion produces a 1-channel fused image, got out_channels={out_channels}.")
+            raise ValueError(
+                f"HKAFusion produces a 1-channel fused image: out_channels must be 1, got out_channels={out_channels}."
+            )
         stage_channels, stage_depths, small_kernels = list(stage_channels), list(stage_depths), list(small_kernels)
         if len(stage_channels) != 4 or len(stage_depths) != 4:
             raise ValueError(
