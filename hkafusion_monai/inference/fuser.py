@@ -27,7 +27,8 @@ from hkafusion_monai.io.bundle import default_bundle_dir
 from hkafusion_monai.transforms.contract import VOLUME_AXCODES, FusionPostprocessd, FusionPreprocessd
 from hkafusion_monai.transforms.geometry import axcodes_affine
 from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
-from hkafusion_monai.utils import TASK_MODALITY, CheckpointError, CheckpointNotFoundError, as_bool
+from hkafusion_monai.utils import CheckpointError, CheckpointNotFoundError, as_bool
+from hkafusion_monai.utils.tasks import modality_of_task
 
 __all__ = ["Fuser", "load_fuser"]
 
@@ -96,11 +97,9 @@ class Fuser:
         stretch: bool = False,
         progress: bool | None = False,
     ) -> None:
-        if task not in TASK_MODALITY:
-            raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
+        self.modality = modality_of_task(task)
         self.network = network.to(device).eval()
         self.task = task
-        self.modality = TASK_MODALITY[task]
         self.device = torch.device(device)
         self.stretch = as_bool(stretch, "stretch")
         self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
