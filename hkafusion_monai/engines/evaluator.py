@@ -3,8 +3,7 @@
 A datalist of a thousand pairs whose pair 500 is broken (a corrupt file, a refused pair, a failed write) should
 not leave 500 pairs unfused: each pair that fails, while it is loaded, fused or written, is logged with its
 item and files and skipped, the others are fused, and at the end :class:`PairsFailedError` names every one
-and how to continue the run (``--skip_existing true``). A run of one pair ends with that pair's own error, as
-before.
+and how to continue the run (``--skip_existing true``). A run of one pair ends with that pair's own error.
 """
 
 from __future__ import annotations
@@ -86,7 +85,8 @@ class FusionEvaluator(SupervisedEvaluator):
     logged with its item number and files, kept in :attr:`failures`, and skipped. At the end of the run
     (``EPOCH_COMPLETED``, after the other handlers and before the MLflow run is closed, so that it ends FAILED)
     :class:`~hkafusion_monai.utils.errors.PairsFailedError` names every failed pair; with a single pair in the
-    run, that pair's own error is raised instead. Interruptions (Ctrl-C, SIGTERM) stop the run as before.
+    run, that pair's own error is raised instead. Interruptions (Ctrl-C, SIGTERM) are no pair's failure: they stop
+    the run.
 
     Args:
         device, val_data_loader, network: as for ``SupervisedEvaluator``.

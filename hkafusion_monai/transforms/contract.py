@@ -1,9 +1,9 @@
 """The one preprocessing and postprocessing contract of every path that fuses a pair.
 
 The evaluation workflow (``train.json``'s ``load_pair``, hence ``validate#preprocessing``), the inference
-workflow (``inference.json``), the notebook API (:func:`hkafusion_monai.load_fuser`) and, later, the deploy
-application all build their chains here, so a pair gives the same ``image`` and the same output pixels on
-every path (tested in ``tests/test_contract.py``).
+workflow (``inference.json``), the notebook API (:func:`hkafusion_monai.load_fuser`) and the Deploy application
+(through :meth:`~hkafusion_monai.inference.Fuser.fuse_volumes`) all build their chains here, so a pair gives the
+same ``image`` and the same output pixels on every path (tested in ``tests/test_contract.py``).
 
 Preprocessing ends in the network's contract: ``image``, a float32 ``(2, H, W)`` (2-D pair) or
 ``(2, H, W, D)`` (volume pair, axial slices on the last axis) ``MetaTensor`` in [0, 1], channel 0 MRI,
