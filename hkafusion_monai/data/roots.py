@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hkafusion_monai.data.folder_datalist import harvard_datalist
 from hkafusion_monai.utils import DataRootError, OptionError
 from hkafusion_monai.utils.tasks import TASK_MODALITY
 
@@ -104,8 +105,6 @@ def dataset_datalist(dataset_dir: str | os.PathLike, task: str | None, out_dir: 
     if not task:
         raise OptionError(f"--dataset_dir {root} needs --task ({', '.join(sorted(TASK_MODALITY))})")
     if (root / "splits.json").is_file():
-        from hkafusion_monai.data.folder_datalist import harvard_datalist
-
         return harvard_datalist(root / "splits.json", task, out_dir)
     if (root / "phantom.json").is_file():
         if task not in TASK_MODALITY:

@@ -179,6 +179,7 @@ def _sdk_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     """Run the application, with Ctrl-C and SIGTERM reaching the main thread while the graph runs."""
+    # here, not at the top: the SDK, Holoscan and torch (seconds to import) load after the handlers are installed
     from hkafusion_monai.deploy.app import HKAFusionDeployApp, configure_logging
     from hkafusion_monai.deploy.operators import remove_partial_output
     from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE

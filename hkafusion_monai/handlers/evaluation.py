@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from hkafusion_monai.handlers.html_report import colourise, load_display_image, render_report
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
@@ -106,8 +107,6 @@ class FusionEvaluationReport:
     def grid(self) -> list[dict[str, Any]]:
         """Rows of the report's image grid: MRI | other | average | max | laplacian | ours, PET/SPECT in
         colour (a method that was not evaluated is left out)."""
-        from hkafusion_monai.handlers.html_report import colourise, load_display_image
-
         base = self.samples.get(self.ours) or next(iter(self.samples.values()), [])
         rows = []
         for i, sample in enumerate(base):
@@ -180,8 +179,6 @@ class FusionEvaluationReport:
 
     def html(self) -> str:
         """The self-contained HTML report (:func:`hkafusion_monai.handlers.html_report.render_report`)."""
-        from hkafusion_monai.handlers.html_report import render_report
-
         first = next(iter(self.methods.values()))["pairs"]
         for method, rec in self.methods.items():
             if rec["pairs"] != first:  # the paired intervals compare pair i with pair i

@@ -11,6 +11,7 @@ from typing import Any
 
 from monai.data import Dataset
 
+from hkafusion_monai.data.datalist_file import load_fusion_datalist
 from hkafusion_monai.io.formats import is_image_file
 from hkafusion_monai.io.writers import OUTPUT_FORMATS, output_name
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
@@ -73,8 +74,6 @@ def inference_items(
     """
     _check_options(mri, other, datalist, task, output_format)
     if datalist is not None:
-        from hkafusion_monai.data import load_fusion_datalist
-
         items = load_fusion_datalist(datalist, split, check_files=False)
         if not items:
             raise OptionError(f"--datalist {datalist}: the {split!r} list is empty; nothing to fuse (see --split)")

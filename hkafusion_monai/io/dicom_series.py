@@ -46,6 +46,7 @@ from hkafusion_monai.io.atomic import atomic_write_dir
 from hkafusion_monai.io.dicom import frame_headers, order_series, pick_series, scan_dicom
 from hkafusion_monai.io.dicom_colour import sc_instance
 from hkafusion_monai.io.dicom_references import common_references, slice_normal, source_images
+from hkafusion_monai.utils.errors import HKAFusionError
 from hkafusion_monai.utils.quantisation import to_uint16
 
 __all__ = [
@@ -342,8 +343,6 @@ def check_written_series(files: Sequence[str | os.PathLike], mri: Sequence[Datas
     Raises:
         HKAFusionError: naming the file and the first difference (a writer fault: nothing should be sent).
     """
-    from hkafusion_monai.utils.errors import HKAFusionError
-
     if len(files) != len(mri):
         raise HKAFusionError(f"{len(files)} written instance(s) for {len(mri)} MR slices")
     series = set()

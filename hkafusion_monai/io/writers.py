@@ -20,6 +20,7 @@ from monai.transforms import MapTransform
 from monai.utils import convert_data_type
 
 from hkafusion_monai.io.atomic import atomic_write
+from hkafusion_monai.io.dicom_series import write_fused_series_from_folders
 from hkafusion_monai.io.formats import is_nifti, split_suffix
 from hkafusion_monai.utils import as_bool
 
@@ -125,8 +126,6 @@ class FusedImageWriterd(MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             if img.ndim == 4 and self.output_format == "dicom":
-                from hkafusion_monai.io.dicom_series import write_fused_series_from_folders
-
                 arr = convert_data_type(img, np.ndarray)[0][0]
                 series = write_fused_series_from_folders(
                     arr,

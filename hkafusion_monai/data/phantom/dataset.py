@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from hkafusion_monai.data.datalist_file import DATALIST_SPLITS, write_datalist
+from hkafusion_monai.data.folder_datalist import datalist_from_folders
 from hkafusion_monai.io.atomic import atomic_write_dir
 
 from .anatomy import MODALITIES, PROFILES, VERSION, Grid, Subject, make_subject
@@ -67,8 +69,6 @@ def _dicom_item(name: str, other: str, seed: int) -> dict:
 def _write_datalists(root: Path, names: dict[str, list[str]], seed: int) -> dict[str, str]:
     """Write the datalists of every kind; the DICOM ones are what ``datalist dicom`` finds (tested), made
     here from the known UIDs so that the generator needs no MONAI import."""
-    from ..datalist import DATALIST_SPLITS, datalist_from_folders, write_datalist
-
     written = {}
     lists = root / "datalists"
     for other in ("CT", "PET", "SPECT"):
