@@ -9,12 +9,13 @@ by dotted path after one ``"$import hkafusion_monai"``: each subpackage is impor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hkafusion_monai.utils.lazy import lazy_exports
 
 __version__ = "0.4.0"
 
-#: the subpackages, imported on first attribute access (PEP 562)
+#: the subpackages, each imported on first attribute access
 SUBPACKAGES = (
     "data",
     "deploy",
@@ -34,13 +35,5 @@ __all__ = ["__version__", "load_fuser", *SUBPACKAGES]
 if TYPE_CHECKING:
     from .inference import load_fuser
 
-
-def __getattr__(name: str) -> Any:
-    # lazy: ``import hkafusion_monai`` stays light; the notebook API pulls in the transforms on first use
-    if name == "load_fuser":
-        from .inference import load_fuser
-
-        return load_fuser
-    if name in SUBPACKAGES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# lazy: the subpackages and load_fuser load torch and MONAI (seconds); ``import hkafusion_monai`` loads neither
+__getattr__ = lazy_exports(__name__, {"load_fuser": ".inference"} | {name: f".{name}" for name in SUBPACKAGES})

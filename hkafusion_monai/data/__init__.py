@@ -1,34 +1,45 @@
 """Data tools: datalists of image pairs (``python -m hkafusion_monai.data.datalist``) and their loading,
 and the synthetic phantom data set (``python -m hkafusion_monai.data.phantom``).
 
-Imports are lazy so that running ``python -m hkafusion_monai.data.datalist`` does not import the module
-twice.
+The names are imported from the modules that hold them, never from the ``datalist`` command line, so that
+``python -m hkafusion_monai.data.datalist`` runs that module once.
 """
 
-from __future__ import annotations
+from hkafusion_monai.data.datalist_file import DatalistError, load_fusion_datalist, write_datalist
+from hkafusion_monai.data.dicom_datalist import datalist_from_dicom
+from hkafusion_monai.data.folder_datalist import (
+    datalist_from_folders,
+    datalist_from_splits,
+    harvard_datalist,
+    pair_folder,
+)
+from hkafusion_monai.data.phantom import ensure_phantom, write_phantom
+from hkafusion_monai.data.roots import (
+    BUNDLE_FOLDER,
+    SHARED_VARIABLE,
+    bundle_root,
+    dataset_datalist,
+    harvard_root,
+    reference_file,
+    shared_root,
+)
 
-from hkafusion_monai.utils.lazy import lazy_exports
-
-_HOMES = {
-    "DatalistError": ".datalist_file",
-    "load_fusion_datalist": ".datalist_file",
-    "write_datalist": ".datalist_file",
-    "datalist_from_dicom": ".dicom_datalist",
-    "datalist_from_folders": ".folder_datalist",
-    "datalist_from_splits": ".folder_datalist",
-    "harvard_datalist": ".folder_datalist",
-    "pair_folder": ".folder_datalist",
-    "ensure_phantom": ".phantom",
-    "write_phantom": ".phantom",
-    "BUNDLE_FOLDER": ".roots",
-    "SHARED_VARIABLE": ".roots",
-    "bundle_root": ".roots",
-    "dataset_datalist": ".roots",
-    "harvard_root": ".roots",
-    "reference_file": ".roots",
-    "shared_root": ".roots",
-}
-
-__all__ = sorted(_HOMES)
-
-__getattr__ = lazy_exports(__name__, _HOMES)
+__all__ = [
+    "BUNDLE_FOLDER",
+    "SHARED_VARIABLE",
+    "DatalistError",
+    "bundle_root",
+    "datalist_from_dicom",
+    "datalist_from_folders",
+    "datalist_from_splits",
+    "dataset_datalist",
+    "ensure_phantom",
+    "harvard_datalist",
+    "harvard_root",
+    "load_fusion_datalist",
+    "pair_folder",
+    "reference_file",
+    "shared_root",
+    "write_datalist",
+    "write_phantom",
+]

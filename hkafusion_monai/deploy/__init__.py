@@ -9,15 +9,10 @@ Needs the optional deploy requirements (``pip install -r requirements-deploy.txt
 pynetdicom) for ``app`` and ``operators``; the other modules, and importing this package, do not import the SDK.
 """
 
-from __future__ import annotations
-
+from hkafusion_monai.deploy.cli import main
 from hkafusion_monai.utils.lazy import lazy_exports
 
-_HOMES = {
-    "HKAFusionDeployApp": ".app",
-    "main": ".cli",
-}
+__all__ = ["HKAFusionDeployApp", "main"]
 
-__all__ = sorted(_HOMES)
-
-__getattr__ = lazy_exports(__name__, _HOMES)
+# lazy: the application loads the Deploy SDK (optional) and Holoscan; the command line installs its handlers first
+__getattr__ = lazy_exports(__name__, {"HKAFusionDeployApp": ".app"})

@@ -7,52 +7,69 @@ sending series to a PACS (:mod:`~hkafusion_monai.io.pacs`), and finding the bund
 checkout or an installed wheel (:mod:`~hkafusion_monai.io.bundle`).
 
 ``io`` sits just above ``utils`` and below the transforms, whose loaders read DICOM headers through it; it
-imports nothing of ours but ``utils``. Imports are lazy: :mod:`hkafusion_monai.io.atomic` serves the
-command-line tools without importing MONAI.
+imports nothing of ours but ``utils``.
 """
 
-from __future__ import annotations
-
+from hkafusion_monai.io.atomic import atomic_write, atomic_write_dir, check_output_folder, make_output_dir
+from hkafusion_monai.io.bundle import BUNDLE_RUNTIME_FILES, default_bundle_dir
+from hkafusion_monai.io.dicom import (
+    DicomSeries,
+    DicomSlice,
+    frame_headers,
+    multiframe_geometry,
+    order_series,
+    pick_series,
+    scan_dicom,
+)
+from hkafusion_monai.io.dicom_series import write_fused_series, write_fused_series_from_folders
+from hkafusion_monai.io.formats import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    NIFTI_SUFFIXES,
+    is_image_file,
+    is_nifti,
+    split_suffix,
+)
+from hkafusion_monai.io.pacs import DicomDestination, send_files
+from hkafusion_monai.io.pairing import SeriesPair, VolumeSeries, describe_series, measure, not_a_volume, pair_series
+from hkafusion_monai.io.study import study_files
 from hkafusion_monai.utils.lazy import lazy_exports
 
-_HOMES = {
-    "atomic_write": ".atomic",
-    "atomic_write_dir": ".atomic",
-    "check_output_folder": ".atomic",
-    "make_output_dir": ".atomic",
-    "BUNDLE_RUNTIME_FILES": ".bundle",
-    "default_bundle_dir": ".bundle",
-    "DicomSeries": ".dicom",
-    "DicomSlice": ".dicom",
-    "frame_headers": ".dicom",
-    "multiframe_geometry": ".dicom",
-    "order_series": ".dicom",
-    "pick_series": ".dicom",
-    "scan_dicom": ".dicom",
-    "write_fused_series": ".dicom_series",
-    "write_fused_series_from_folders": ".dicom_series",
-    "DICOM_SUFFIXES": ".formats",
-    "IMAGE_SUFFIXES": ".formats",
-    "NIFTI_SUFFIXES": ".formats",
-    "is_image_file": ".formats",
-    "is_nifti": ".formats",
-    "split_suffix": ".formats",
-    "DicomDestination": ".pacs",
-    "SeriesPair": ".pairing",
-    "VolumeSeries": ".pairing",
-    "describe_series": ".pairing",
-    "measure": ".pairing",
-    "not_a_volume": ".pairing",
-    "pair_series": ".pairing",
-    "send_files": ".pacs",
-    "study_files": ".study",
-    "OUTPUT_FORMATS": ".writers",
-    "FusedImageWriterd": ".writers",
-    "output_name": ".writers",
-    "write_nifti": ".writers",
-    "write_png": ".writers",
-}
+#: lazy: io.writers loads torch and MONAI, and the torch-free tools (datalist, phantom) import io
+_WRITERS = ("OUTPUT_FORMATS", "FusedImageWriterd", "output_name", "write_nifti", "write_png")
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "BUNDLE_RUNTIME_FILES",
+    "DICOM_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "DicomDestination",
+    "DicomSeries",
+    "DicomSlice",
+    "SeriesPair",
+    "VolumeSeries",
+    "atomic_write",
+    "atomic_write_dir",
+    "check_output_folder",
+    "default_bundle_dir",
+    "describe_series",
+    "frame_headers",
+    "is_image_file",
+    "is_nifti",
+    "make_output_dir",
+    "measure",
+    "multiframe_geometry",
+    "not_a_volume",
+    "order_series",
+    "pair_series",
+    "pick_series",
+    "scan_dicom",
+    "send_files",
+    "split_suffix",
+    "study_files",
+    "write_fused_series",
+    "write_fused_series_from_folders",
+    *_WRITERS,
+]
 
-__getattr__ = lazy_exports(__name__, _HOMES)
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_WRITERS, ".writers"))

@@ -8,23 +8,26 @@
 - :class:`DICOMFusedSeriesWriterOperator`: one derived series per pair, each checked after writing;
 - :class:`DICOMSendOperator`: C-STORE of the written series to a DICOM destination.
 
-Each module imports the MONAI Deploy SDK; this package imports one only when one of its names is first used.
+Each module imports the MONAI Deploy SDK, and this package imports them all, as the SDK's own
+``monai.deploy.operators`` does.
 """
 
-from __future__ import annotations
+from hkafusion_monai.deploy.operators.dicom_fused_series_writer_operator import (
+    DICOMFusedSeriesWriterOperator,
+    remove_partial_output,
+    series_folder,
+)
+from hkafusion_monai.deploy.operators.dicom_send_operator import DICOMSendOperator
+from hkafusion_monai.deploy.operators.fusion_operator import FusionOperator
+from hkafusion_monai.deploy.operators.fusion_series_selector_operator import FusionSeriesSelectorOperator
+from hkafusion_monai.deploy.operators.study_loader_operator import StudyLoaderOperator
 
-from hkafusion_monai.utils.lazy import lazy_exports
-
-_HOMES = {
-    "DICOMFusedSeriesWriterOperator": ".dicom_fused_series_writer_operator",
-    "remove_partial_output": ".dicom_fused_series_writer_operator",
-    "series_folder": ".dicom_fused_series_writer_operator",
-    "DICOMSendOperator": ".dicom_send_operator",
-    "FusionOperator": ".fusion_operator",
-    "FusionSeriesSelectorOperator": ".fusion_series_selector_operator",
-    "StudyLoaderOperator": ".study_loader_operator",
-}
-
-__all__ = sorted(_HOMES)
-
-__getattr__ = lazy_exports(__name__, _HOMES)
+__all__ = [
+    "DICOMFusedSeriesWriterOperator",
+    "DICOMSendOperator",
+    "FusionOperator",
+    "FusionSeriesSelectorOperator",
+    "StudyLoaderOperator",
+    "remove_partial_output",
+    "series_folder",
+]
