@@ -17,6 +17,7 @@ pairs.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,52 +29,23 @@ from monai.transforms import MapTransform, RandomizableTransform
 __all__ = ["HotSpot", "Lesion", "RandHotSpotd", "RandLesiond", "paint_hot_spot", "paint_lesion"]
 
 
-class HotSpot(tuple[np.ndarray, np.ndarray, np.ndarray]):
+class HotSpot(NamedTuple):
     """``(painted, core, surround)``: the painted image (same shape and dtype as the input) and the boolean
     ``(H, W)`` masks of the blob's core and of the ring around it."""
 
-    __slots__ = ()
-
-    def __new__(cls, painted: np.ndarray, core: np.ndarray, surround: np.ndarray) -> HotSpot:
-        return super().__new__(cls, (painted, core, surround))
-
-    @property
-    def painted(self) -> np.ndarray:
-        return self[0]
-
-    @property
-    def core(self) -> np.ndarray:
-        return self[1]
-
-    @property
-    def surround(self) -> np.ndarray:
-        return self[2]
+    painted: np.ndarray
+    core: np.ndarray
+    surround: np.ndarray
 
 
-class Lesion(tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
+class Lesion(NamedTuple):
     """``(mri, other, core, surround)``: the painted MRI and PET/SPECT (same shapes and dtypes as the inputs)
     and the boolean ``(H, W)`` masks of the lesion's core and of the ring around it."""
 
-    __slots__ = ()
-
-    def __new__(cls, mri: np.ndarray, other: np.ndarray, core: np.ndarray, surround: np.ndarray) -> Lesion:
-        return super().__new__(cls, (mri, other, core, surround))
-
-    @property
-    def mri(self) -> np.ndarray:
-        return self[0]
-
-    @property
-    def other(self) -> np.ndarray:
-        return self[1]
-
-    @property
-    def core(self) -> np.ndarray:
-        return self[2]
-
-    @property
-    def surround(self) -> np.ndarray:
-        return self[3]
+    mri: np.ndarray
+    other: np.ndarray
+    core: np.ndarray
+    surround: np.ndarray
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
