@@ -96,7 +96,8 @@ def score_method(
     brightness kept) or, on MRI-PET/SPECT, ``"Lesion"`` (the contrast kept of one hot spot painted into each
     pair's PET/SPECT luminance with seed = the pair's index, fused again) and ``"HypoLesion"`` (the same for
     a hypointense-on-MRI, hot-and-blurred-on-PET/SPECT lesion painted into both sources,
-    :func:`~hkafusion_monai.transforms.hot_spots.paint_lesion`, seed = the pair's index)."""
+    :func:`~hkafusion_monai.transforms.hot_spots.paint_lesion`, seed = the pair's index; NaN on a slice too
+    small to hold one)."""
     out: dict[str, list[float]] = {m: [] for m in METRIC_NAMES}
     for index, (_, mri_path, other_path) in enumerate(pairs):
         mri, other = load_uint8(mri_path), load_uint8(other_path)
@@ -109,14 +110,23 @@ def score_method(
             spot = paint_hot_spot(grey(mri).numpy(), grey(other).numpy().astype(np.uint8), seed=index)
             fused_spot = _grey_output(fuse(mri, spot.painted))
             values["Lesion"] = float(hot_spot_contrast_kept(fused_spot, spot.painted, spot.core, spot.surround))
-            lesion = paint_lesion(grey(mri).numpy().astype(np.uint8), grey(other).numpy().astype(np.uint8), seed=index)
-            fused_lesion = _grey_output(fuse(lesion.mri, lesion.other))
-            values["HypoLesion"] = float(
-                hot_spot_contrast_kept(fused_lesion, lesion.other, lesion.core, lesion.surround)
-            )
+            values["HypoLesion"] = _hypo_lesion_kept(fuse, mri, other, seed=index)
         for m, v in values.items():
             out.setdefault(m, []).append(v)
     return {m: np.asarray(v) for m, v in out.items()}
+
+
+def _hypo_lesion_kept(
+    fuse: Callable[[np.ndarray, np.ndarray], object], mri: np.ndarray, other: np.ndarray, seed: int
+) -> float:
+    """The contrast kept of a hypointense-hot lesion painted into both sources, or NaN where the slice has no
+    place for one inside the brain with its surround (a small section near the top or bottom of the head)."""
+    try:
+        lesion = paint_lesion(grey(mri).numpy().astype(np.uint8), grey(other).numpy().astype(np.uint8), seed=seed)
+    except ValueError:
+        return float("nan")
+    fused_lesion = _grey_output(fuse(lesion.mri, lesion.other))
+    return float(hot_spot_contrast_kept(fused_lesion, lesion.other, lesion.core, lesion.surround))
 
 
 #: the bars of the two checks (issue: hot spots keep >= 75 % of their contrast, CT bone >= 90 % of its brightness)
@@ -374,12 +384,12 @@ def target_check(results: dict[str, dict[str, np.ndarray]], ours: str, peer: dic
         )
     if HYPO_LESION in mean and "max" in results:
         values, bar = results[ours][HYPO_LESION], float(np.nanmean(results["max"][HYPO_LESION]))
-        inverted = int((values < 0).sum())
+        inverted, painted = int((values < 0).sum()), int(np.isfinite(values).sum())
         ok = mean[HYPO_LESION] >= bar and inverted == 0
         lines.append(
             f"- hypointense-hot lesions keep at least pixel max's contrast on average, none inverted: {verdict(ok)} "
-            f"(mean {mean[HYPO_LESION]:.1%} vs max {bar:.1%}, lowest {float(values.min()):.1%}, "
-            f"{inverted} of {len(values)} inverted)"
+            f"(mean {mean[HYPO_LESION]:.1%} vs max {bar:.1%}, lowest {float(np.nanmin(values)):.1%}, "
+            f"{inverted} of {painted} inverted; {len(values) - painted} of {len(values)} slices too small to hold one)"
         )
     if "Bone" in mean:
         lines.append(
