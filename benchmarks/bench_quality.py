@@ -19,6 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hkafusion_monai.data import shared_root
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         results["laplacian"] = score_method(pairs, rule_laplacian, task)
         results["MRI"] = score_method(pairs, rule_mri, task)
         peer = peers.get(task, {}).get("CDDFuse_MIF")
-        means[task] = {m: {k: round(float(v.mean()), 4) for k, v in per.items()} for m, per in results.items()}
+        means[task] = {m: {k: round(float(np.nanmean(v)), 4) for k, v in per.items()} for m, per in results.items()}
         sections += [
             "",
             f"### {task} ({len(pairs)} pairs)",
