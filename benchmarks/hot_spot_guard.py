@@ -76,9 +76,12 @@ def table(results: dict[str, dict[str, dict]], min_kept: float) -> str:
 
 
 def _labelled(weights: str) -> tuple[str, str]:
-    """``LABEL=PATH`` or ``PATH`` (labelled by its file name) of ``--weights``."""
-    label, _, path = weights.rpartition("=")
-    return (f"HKAFusion {label}" if label else f"HKAFusion {Path(path).name}"), path
+    """``LABEL=PATH`` or ``PATH`` (labelled by itself) of ``--weights``; a path that holds ``=`` itself
+    (``checkpoint_epoch=30.pt``) is a path, not a label."""
+    label, sep, path = weights.partition("=")
+    if not sep or "/" in label or Path(weights).exists():
+        return f"HKAFusion {weights}", weights
+    return f"HKAFusion {label}", path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,7 +128,9 @@ def _signal_status(e: KeyboardInterrupt | SystemExit) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (see the module docstring)."""
+    """The command line; returns the exit status (see the module docstring), except on Ctrl-C or SIGTERM,
+    which end the process itself (130 or 143, :func:`_exit_now`): ``python -m hkafusion_monai.deploy`` is the
+    way to run it, and an in-process caller is ended with it."""
     install_cli_handlers()  # Ctrl-C and SIGTERM from the first second, before the SDK (and Holoscan) load
     try:
         return _main(argv)
