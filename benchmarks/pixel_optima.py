@@ -41,6 +41,7 @@ OBJECTIVES: dict[str, dict] = {
     "orientation of the stronger source": {"gradient_target": "orientation"},
     "orientation + contrast floor 40": {"gradient_target": "orientation", "lambda_contrast": 40.0},
     "orientation + contrast floor 160": {"gradient_target": "orientation", "lambda_contrast": 160.0},
+    "orientation + contrast floor 320 (0.5.0)": {"gradient_target": "orientation", "lambda_contrast": 320.0},
 }
 BASE = {"lambda_s": 4.0, "lambda_grad": 40.0, "lambda_inten": 16.0}
 METRICS = ("Qabf", "SF", "VIF", "AG")
