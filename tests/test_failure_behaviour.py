@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
+from _inference import BUNDLE, REPO, last_line, random_checkpoint, run_bundle, run_inference
 
 from hkafusion_monai.handlers.run_status import run_tracked
 from hkafusion_monai.inference import FusionInferer, load_fuser
@@ -31,41 +31,6 @@ TRAIN_JSON = str(BUNDLE / "configs" / "train.json")
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_checkpoint(tmp_path_factory)
-
-
-def _bundle(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run ...`` in a subprocess (CPU, no tracking server)."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("HKAFUSION_DEBUG", None)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _last_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def _inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _bundle(
-        "inference",
-        "--config_file",
-        str(INFERENCE_JSON),
-        "--bundle_root",
-        str(BUNDLE),
-        "--ckpt_path",
-        str(ckpt),
-        "--mri",
-        str(mri),
-        "--other",
-        str(other),
-        "--output_dir",
-        str(out),
-        "--progress",
-        "false",
-        *extra,
-    )
 
 
 def _copy_series(src: Path, dst: Path, **changes: object) -> Path:
@@ -85,11 +50,11 @@ def _copy_series(src: Path, dst: Path, **changes: object) -> Path:
 def test_two_patients_are_refused_at_the_command_line(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
     """An MR of one patient with the PET of another: exit 1, one line naming both IDs, nothing written."""
     out = tmp_path / "out"
-    result = _inference(
+    result = run_inference(
         ckpt, out, phantom / "dicom/sub-000/MR", phantom / "dicom/sub-001/PT", "--output_format", "dicom"
     )
     assert result.returncode != 0
-    last = _last_line(result)
+    last = last_line(result)
     assert last.startswith("error: ") and "different patients" in last, result.stderr[-2000:]
     assert "PHANTOM-0-000" in last and "PHANTOM-0-001" in last and "allow_patient_mismatch" in last
     assert "Traceback" not in result.stderr  # the traceback only under HKAFUSION_DEBUG=1
@@ -128,7 +93,7 @@ def test_another_frame_of_reference_is_registered_by_default(ckpt: Path, phantom
 
     # the command line: registered by default, so the result differs from the unregistered fusion
     out = tmp_path / "auto"
-    result = _inference(ckpt, out, item["mri"], moved, "--task", "mri_pet")
+    result = run_inference(ckpt, out, item["mri"], moved, "--task", "mri_pet")
     assert result.returncode == 0, result.stderr[-2000:]
     import nibabel as nib
 
@@ -157,9 +122,9 @@ def test_a_secondary_covering_one_mri_slice_is_refused(ckpt: Path, phantom: Path
         ds.save_as(dst / f.name)
         shifted.append(dst / f.name)
     out = tmp_path / "out"
-    result = _inference(ckpt, out, phantom / "dicom/sub-000/MR", dst, "--register", "false")
+    result = run_inference(ckpt, out, phantom / "dicom/sub-000/MR", dst, "--register", "false")
     assert result.returncode != 0
-    last = _last_line(result)
+    last = last_line(result)
     assert last.startswith("error: ") and "of the mri volume" in last and "fused against zeros" in last, last
 
 
@@ -167,7 +132,7 @@ def test_a_secondary_covering_one_mri_slice_is_refused(ckpt: Path, phantom: Path
 
 
 def _train(out: Path, datalist: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _bundle(
+    return run_bundle(
         "training",
         "--config_file",
         json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
@@ -200,7 +165,7 @@ def test_training_never_replaces_an_earlier_run(phantom: Path, tmp_path: Path) -
     assert {"model.pt", "model_final.pt"} <= set(before)
     second = _train(out, datalist)
     assert second.returncode != 0
-    last = _last_line(second)
+    last = last_line(second)
     assert last.startswith("error: ") and "--resume true" in last and "--overwrite true" in last, last
     assert {p.name: p.read_bytes() for p in (out / "checkpoints").glob("*.pt")} == before
     third = _train(out, datalist, "--overwrite", "true")
@@ -212,7 +177,7 @@ def test_training_without_a_batch_is_refused(phantom: Path, tmp_path: Path) -> N
     out = tmp_path / "run"
     result = _train(out, phantom / "datalists" / "png_pet.json", "--batch_size", "64")
     assert result.returncode != 0
-    last = _last_line(result)
+    last = last_line(result)
     assert last.startswith("error: the training data yield no batch") and "batch_size 64" in last, last
     assert not list(out.glob("checkpoints/*.pt"))
 
@@ -263,7 +228,7 @@ def test_a_failing_evaluation_run_ends_failed(phantom: Path, ckpt: Path, tmp_pat
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({**{k: v for k, v in data.items() if k != "base_dir"}, "test": test}))
     evaluate = str(BUNDLE / "configs" / "evaluate.json")
-    result = _bundle(
+    result = run_bundle(
         "evaluating",
         "--config_file",
         json.dumps([TRAIN_JSON, evaluate]),
@@ -283,7 +248,7 @@ def test_a_failing_evaluation_run_ends_failed(phantom: Path, ckpt: Path, tmp_pat
         "$torch.device('cpu')",
     )
     assert result.returncode != 0
-    assert _last_line(result).startswith("error: ") and "bad.png" in _last_line(result), result.stderr[-2000:]
+    assert last_line(result).startswith("error: ") and "bad.png" in last_line(result), result.stderr[-2000:]
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlruns.db'}")
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert [r.info.status for r in runs if r.info.run_name == "broken"] == ["FAILED"]
@@ -335,9 +300,9 @@ def test_a_bad_checkpoint_is_one_clear_line(content: bytes, phantom: Path, tmp_p
         return
     item = json.loads((phantom / "datalists" / "png_pet.json").read_text())["test"][0]
     base = phantom
-    result = _inference(bad, tmp_path / "out", base / item["mri"], base / item["other"])
+    result = run_inference(bad, tmp_path / "out", base / item["mri"], base / item["other"])
     assert result.returncode != 0
-    assert _last_line(result).startswith(f"error: {bad}: empty file"), result.stderr[-2000:]
+    assert last_line(result).startswith(f"error: {bad}: empty file"), result.stderr[-2000:]
     assert "weights_only=False" not in result.stderr
 
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -22,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
+from _inference import BUNDLE, last_line, random_checkpoint, run_inference
 
 from hkafusion_monai.transforms import LoadFusionVolumed
 from hkafusion_monai.utils import FusionInputError
@@ -31,41 +28,6 @@ from hkafusion_monai.utils import FusionInputError
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_checkpoint(tmp_path_factory)
-
-
-def _inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run inference`` in a subprocess (CPU, one thread, no tracking server)."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("HKAFUSION_DEBUG", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "inference",
-        "--config_file",
-        str(INFERENCE_JSON),
-        "--bundle_root",
-        str(BUNDLE),
-        "--ckpt_path",
-        str(ckpt),
-        "--mri",
-        str(mri),
-        "--other",
-        str(other),
-        "--output_dir",
-        str(out),
-        "--progress",
-        "false",
-        *extra,
-    ]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
-def _last_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _copy_series(src: Path, dst: Path, edit=None, **changes: object) -> Path:
@@ -94,9 +56,9 @@ def test_a_slice_blanked_by_its_rescale_is_refused_naming_the_file(phantom: Path
 
     pet = _copy_series(phantom / "dicom/sub-000/PT", tmp_path / "PT", slope_zero)
     out = tmp_path / "out"
-    result = _inference(ckpt, out, phantom / "dicom/sub-000/MR", pet, "--task", "mri_pet")
+    result = run_inference(ckpt, out, phantom / "dicom/sub-000/MR", pet, "--task", "mri_pet")
     assert result.returncode != 0
-    last = _last_line(result)
+    last = last_line(result)
     assert last.startswith(f"error: {pet / 'IM0008.dcm'}: slice 8 of 20"), result.stderr[-2000:]
     assert "RescaleSlope 0" in last and "Traceback" not in result.stderr
     assert not list(out.glob("*.nii*"))
@@ -124,9 +86,9 @@ def test_a_pseudo_colour_mri_is_refused_with_the_fix(phantom: Path, ckpt: Path, 
     """The PET PNG given as --mri and the MRI as --other: one line naming the file and the fix."""
     item = json.loads((phantom / "datalists" / "png_pet.json").read_text())["test"][0]
     mri, pet = phantom / item["mri"], phantom / item["other"]
-    result = _inference(ckpt, tmp_path / "out", pet, mri, "--task", "mri_pet")
+    result = run_inference(ckpt, tmp_path / "out", pet, mri, "--task", "mri_pet")
     assert result.returncode != 0
-    last = _last_line(result)
+    last = last_line(result)
     assert last.startswith(f"error: {pet}: a pseudo-colour image"), result.stderr[-2000:]
     assert "swap --mri and --other" in last and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
@@ -192,7 +154,7 @@ def test_inference_logs_and_records_the_registration_and_the_hot_spot_guard(phan
 
     pet = _copy_series(phantom / "dicom/sub-000/PT", tmp_path / "PT", FrameOfReferenceUID=pydicom.uid.generate_uid())
     out = tmp_path / "out"
-    result = _inference(ckpt, out, phantom / "dicom/sub-000/MR", pet, "--task", "mri_pet")
+    result = run_inference(ckpt, out, phantom / "dicom/sub-000/MR", pet, "--task", "mri_pet")
     assert result.returncode == 0, result.stderr[-3000:]
     log = (result.stdout + result.stderr).splitlines()  # MONAI's logging.conf logs to stdout
     registered = [line for line in log if "registered" in line and "rigidly" in line]
