@@ -2,7 +2,8 @@
 
 ``functional`` holds the pure, batched torch maths on the 0-255 grey scale (float64 inside, CPU or GPU);
 ``fusion_metric`` the MONAI metric classes on top (on ``RegressionMetric``); ``checks`` the reader's checks
-(bone brightness, hot-spot contrast, the hot-spot guard); ``statistics`` the paired comparison of two methods.
+(bone brightness, hot-spot contrast, the hot-spot guard) and ``hot_spots`` the hot-spot finder they share with the
+restoration after the network; ``statistics`` the paired comparison of two methods.
 Conventions and references: docs/metrics.md. The metrics score images quantised by
 :func:`hkafusion_monai.utils.quantise`; PET/SPECT on the grey value of
 :func:`hkafusion_monai.utils.colour.rgb_to_grey`.
@@ -48,6 +49,7 @@ from hkafusion_monai.metrics.fusion_metric import (
     SpatialFrequencyMetric,
     VIFMetric,
 )
+from hkafusion_monai.metrics.hot_spots import FoundHotSpot, find_hot_spots
 from hkafusion_monai.metrics.statistics import LOWER_IS_BETTER, paired_bootstrap_ci, paired_comparison
 
 __all__ = [
@@ -62,6 +64,8 @@ __all__ = [
     "hot_spot_contrast",
     "hot_spot_contrast_kept",
     "hot_spot_guard",
+    "FoundHotSpot",
+    "find_hot_spots",
     "LOWER_IS_BETTER",
     "paired_bootstrap_ci",
     "paired_comparison",
