@@ -6,7 +6,9 @@ one module per job:
 - :mod:`~hkafusion_monai.inference.items`: the run's data items, their modality and outputs, the checks before
   any work, and the dataset that lets a batch run go on past a pair that cannot be fused;
 - :mod:`~hkafusion_monai.inference.inferer`: :class:`FusionInferer` (2-D whole, volumes slice by slice, large
-  planes in tiles);
+  planes in tiles), and the restoration it runs after the network;
+- :mod:`~hkafusion_monai.inference.lesion_restoration`: :class:`RestoreLesionContrast`, hypointense-hot lesions the
+  network let fade raised back to most of their PET/SPECT contrast, detected and bounded;
 - :mod:`~hkafusion_monai.inference.fuser`: :func:`load_fuser` and :class:`Fuser`;
 - :mod:`~hkafusion_monai.inference.export`: ONNX export.
 
@@ -30,6 +32,7 @@ from hkafusion_monai.inference.items import (
     inference_items,
     task_of,
 )
+from hkafusion_monai.inference.lesion_restoration import RestoredHotSpot, RestoreLesionContrast
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version, load_weights, shipped_weights
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "Fuser",
     "FusionInferer",
     "InferenceDataset",
+    "RestoreLesionContrast",
+    "RestoredHotSpot",
     "bundle_version",
     "check_outputs",
     "dicom_modality",

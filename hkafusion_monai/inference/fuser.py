@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
 from hkafusion_monai.inference.inferer import FusionInferer
+from hkafusion_monai.inference.lesion_restoration import RestoreLesionContrast
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, load_weights, shipped_weights
 from hkafusion_monai.io.bundle import default_bundle_dir
 from hkafusion_monai.transforms.contract import VOLUME_AXCODES, FusionPostprocessd, FusionPreprocessd
@@ -85,6 +86,8 @@ class Fuser:
     quantisation :func:`hkafusion_monai.utils.quantise`); anything else gives float in [0, 1], in the
     MRI's float dtype (float32 for integer volumes). With ``stretch``, the fused luminance is min-max
     stretched to [0, 1] per image or per volume (:func:`~hkafusion_monai.transforms.contract.min_max_stretch`).
+    With ``restoration`` (:class:`~hkafusion_monai.inference.RestoreLesionContrast`), PET/SPECT hot spots over a
+    darker MRI that the network let fade are raised back after the network, before colour and quantisation.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Fuser:
         sw_batch_size: int = 8,
         stretch: bool = False,
         progress: bool | None = False,
+        restoration: RestoreLesionContrast | None = None,
     ) -> None:
         self.modality = modality_of_task(task)
         self.network = network.to(device).eval()
@@ -103,7 +107,7 @@ class Fuser:
         self.device = torch.device(device)
         self.stretch = as_bool(stretch, "stretch")
         self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
-        self.inferer = FusionInferer(sw_batch_size=sw_batch_size, progress=progress)
+        self.inferer = FusionInferer(sw_batch_size=sw_batch_size, progress=progress, restoration=restoration)
 
     def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[Hashable, Any]:
         """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
@@ -142,6 +146,12 @@ class Fuser:
             item[name] = MetaTensor(vol, affine=affine.clone(), meta=meta)
         return item
 
+    def _infer(self, image: MetaTensor, modality: str) -> torch.Tensor:
+        """The inferer on one preprocessed ``image`` (2, H, W[, D]); the restoration after the network acts by
+        the secondary's ``modality``."""
+        self.inferer.modality = modality
+        return self.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
+
     @torch.no_grad()
     def __call__(self, mri: Any, other: Any, colour: bool = True) -> np.ndarray:
         """Fuse one pair; see the class docstring for shapes and types.
@@ -158,7 +168,7 @@ class Fuser:
         mri, other = _as_array(mri, "mri"), _as_array(other, "other")
         data = self.preprocess(self._items(mri, other))
         image = data["image"]
-        pred = self.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
+        pred = self._infer(image, self.modality)
         uint8 = mri.dtype == np.uint8
         data["pred"] = pred
         out = FusionPostprocessd("pred", colour=colour, uint8=uint8, stretch=self.stretch)(data)["pred"]
@@ -220,7 +230,7 @@ class Fuser:
             vol.meta.setdefault("filename_or_obj", f"<{name} volume>")
             item[name] = vol
         data = self.preprocess(item)
-        pred = self.inferer(data["image"].as_tensor()[None].to(self.device), self.network)[0]
+        pred = self._infer(data["image"], str(item["modality"]))
         data["pred"] = pred
         if return_other:
             data["other_on_mri"] = data["image"].as_tensor()[1:2]
@@ -238,6 +248,7 @@ def load_fuser(
     config_file: str | os.PathLike | None = None,
     stretch: bool = False,
     progress: bool | None = False,
+    restoration: RestoreLesionContrast | None = None,
 ) -> Fuser:
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
@@ -255,6 +266,7 @@ def load_fuser(
         stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
             test code does (docs/results.md).
         progress: a labelled bar over a volume's slices (``None``: only when writing to a terminal).
+        restoration: run after the network on PET/SPECT fusions (:class:`RestoreLesionContrast`).
 
     Raises:
         CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
@@ -272,7 +284,15 @@ def load_fuser(
         network, ct_window = _load_torchscript(weights)
     else:
         network, ct_window = _load_checkpoint(weights, Path(config_file or bundle_dir / "configs" / "inference.json"))
-    return Fuser(network, task=task, device=device, ct_window=ct_window, stretch=stretch, progress=progress)
+    return Fuser(
+        network,
+        task=task,
+        device=device,
+        ct_window=ct_window,
+        stretch=stretch,
+        progress=progress,
+        restoration=restoration,
+    )
 
 
 def _load_torchscript(weights: str | os.PathLike) -> tuple[torch.nn.Module, list[float]]:

@@ -9,6 +9,7 @@ import torch
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 from tqdm import tqdm
 
+from hkafusion_monai.inference.lesion_restoration import RestoreLesionContrast
 from hkafusion_monai.utils import as_bool
 
 __all__ = ["FusionInferer"]
@@ -30,6 +31,10 @@ class FusionInferer(Inferer):
         progress: a labelled progress bar over a volume's slices (tqdm); ``None``: only on a terminal.
         max_pixels: the largest plane (H x W) fused whole.
         tile_size: the tile side for larger planes (a multiple of 32).
+        restoration: run on each fused image or volume with its sources and modality (the inputs' metadata
+            ``modality``, else ``modality``): :class:`~hkafusion_monai.inference.RestoreLesionContrast`, which
+            raises hypointense-hot lesions the network let fade; ``None``: the network's output as it is.
+        modality: the secondary's modality where the inputs carry none (plain tensors).
     """
 
     def __init__(
@@ -38,8 +43,12 @@ class FusionInferer(Inferer):
         progress: bool | str | None = False,
         max_pixels: int = 1024 * 1024,
         tile_size: int = 1024,
+        restoration: RestoreLesionContrast | None = None,
+        modality: str | None = None,
     ) -> None:
         super().__init__()
+        self.restoration = restoration
+        self.modality = modality
         self.sw_batch_size = sw_batch_size
         self.progress = None if progress is None else as_bool(progress, "progress")
         self.max_pixels = int(max_pixels)
@@ -61,6 +70,15 @@ class FusionInferer(Inferer):
         return cast(torch.Tensor, tiler(inputs, network, *args, **kwargs))
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        fused = self._fuse(inputs, network, *args, **kwargs)
+        if self.restoration is None:
+            return fused
+        modalities = _modalities(inputs, self.modality)
+        return torch.stack(
+            [self.restoration(f, x, m) for f, x, m in zip(fused, torch.as_tensor(inputs), modalities, strict=True)]
+        )
+
+    def _fuse(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         if inputs.ndim == 4:
             return self._plane(inputs, network, *args, **kwargs)
         if inputs.ndim != 5:
@@ -82,3 +100,15 @@ class FusionInferer(Inferer):
                 return out
 
             return slicer(inputs, fuse)
+
+
+def _modalities(inputs: torch.Tensor, default: str | None) -> list[str | None]:
+    """Each batch item's secondary modality: the collated metadata ``modality`` of a MetaTensor batch (a list,
+    or one string for a batch of one), else ``default``."""
+    meta = getattr(inputs, "meta", None) or {}
+    found = meta.get("modality")
+    if isinstance(found, str):
+        found = [found]
+    if isinstance(found, (list, tuple)) and len(found) == inputs.shape[0]:
+        return [str(m) for m in found]
+    return [default] * int(inputs.shape[0])
