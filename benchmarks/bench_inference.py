@@ -5,7 +5,9 @@
 - ``pairs``: read, fuse (colour re-attached) and write as PNG every Harvard test pair of ``splits.json``
   (136 pairs), model loading included;
 - ``volume``: fuse a 256×256×150 phantom MRI with a 128×128×75 phantom PET (other grid, resampled onto the
-  MRI's) through ``Fuser.fuse_volumes``, the path of the DICOM output and the Deploy application.
+  MRI's) through ``Fuser.fuse_volumes``, the path of the DICOM output and the Deploy application;
+- ``large``: one 4096×4096 PET pair (a phantom pair upsampled) through the bundle's inference command, tiles,
+  lesion restoration, hot-spot guard and PNG writer included: the peak memory must stay flat in image size.
 
 Each part runs in its own process, so its peak resident memory (``ru_maxrss``) is its own. Writes the
 "inference" section of docs/performance.md.
@@ -27,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 VOLUME_SHAPE = (256, 256, 150)  # rows, columns, slices of the MRI
+LARGE = 4096  # the side of the large pair
 
 
 def part_pairs(harvard: Path, weights: str) -> dict:
@@ -71,6 +74,42 @@ def part_volume(weights: str) -> dict:
     return {"shape": list(fused.shape[1:]), "seconds": seconds, "slices_per_s": fused.shape[-1] / seconds}
 
 
+def part_large(weights: str) -> dict:
+    """The bundle's inference command on a 4096² PET pair; the peak RSS is the command's own (a child)."""
+    from PIL import Image
+
+    from hkafusion_monai.data import ensure_phantom
+
+    root = Path(ensure_phantom(str(REPO / "demo_data")))
+    mri_png = sorted((root / "png" / "mri_pet").rglob("MRI/*.png"))[0]
+    pet_png = mri_png.parent.parent / "PET" / mri_png.name
+    with tempfile.TemporaryDirectory() as tmp:
+        pair = {}
+        for name, path in (("mri", mri_png), ("other", pet_png)):
+            with Image.open(path) as im:
+                pair[name] = Path(tmp) / f"{name}.png"
+                im.resize((LARGE, LARGE), Image.Resampling.BICUBIC).save(pair[name])
+        cmd = [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "inference",
+            "--config_file",
+            "bundle/configs/inference.json",
+        ]
+        cmd += ["--mri", str(pair["mri"]), "--other", str(pair["other"]), "--task", "mri_pet", "--ckpt_path", weights]
+        cmd += ["--output_dir", str(Path(tmp) / "out"), "--progress", "false"]
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlruns.db"}
+        start = time.perf_counter()
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode:
+            raise SystemExit(f"large: the inference command failed:\n{done.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"size": LARGE, "seconds": seconds, "child_peak_rss_mib": peak}
+
+
 def run_part(part: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--part", part, "--weights", args.weights, "--harvard", str(args.harvard)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -88,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--harvard", type=Path, default=shared / "data" / "harvard")
     parser.add_argument("--weights", default=str(REPO / "bundle" / "models" / "model.pt"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--part", choices=["pairs", "volume"], help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=list(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
     if args.part:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-        result = part_pairs(args.harvard, args.weights) if args.part == "pairs" else part_volume(args.weights)
+        result = part_pairs(args.harvard, args.weights) if args.part == "pairs" else PARTS[args.part](args.weights)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return 0
@@ -105,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_summary()
     pairs = run_part("pairs", args)
     volume = run_part("volume", args)
+    large = run_part("large", args)
     lines = [
         "## Inference, end to end (shipped weights)",
         "",
@@ -119,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         f"| phantom volume {VOLUME_SHAPE[0]}×{VOLUME_SHAPE[1]}×{VOLUME_SHAPE[2]} MRI + 128×128×75 PET: scaling, "
         f"resampling, slice-by-slice fusion (`Fuser.fuse_volumes`) | {volume['seconds']:.1f} s "
         f"| {volume['slices_per_s']:.1f} slices/s | {volume['peak_rss_mib']:.0f} MiB |",
+        f"| one {LARGE}×{LARGE} PET pair through `monai.bundle run inference` (1024² tiles, lesion restoration, "
+        f"hot-spot guard, PNG) | {large['seconds']:.1f} s | – | {large['child_peak_rss_mib']:.0f} MiB |",
     ]
     print("\n".join(lines))
     if not args.no_write:
         print(f"wrote {write_section('performance.md', 'inference', chr(10).join(lines))}")
     return 0
 
+
+PARTS = {"pairs": None, "volume": part_volume, "large": part_large}
 
 if __name__ == "__main__":
     sys.exit(main())

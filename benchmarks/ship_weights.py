@@ -7,6 +7,12 @@ size, and one more step of the training lineage: what the run started from, its 
 
 Each shipped model keeps the lineage of the ones before it, so training can continue over several runs (and
 sessions): the next run warm-starts from ``model.pt`` and adds its own step.
+
+With ``--task mri_ct|mri_pet|mri_spect`` the weights are shipped as that task's own model instead,
+``model_<task>.pt`` and ``model_<task>.ts`` (``shipped_weights`` prefers them for their task; the joint
+``model.pt`` stays the fallback), recorded under ``weights["model_<task>.pt"]`` with a lineage of their own
+that starts from the joint version they were continued from. ``--no-run`` ships a checkpoint unchanged (a joint
+version chosen for one task on its validation pairs).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def _sha256(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a state dict, or a training state holding it under 'model'")
-    parser.add_argument("--run-dir", type=Path, required=True, help="the run's output folder (its overlay.json)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="the run's output folder (its overlay.json)")
     parser.add_argument("--steps", type=int, required=True, help="optimiser steps of the run")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--note", default="", help="what the run started from and why")
@@ -42,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "configs" / "joint.json",
         help="the overlay the run's overrides went on (recorded with them)",
     )
+    parser.add_argument("--task", choices=("mri_ct", "mri_pet", "mri_spect"), default=None)
+    parser.add_argument("--start-version", default=None, help="with --task: the joint version the run started from")
     args = parser.parse_args(argv)
+    if args.task is not None:
+        return ship_task_model(args)
+    if args.run_dir is None:
+        parser.error("--run-dir is needed to ship the joint model")
 
     from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
 
@@ -106,6 +118,65 @@ def main(argv: list[str] | None = None) -> int:
     weights["lineage"] = lineage
     METADATA.write_text(json.dumps(meta, indent=4, ensure_ascii=False) + "\n")
     print(f"shipped {args.checkpoint} as {MODELS / 'model.pt'} (sha256 {weights['model.pt']['sha256']})")
+    return 0
+
+
+def ship_task_model(args: argparse.Namespace) -> int:
+    """Ship ``args.checkpoint`` as ``model_<task>.pt`` / ``.ts`` with its own lineage (see the module docstring)."""
+    from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
+
+    state = state_dict_of(read_checkpoint(args.checkpoint), args.checkpoint)
+    name = f"model_{args.task}"
+    tmp = MODELS / f".{name}.pt.tmp"
+    torch.save(dict(state), tmp)
+    tmp.replace(MODELS / f"{name}.pt")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "ckpt_export",
+            "network_def",
+            "--filepath",
+            str(MODELS / f"{name}.ts"),
+            "--ckpt_file",
+            str(MODELS / f"{name}.pt"),
+            "--meta_file",
+            str(METADATA),
+            "--config_file",
+            str(REPO / "bundle" / "configs" / "inference.json"),
+        ],
+        cwd=REPO,
+        check=True,
+    )
+    meta = json.loads(METADATA.read_text())
+    weights = meta.setdefault("weights", {})
+    lineage = [
+        {
+            "version": meta["version"],
+            "started_from": f"the joint weights {args.start_version} (weights.lineage up to that version)",
+            "recipe": (
+                {
+                    k: v
+                    for k, v in json.loads((args.run_dir / "overlay.json").read_text()).items()
+                    if k not in ("output_dir", "pretrained", "pretrained_weights")
+                }
+                if args.run_dir is not None and (args.run_dir / "overlay.json").is_file()
+                else {}
+            ),
+            "steps": args.steps,
+            "data": f"Harvard splits.json {args.task} training split" if args.steps else "none (no training)",
+            "seed": args.seed,
+            "note": args.note,
+        }
+    ]
+    what = f"state dict of HKAFusion(in_channels=2, out_channels=1) for {args.task} only; torch.load(weights_only=True)"
+    for suffix, text in ((".pt", what), (".ts", f"TorchScript export of {name}.pt (monai.bundle ckpt_export)")):
+        path = MODELS / f"{name}{suffix}"
+        weights[f"{name}{suffix}"] = {"sha256": _sha256(path), "bytes": path.stat().st_size, "what": text}
+    weights[f"{name}.pt"]["lineage"] = lineage
+    METADATA.write_text(json.dumps(meta, indent=4, ensure_ascii=False) + "\n")
+    print(f"shipped {args.checkpoint} as {MODELS / (name + '.pt')} (sha256 {weights[name + '.pt']['sha256']})")
     return 0
 
 

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -248,7 +248,7 @@ def load_fuser(
     config_file: str | os.PathLike | None = None,
     stretch: bool = False,
     progress: bool | None = False,
-    restoration: RestoreLesionContrast | None = None,
+    restoration: RestoreLesionContrast | bool = True,
 ) -> Fuser:
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
@@ -266,7 +266,9 @@ def load_fuser(
         stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
             test code does (docs/results.md).
         progress: a labelled bar over a volume's slices (``None``: only when writing to a terminal).
-        restoration: run after the network on PET/SPECT fusions (:class:`RestoreLesionContrast`).
+        restoration: the step after the network on PET/SPECT fusions (:class:`RestoreLesionContrast`): ``True``,
+            the one the inference config declares (its ``restoration`` item; a TorchScript export carries the
+            config it was exported with); ``False``, none; or one of your own.
 
     Raises:
         CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
@@ -281,9 +283,12 @@ def load_fuser(
         raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     if str(weights).endswith(".ts"):  # a TorchScript export (ckpt_export): the network travels with its weights
-        network, ct_window = _load_torchscript(weights)
+        network, ct_window, declared = _load_torchscript(weights)
     else:
-        network, ct_window = _load_checkpoint(weights, Path(config_file or bundle_dir / "configs" / "inference.json"))
+        config = Path(config_file or bundle_dir / "configs" / "inference.json")
+        network, ct_window, declared = _load_checkpoint(weights, config)
+    if isinstance(restoration, bool):
+        restoration = declared if restoration else None
     return Fuser(
         network,
         task=task,
@@ -295,9 +300,11 @@ def load_fuser(
     )
 
 
-def _load_torchscript(weights: str | os.PathLike) -> tuple[torch.nn.Module, list[float]]:
-    """A TorchScript export's network and the CT window of the ``inference.json`` settings it was exported with
-    (the bundle's default window when it holds none)."""
+def _load_torchscript(
+    weights: str | os.PathLike,
+) -> tuple[torch.nn.Module, list[float], RestoreLesionContrast | None]:
+    """A TorchScript export's network, and the CT window and restoration of the ``inference.json`` settings it was
+    exported with (the bundle's default window, and no restoration, when it holds none)."""
     extra = {"inference.json": ""}
     try:
         network = torch.jit.load(str(weights), map_location="cpu", _extra_files=extra).eval()
@@ -307,17 +314,20 @@ def _load_torchscript(weights: str | os.PathLike) -> tuple[torch.nn.Module, list
             f"{weights}: not a readable TorchScript model (empty, truncated or another kind of file: {detail})"
         ) from None
     try:
-        ct_window = json.loads(extra["inference.json"] or "{}").get("ct_window", CT_BRAIN_WINDOW)
+        settings = json.loads(extra["inference.json"] or "{}")
+        ct_window = settings.get("ct_window", CT_BRAIN_WINDOW)
     except (ValueError, AttributeError):
-        ct_window = CT_BRAIN_WINDOW
+        settings, ct_window = {}, CT_BRAIN_WINDOW
     if not (isinstance(ct_window, (list, tuple)) and len(ct_window) == 2):
         ct_window = CT_BRAIN_WINDOW
-    return network, [float(v) for v in ct_window]
+    return network, [float(v) for v in ct_window], _declared_restoration(ConfigParser(settings))
 
 
-def _load_checkpoint(weights: str | os.PathLike, config: Path) -> tuple[torch.nn.Module, Any]:
+def _load_checkpoint(
+    weights: str | os.PathLike, config: Path
+) -> tuple[torch.nn.Module, Any, RestoreLesionContrast | None]:
     """The network that ``config`` (an inference config) defines, with the checkpoint's weights, and the
-    config's CT window."""
+    config's CT window and restoration."""
     if not config.is_file():
         raise FileNotFoundError(
             f"{config}: no inference config defining the network for the checkpoint {weights}; pass "
@@ -327,4 +337,12 @@ def _load_checkpoint(weights: str | os.PathLike, config: Path) -> tuple[torch.nn
     parser.read_config(str(config))
     network = parser.get_parsed_content("network_def", instantiate=True)
     load_weights(network, weights, map_location="cpu")
-    return network, parser.get("ct_window", list(CT_BRAIN_WINDOW))
+    return network, parser.get("ct_window", list(CT_BRAIN_WINDOW)), _declared_restoration(parser)
+
+
+def _declared_restoration(parser: ConfigParser) -> RestoreLesionContrast | None:
+    """The ``restoration`` item an inference config declares, switched by its ``restore_lesions``; ``None``
+    where it declares none (an export made before the restoration existed)."""
+    if "restoration" not in parser:
+        return None
+    return cast(RestoreLesionContrast, parser.get_parsed_content("restoration", instantiate=True))
