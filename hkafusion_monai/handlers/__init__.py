@@ -22,7 +22,7 @@ from hkafusion_monai.handlers.checkpoint import (
     resume_run_name,
 )
 from hkafusion_monai.handlers.dynamic_mu import DynamicMuHandler
-from hkafusion_monai.handlers.evaluation import FusionEvaluationReport
+from hkafusion_monai.handlers.evaluation import FusionEvaluationReport, MethodMetricsCollector
 from hkafusion_monai.handlers.fusion_checks import FusionChecksHandler
 from hkafusion_monai.handlers.fusion_grid import FusionGridHandler
 from hkafusion_monai.handlers.fusion_metrics import (
@@ -41,14 +41,15 @@ from hkafusion_monai.handlers.fusion_metrics import (
 from hkafusion_monai.handlers.inference_checks import InferenceChecksHandler
 from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
 from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
-from hkafusion_monai.handlers.mlflow_run import MLflowRun
+from hkafusion_monai.handlers.mlflow_run import MLflowRun, default_tracking_uri, timestamped
 from hkafusion_monai.handlers.run_record import MLflowRunRecorder
-from hkafusion_monai.handlers.run_status import report_outputs, run_tracked
+from hkafusion_monai.handlers.run_status import describe_initial_weights, report_outputs, run_tracked
 
 __all__ = [
     "DynamicMuHandler",
     "FusionChecksHandler",
     "FusionEvaluationReport",
+    "MethodMetricsCollector",
     "TrainingStateLoader",
     "TrainingStateSaver",
     "WeightsLoader",
@@ -61,6 +62,8 @@ __all__ = [
     "InferenceRunRecorder",
     "LearningRateRecorder",
     "MLflowRun",
+    "default_tracking_uri",
+    "timestamped",
     "MLflowRunRecorder",
     "MutualInformation",
     "SpatialFrequency",
@@ -71,6 +74,7 @@ __all__ = [
     "CorrelationCoefficient",
     "FusionSSIM",
     "FUSION_METRIC_HANDLERS",
+    "describe_initial_weights",
     "report_outputs",
     "run_tracked",
 ]

@@ -125,10 +125,15 @@ class TrainingStateSaver:
     resume from. An atomic write goes to a temporary file that is then renamed (the file is readable by its
     owner only, which suits a training state).
 
+    Made before the training starts, it refuses a ``save_dir`` holding an earlier training's checkpoints
+    (:func:`check_output_dir`, which ``overwrite`` lets it remove), unless ``resuming``.
+
     Args:
         save_dir: the checkpoint folder.
         save_dict: the objects to save besides the trainer, e.g. network, optimiser, lr scheduler, the
             dynamic-mu handler.
+        resuming: the training continues the one in ``save_dir``.
+        overwrite: replace an earlier training's checkpoints.
         run_name: the MLflow run name, written to ``save_dir/run.json`` so that ``--resume`` continues that run.
         save_interval: save every this many epochs (``epoch_level``) or iterations; 0: never.
         n_saved: how many interval checkpoints to keep.
@@ -149,7 +154,10 @@ class TrainingStateSaver:
         save_final: bool = False,
         final_filename: str | None = None,
         file_prefix: str = "",
+        resuming: bool = False,
+        overwrite: bool | str = False,
     ) -> None:
+        check_output_dir(save_dir, resuming, overwrite)
         # the Checkpoint objects keep this same dict, so adding the trainer later reaches them
         self.save_dict = dict(save_dict, rng=RNGState())
         self.save_dir = save_dir
@@ -250,8 +258,11 @@ class TrainingStateLoader(_SafeCheckpointLoader):
     The file is read safely first (:func:`hkafusion_monai.utils.weights.read_checkpoint`): a hostile, corrupt or
     foreign ``--resume`` file ends in one error naming it.
 
+    With ``resume`` off it restores nothing, so that a config lists it whether or not a run resumes.
+
     Args:
-        resume: ``True`` for the latest checkpoint in ``ckpt_dir``, or the path of a checkpoint.
+        resume: ``True`` for the latest checkpoint in ``ckpt_dir``, or the path of a checkpoint; off (``False``,
+            ``"false"``): nothing to restore.
         ckpt_dir: where to look when ``resume`` is True.
         load_dict: the objects to restore besides the trainer and the RNG states (as saved).
         kwargs: as for ``CheckpointLoader`` (e.g. ``map_location``).
@@ -265,8 +276,10 @@ class TrainingStateLoader(_SafeCheckpointLoader):
 
     def __init__(self, resume: bool | str, ckpt_dir: str, load_dict: dict, **kwargs: Any) -> None:
         requested = path_or_flag(resume, "latest", "resume")
+        self.enabled = requested is not None
         if requested is None:
-            raise ValueError("TrainingStateLoader: resume is off; disable the handler instead.")
+            super().__init__(load_path="", load_dict=dict(load_dict), **kwargs)
+            return
         if requested != "latest":
             path = Path(requested)
             if not path.is_file():
@@ -290,6 +303,8 @@ class TrainingStateLoader(_SafeCheckpointLoader):
             raise CheckpointError(f"{self.load_path}: not {self.expected}; it has no {', '.join(missing)}")
 
     def attach(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
         self.load_dict["trainer"] = engine
         super().attach(engine)
 

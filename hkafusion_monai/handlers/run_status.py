@@ -16,7 +16,7 @@ from typing import Any
 
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
 
-__all__ = ["mark_runs_ended", "report_outputs", "run_tracked"]
+__all__ = ["describe_initial_weights", "mark_runs_ended", "report_outputs", "run_tracked"]
 
 
 def mark_runs_ended(mlflow_runs: Sequence[MLflowRun | None], error: BaseException) -> None:
@@ -58,3 +58,13 @@ def report_outputs(paths: Mapping[str, str]) -> Mapping[str, str]:
     lines += [f"  MLflow UI: mlflow ui --backend-store-uri {v}" for v in paths.values() if str(v).startswith("sqlite:")]
     print("\n".join(lines), flush=True)
     return paths
+
+
+def describe_initial_weights(ckpt_dir: str, resuming: bool, pretrained_path: str | None) -> str:
+    """What a training started from, for :func:`report_outputs`: the resumed folder, the warm-start weights, or
+    random weights."""
+    if resuming:
+        return f"resumed from {ckpt_dir}"
+    if pretrained_path:
+        return f"{pretrained_path} (fine-tuned; --pretrained false trains from scratch)"
+    return "random (trained from scratch)"

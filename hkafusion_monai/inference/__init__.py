@@ -7,6 +7,8 @@ one module per job:
   any work, and the dataset that lets a batch run go on past a pair that cannot be fused;
 - :mod:`~hkafusion_monai.inference.inferer`: :class:`FusionInferer` (2-D whole, volumes slice by slice, large
   planes in tiles);
+- :mod:`~hkafusion_monai.inference.pipeline`: ``inference.json``'s ``preprocessing``, ``inferer`` and
+  ``postprocessing``, parsed for in-memory use (:func:`bundle_pipeline`);
 - :mod:`~hkafusion_monai.inference.fuser`: :func:`load_fuser` and :class:`Fuser`;
 - :mod:`~hkafusion_monai.inference.export`: ONNX export.
 
@@ -14,13 +16,13 @@ one module per job:
 >>> fuser = load_fuser(bundle_dir="bundle", task="mri_pet", weights="model.pt")   # doctest: +SKIP
 >>> fused = fuser(mri, pet)                                                          # doctest: +SKIP
 
-Every path uses the bundle's one preprocessing/postprocessing contract,
-:mod:`hkafusion_monai.transforms.contract`.
+Every path runs the transforms that ``inference.json`` declares.
 """
 
 from hkafusion_monai.inference.export import export_onnx
 from hkafusion_monai.inference.fuser import Fuser, load_fuser
 from hkafusion_monai.inference.inferer import FusionInferer
+from hkafusion_monai.inference.pipeline import BundlePipeline, bundle_pipeline
 from hkafusion_monai.inference.items import (
     ASSUMED_MODALITY,
     FAILED_KEY,
@@ -34,11 +36,13 @@ from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version
 
 __all__ = [
     "ASSUMED_MODALITY",
+    "BundlePipeline",
     "FAILED_KEY",
     "NO_WEIGHTS_MESSAGE",
     "Fuser",
     "FusionInferer",
     "InferenceDataset",
+    "bundle_pipeline",
     "bundle_version",
     "check_outputs",
     "dicom_modality",
