@@ -29,11 +29,12 @@ def test_an_override_reaches_an_augmentation() -> None:
 
 def test_evaluate_json_is_a_thin_override() -> None:
     raw = json.loads(EVALUATE_JSON.read_text())
-    assert "validate#preprocessing" not in raw and "validate#mlflow" not in raw  # train.json's, not copies
+    assert "validate#preprocessing" not in raw and "load_pair" not in raw  # train.json's, not copies
     parser = _parser(TRAIN_JSON, EVALUATE_JSON)
     assert parser["validate#dataset#cache_rate"] == 0.0
-    assert parser["validate#mlflow#epoch_log"] is False
-    assert parser["validate#mlflow#tracking_uri"] == "@tracking_uri"
+    assert parser["validate#datalist#split"] == "@eval_split"
+    (mlflow,) = [h for h in parser["validate#handlers"] if h["_target_"] == "MLFlowHandler"]
+    assert mlflow["epoch_log"] is False and mlflow["tracking_uri"] == "@tracking_uri"
 
 
 def test_one_harvard_overlay_and_the_task_option() -> None:
