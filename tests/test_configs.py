@@ -74,3 +74,22 @@ def test_the_shipped_recipe_names_every_loss_option() -> None:
     joint = json.loads((REPO / "configs" / "joint.json").read_text())
     for key in ("loss#lambda_s", "loss#lambda_grad", "loss#gradient_target", "loss#lambda_contrast", "lesion_prob"):
         assert key in joint, key
+
+
+def test_handlers_named_by_their_list_index_are_the_right_ones() -> None:
+    """Handlers are inline ``_target_`` items (MONAI's property checks read each as a dict); the few that other
+    items use (the μ handler's state, the MLflow handler and its run) are named by their place in the list."""
+    import re
+
+    cases = [((TRAIN_JSON,), "train#handlers"), ((TRAIN_JSON, EVALUATE_JSON), "validate#handlers")]
+    cases += [((TRAIN_JSON,), "validate#handlers"), ((CONFIGS / "inference.json",), "handlers")]
+    for files, handlers in cases:
+        parser = _parser(*files)
+        text = json.dumps(parser.get())
+        listed = parser[handlers]
+        for index in sorted({int(i) for i in re.findall(rf"@{handlers}#(\d+)\b", text)}):
+            referring = re.findall(rf'"(\w+)": "@{handlers}#{index}\b', text) or ["a step"]
+            target = listed[index]["_target_"].rsplit(".", 1)[-1]
+            expected = {"handler": "MLFlowHandler", "mlflow_run": "MLflowRun", "mu": "DynamicMuHandler"}
+            for key in referring:
+                assert target == expected.get(key, target), f"{files[-1].name} {handlers}#{index} is {target}"

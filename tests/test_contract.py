@@ -180,3 +180,16 @@ def test_one_more_transform_in_inference_json_changes_load_fuser_and_deploy(
     load = LoadFusionVolumed(["v"])
     mr, pt = (load({"v": str(base / "dicom" / "sub-000" / s)})["v"] for s in ("MR", "PT"))
     assert not torch.equal(shipped.fuse_volumes(mr, pt), edited.fuse_volumes(mr, pt))
+
+
+def test_a_bundle_folder_given_to_deploy_is_the_bundle_it_runs(tmp_path: Path) -> None:
+    """``-m`` naming a bundle folder, or a weights file in its ``models/``, makes the Deploy application run that
+    bundle's ``inference.json``; any other model path, the installed bundle's."""
+    from hkafusion_monai.io.bundle import bundle_dir_of
+
+    (tmp_path / "copy" / "configs").mkdir(parents=True)
+    (tmp_path / "copy" / "models").mkdir()
+    (tmp_path / "copy" / "configs" / "inference.json").write_text("{}")
+    assert bundle_dir_of(tmp_path / "copy") == tmp_path / "copy"
+    assert bundle_dir_of(tmp_path / "copy" / "models" / "model.pt") == tmp_path / "copy"
+    assert bundle_dir_of(tmp_path / "model.pt") is None and bundle_dir_of(None) is None

@@ -15,6 +15,7 @@ from hkafusion_monai.data.datalist_file import load_fusion_datalist
 from hkafusion_monai.data.roots import dataset_datalist
 from hkafusion_monai.io.atomic import make_output_dir
 from hkafusion_monai.io.formats import is_image_file
+from hkafusion_monai.io.study import study_files
 from hkafusion_monai.io.writers import OUTPUT_FORMATS, output_name
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
 from hkafusion_monai.utils.errors import FusionInputError, OptionError, OutputExistsError
@@ -208,10 +209,13 @@ class InferenceDataset(Dataset):
 
 def dicom_modality(folder: str | os.PathLike) -> str | None:
     """``CT``, ``PET`` or ``SPECT`` from the ``Modality`` of the first DICOM file found in ``folder`` (CT, PT,
-    NM), or None when there is none or it is another modality."""
+    NM), or None when there is none or it is another modality. The files are those of the one folder walker,
+    :func:`hkafusion_monai.io.study.study_files` (no link out of ``folder`` is followed)."""
     import pydicom
 
-    for path in sorted(Path(folder).rglob("*")):
+    if not Path(folder).is_dir():
+        return None
+    for path in study_files(folder)[0]:
         if path.is_file():
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
