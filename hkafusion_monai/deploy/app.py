@@ -65,8 +65,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 def resolve_model(model_path: str | os.PathLike | None) -> Path:
     """The model file to load: ``model_path`` itself if a file; ``model.ts`` or ``model.pt`` inside it (or in its
-    ``models/``, a bundle folder) if a folder (a MAP's ``/opt/holoscan/models``); without one, the bundle's ``models/model.ts`` or
-    ``models/model.pt`` when the package runs from a source checkout (an installed wheel ships no weights).
+    ``models/``, a bundle folder) if a folder (a MAP's ``/opt/holoscan/models``); without one, the bundle's
+    ``models/model.ts`` or ``models/model.pt`` when the package runs from a source checkout (an installed wheel
+    ships no weights).
 
     Raises:
         FileNotFoundError: none of these exists (the message lists where it looked).

@@ -9,6 +9,12 @@ from hkafusion_monai.engines.trainer import (
     prepare_fusion_batch,
 )
 
-__all__ = ["FusionEvaluator", "FusionTrainer", "PairFailure", "check_loader",
+__all__ = [
+    "FusionEvaluator",
+    "FusionTrainer",
+    "PairFailure",
+    "check_loader",
     "check_loaders",
-    "loss_terms", "prepare_fusion_batch"]
+    "loss_terms",
+    "prepare_fusion_batch",
+]

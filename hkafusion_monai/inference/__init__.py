@@ -22,7 +22,6 @@ Every path runs the transforms that ``inference.json`` declares.
 from hkafusion_monai.inference.export import export_onnx
 from hkafusion_monai.inference.fuser import Fuser, load_fuser
 from hkafusion_monai.inference.inferer import FusionInferer
-from hkafusion_monai.inference.pipeline import BundlePipeline, bundle_pipeline
 from hkafusion_monai.inference.items import (
     ASSUMED_MODALITY,
     FAILED_KEY,
@@ -32,6 +31,7 @@ from hkafusion_monai.inference.items import (
     inference_items,
     task_of,
 )
+from hkafusion_monai.inference.pipeline import BundlePipeline, bundle_pipeline
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version, load_weights, shipped_weights
 
 __all__ = [

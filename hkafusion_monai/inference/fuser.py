@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-
 from monai.transforms import Compose
 
 from hkafusion_monai.inference.pipeline import bundle_pipeline, inference_config
@@ -141,7 +140,8 @@ class Fuser:
                     t.colour, t.uint8 = key
                 steps.append(t)
             self._outputs[key] = Compose(steps)
-        return self._outputs[key](data)
+        out: dict = self._outputs[key](data)
+        return out
 
     def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[Hashable, Any]:
         """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
@@ -288,8 +288,8 @@ def load_fuser(
         task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
         weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``), or a TorchScript
             ``.ts`` export (the network, and the CT window of the ``inference.json`` it was exported with, travel
-            inside it; the transforms are the bundle's, or the installed package's without one); default :func:`shipped_weights` (``models/model_<task>.pt`` if
-            shipped, else the joint ``models/model.pt``).
+            inside it; the transforms are the bundle's, or the installed package's without one); default
+            :func:`shipped_weights` (``models/model_<task>.pt`` if shipped, else the joint ``models/model.pt``).
         device: default CUDA when available, else CPU.
         config_file: the inference config defining ``network_def`` and the transforms; default
             ``<bundle_dir>/configs/inference.json``.
@@ -351,6 +351,5 @@ def _load_checkpoint(weights: str | os.PathLike, config: Path) -> torch.nn.Modul
         )
     parser = ConfigParser()
     parser.read_config(str(config))
-    network = parser.get_parsed_content("network_def", instantiate=True)
-    load_weights(network, weights, map_location="cpu")
-    return network
+    network: torch.nn.Module = parser.get_parsed_content("network_def", instantiate=True)
+    return load_weights(network, weights, map_location="cpu")

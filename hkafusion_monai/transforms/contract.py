@@ -210,4 +210,3 @@ def min_max_stretch(x: torch.Tensor) -> torch.Tensor:
     returned unchanged (there is nothing to stretch)."""
     lo, hi = x.min(), x.max()
     return (x - lo) / (hi - lo) if bool(hi > lo) else x
-
