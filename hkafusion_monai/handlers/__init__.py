@@ -2,7 +2,8 @@
 
 - ``dynamic_mu``: :class:`DynamicMuHandler`, the loss's dynamic weight mu;
 - ``fusion_metrics``: the eight fusion-metric handlers; ``fusion_checks``: the reader's checks;
-- ``checkpoint``: resumable training state, safe weights loading, the output-folder check;
+- ``checkpoint_saver``: the resumable training state and the output-folder check; ``checkpoint_loader``: the
+  one weights loader and the training-state loader (MONAI's ``CheckpointLoader``, subclassed);
 - ``mlflow_run``: :class:`MLflowRun`, the one adapter through which the package writes to the MLflow run of a
   MONAI ``MLFlowHandler``;
 - ``run_record``: :class:`MLflowRunRecorder`, the reproducibility record of a training or evaluation run;
@@ -14,13 +15,8 @@
 - ``run_status``: runs that end FAILED/KILLED, and where a run left its outputs.
 """
 
-from hkafusion_monai.handlers.checkpoint import (
-    TrainingStateLoader,
-    TrainingStateSaver,
-    WeightsLoader,
-    check_output_dir,
-    resume_run_name,
-)
+from hkafusion_monai.handlers.checkpoint_loader import TrainingStateLoader, WeightsLoader
+from hkafusion_monai.handlers.checkpoint_saver import TrainingStateSaver, check_output_dir, resume_run_name
 from hkafusion_monai.handlers.dynamic_mu import DynamicMuHandler
 from hkafusion_monai.handlers.evaluation import FusionEvaluationReport, MethodMetricsCollector
 from hkafusion_monai.handlers.fusion_checks import FusionChecksHandler

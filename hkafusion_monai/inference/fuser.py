@@ -307,7 +307,7 @@ def load_fuser(
     if weights is None:
         weights = shipped_weights(bundle_dir, task)
     if not Path(weights).is_file():
-        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
+        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights, option="--ckpt_path"))
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     config = Path(config_file) if config_file is not None else inference_config(bundle_dir)
     ct_window = None
