@@ -274,7 +274,8 @@ def test_a_run_that_does_not_finish_ends_failed_or_killed(tmp_path: Path, error:
     nothing marks it afterwards; an error before the handler started touches no run."""
     from ignite.engine import Engine, Events
 
-    from hkafusion_monai.handlers import MLflowRun, run_tracked
+    from hkafusion_monai.handlers import MLflowRun
+    from hkafusion_monai.reports import run_tracked
 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     handler = RecordingMLFlowHandler(

@@ -11,8 +11,9 @@
 - ``inference_checks``: :class:`InferenceChecksHandler`, the hot-spot guard and the registration record of
   each pair an inference run fuses;
 - ``learning_rate``: :class:`LearningRateRecorder`; ``fusion_grid``: :class:`FusionGridHandler`;
-- ``evaluation``: the side-by-side evaluation report, rendered by ``html_report``;
-- ``run_status``: runs that end FAILED/KILLED, and where a run left its outputs.
+- ``evaluation``: the side-by-side evaluation report, rendered by :mod:`hkafusion_monai.reports.html_report`.
+
+What is not a handler lives in :mod:`hkafusion_monai.reports`: the HTML page and figures, how a run ends.
 """
 
 from hkafusion_monai.handlers.checkpoint_loader import TrainingStateLoader, WeightsLoader
@@ -39,7 +40,6 @@ from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
 from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
 from hkafusion_monai.handlers.mlflow_run import MLflowRun, default_tracking_uri, timestamped
 from hkafusion_monai.handlers.run_record import MLflowRunRecorder
-from hkafusion_monai.handlers.run_status import describe_initial_weights, report_outputs, run_tracked
 
 __all__ = [
     "DynamicMuHandler",
@@ -70,7 +70,4 @@ __all__ = [
     "CorrelationCoefficient",
     "FusionSSIM",
     "FUSION_METRIC_HANDLERS",
-    "describe_initial_weights",
-    "report_outputs",
-    "run_tracked",
 ]
