@@ -20,8 +20,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 from hkafusion_monai.data.phantom import ensure_phantom  # noqa: E402
-from hkafusion_monai.handlers.html_report import colourise  # noqa: E402
 from hkafusion_monai.inference import load_fuser  # noqa: E402
+from hkafusion_monai.reports.html_report import colourise  # noqa: E402
 from hkafusion_monai.utils.colour import rgb_to_y  # noqa: E402
 
 TASKS = {"mri_ct": "png_ct.json", "mri_pet": "png_pet.json", "mri_spect": "png_spect.json"}

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "metrics": 2,
     "transforms": 2,
     "data": 3,
+    "reports": 3,
     "engines": 4,
     "handlers": 4,
     "inference": 5,

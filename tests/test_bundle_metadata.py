@@ -20,8 +20,10 @@ import monai
 import numpy
 import pytest
 import torch
-from monai.bundle import BundleWorkflow, ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 from monai.utils import BundleProperty, BundlePropertyConfig
+
+from hkafusion_monai.utils.errors import OptionError
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 REPO = BUNDLE.parent
@@ -199,15 +201,16 @@ def test_config_keys_follow_the_zoo() -> None:
         "val_interval",
     ):
         assert key in parser, key
-    handlers = [h for h in parser["train#handlers"] if isinstance(h, dict)]
+    handlers = parser["train#handlers"]
+    assert all(isinstance(h, dict) and "_target_" in h for h in handlers), "handlers are inline _target_ items"
+    assert all(isinstance(h, dict) and "_target_" in h for h in parser["validate#handlers"])
     (validation,) = [h for h in handlers if h["_target_"] == "ValidationHandler"]
     assert validation["interval"] == "@val_interval" and validation["validator"] == "@validate#evaluator"
 
 
 def _optional_ids_are_used(workflow: ConfigWorkflow) -> list[str]:
-    """The optional properties whose config id is defined but not the one the workflow uses (MONAI's rule;
-    MONAI's own check of ``ValidationHandler`` reads every ``train#handlers`` entry as a dict, and this
-    bundle's list also names shared handlers by reference, ``"@train#mlflow"``)."""
+    """The optional properties whose config id is defined but not the one the workflow uses (MONAI's rule, also
+    applied to expressions, which MONAI's own check skips)."""
     wrong = []
     for name, prop in workflow.properties.items():
         refer = prop.get(BundlePropertyConfig.REF_ID)
@@ -231,9 +234,26 @@ def test_bundle_properties(workflow_type: str, phantom: Path, tmp_path: Path, mo
         config_file=config, workflow_type=workflow_type, logging_file=False, init_id="none", **overrides
     )
     workflow.initialize()
-    assert BundleWorkflow.check_properties(workflow) == []
+    # MONAI's own check: the required properties, and the optional ones (it reads every train#handlers entry)
+    assert workflow.check_properties() == []
     assert _optional_ids_are_used(workflow) == []
     assert workflow.dataset_dir == str(phantom) and workflow.bundle_root == "."
+
+
+def test_the_infer_workflow_from_the_bundle_folder_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Initialised from ``bundle/`` with no inputs, as model-zoo's tools start a bundle, the inference workflow
+    stops on one line that says what to pass."""
+    monkeypatch.chdir(BUNDLE)
+    workflow = ConfigWorkflow(config_file="configs/inference.json", workflow_type="infer", logging_file=False)
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps the failed expression's error
+        workflow.initialize()
+    cause: BaseException | None = raised.value
+    while cause is not None and not isinstance(cause, OptionError):
+        cause = cause.__cause__
+    assert str(cause) == (
+        "nothing to fuse: give --mri PATH --other PATH, --datalist PATH [--split test], or --dataset_dir PATH "
+        "--task TASK"
+    )
 
 
 def test_readme_has_the_zoo_sections_and_runnable_commands() -> None:

@@ -29,11 +29,12 @@ def test_an_override_reaches_an_augmentation() -> None:
 
 def test_evaluate_json_is_a_thin_override() -> None:
     raw = json.loads(EVALUATE_JSON.read_text())
-    assert "validate#preprocessing" not in raw and "validate#mlflow" not in raw  # train.json's, not copies
+    assert "validate#preprocessing" not in raw and "load_pair" not in raw  # train.json's, not copies
     parser = _parser(TRAIN_JSON, EVALUATE_JSON)
     assert parser["validate#dataset#cache_rate"] == 0.0
-    assert parser["validate#mlflow#epoch_log"] is False
-    assert parser["validate#mlflow#tracking_uri"] == "@tracking_uri"
+    assert parser["validate#datalist#split"] == "@eval_split"
+    (mlflow,) = [h for h in parser["validate#handlers"] if h["_target_"] == "MLFlowHandler"]
+    assert mlflow["epoch_log"] is False and mlflow["tracking_uri"] == "@tracking_uri"
 
 
 def test_one_harvard_overlay_and_the_task_option() -> None:
@@ -73,3 +74,22 @@ def test_the_shipped_recipe_names_every_loss_option() -> None:
     joint = json.loads((REPO / "configs" / "joint.json").read_text())
     for key in ("loss#lambda_s", "loss#lambda_grad", "loss#gradient_target", "loss#lambda_contrast", "lesion_prob"):
         assert key in joint, key
+
+
+def test_handlers_named_by_their_list_index_are_the_right_ones() -> None:
+    """Handlers are inline ``_target_`` items (MONAI's property checks read each as a dict); the few that other
+    items use (the μ handler's state, the MLflow handler and its run) are named by their place in the list."""
+    import re
+
+    cases = [((TRAIN_JSON,), "train#handlers"), ((TRAIN_JSON, EVALUATE_JSON), "validate#handlers")]
+    cases += [((TRAIN_JSON,), "validate#handlers"), ((CONFIGS / "inference.json",), "handlers")]
+    for files, handlers in cases:
+        parser = _parser(*files)
+        text = json.dumps(parser.get())
+        listed = parser[handlers]
+        for index in sorted({int(i) for i in re.findall(rf"@{handlers}#(\d+)\b", text)}):
+            referring = re.findall(rf'"(\w+)": "@{handlers}#{index}\b', text) or ["a step"]
+            target = listed[index]["_target_"].rsplit(".", 1)[-1]
+            expected = {"handler": "MLFlowHandler", "mlflow_run": "MLflowRun", "mu": "DynamicMuHandler"}
+            for key in referring:
+                assert target == expected.get(key, target), f"{files[-1].name} {handlers}#{index} is {target}"

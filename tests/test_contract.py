@@ -1,5 +1,7 @@
-"""One preprocessing/postprocessing contract: a pair fuses to the same pixels through ``inference.json``,
-``load_fuser`` and the evaluation workflow (issue 7, section 3)."""
+"""The bundle declares its pipeline: every transform of train.json, evaluate.json and inference.json is a
+``_target_`` item, and ``load_fuser`` and the Deploy application parse inference.json's, so a pair fuses to the
+same pixels through ``inference.json``, ``load_fuser`` and the evaluation workflow, and one edit in the JSON
+changes them all."""
 
 from __future__ import annotations
 
@@ -15,8 +17,13 @@ from monai.bundle import ConfigParser, run
 from PIL import Image
 
 from hkafusion_monai import load_fuser
-from hkafusion_monai.transforms import contract
+from hkafusion_monai.inference import bundle_pipeline
+from hkafusion_monai.transforms.volume import LoadFusionVolumed
 from hkafusion_monai.utils import quantise
+
+CONFIGS = BUNDLE / "configs"
+#: the most ``$`` expressions each config may hold: a ``$`` computes a value, it never builds a chain
+MAX_EXPRESSIONS = {"train.json": 25, "inference.json": 15, "evaluate.json": 15}
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +39,45 @@ def pet_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return base / item["mri"], base / item["other"]
 
 
-def test_configs_use_the_contract() -> None:
-    """The evaluation chain is the contract's, not a copy: ``load_pair`` calls ``pair_transforms``."""
-    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
-    assert "contract.pair_transforms(" in train["load_pair"]
-    evaluate = json.loads((BUNDLE / "configs" / "evaluate.json").read_text())
-    # evaluate.json is a thin override: it keeps train.json's validate#preprocessing unless it declares its own
-    assert "@load_pair" in evaluate.get("validate#preprocessing", train["validate"]["preprocessing"])["transforms"]
-    inference = json.loads(INFERENCE_JSON.read_text())
-    assert "contract.preprocessing(" in inference["preprocessing"]
-    assert "contract.postprocessing(" in json.dumps(inference["postprocessing"])
+def _expressions(config: object) -> list[str]:
+    if isinstance(config, dict):
+        return [e for v in config.values() for e in _expressions(v)]
+    if isinstance(config, list):
+        return [e for v in config for e in _expressions(v)]
+    return [config] if isinstance(config, str) and config.startswith("$") else []
+
+
+def _targets(config: object) -> list[str]:
+    if isinstance(config, dict):
+        own = [config["_target_"]] if isinstance(config.get("_target_"), str) else []
+        return own + [t for v in config.values() for t in _targets(v)]
+    if isinstance(config, list):
+        return [t for v in config for t in _targets(v)]
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(MAX_EXPRESSIONS))
+def test_configs_declare_their_transforms(name: str) -> None:
+    """Every transform is a ``_target_`` item: no ``$`` expression calls package code that builds a chain
+    (only ``transforms`` lists may join declared lists, as model-zoo's ``"$@a + @b"``), and ``$`` computes a
+    value no more often than the budget."""
+    config = json.loads((CONFIGS / name).read_text())
+    expressions = _expressions(config)
+    assert len(expressions) <= MAX_EXPRESSIONS[name], expressions
+    assert len(expressions) == (CONFIGS / name).read_text().count('"$'), "a $ the walk missed"
+    for e in expressions:
+        assert "transforms." not in e and "Compose(" not in e, f"{name}: a chain built in Python: {e}"
+
+
+def test_the_configs_declare_both_loaders_slices_and_augmentation() -> None:
+    targets = {
+        t.rsplit(".", 1)[-1]
+        for name in ("train.json", "train_volumes.json", "evaluate.json", "inference.json")
+        for t in _targets(json.loads((CONFIGS / name).read_text()))
+    }
+    for needed in ("LoadFusionImaged", "LoadFusionVolumed", "DropEmptySlicesd", "RandSpatialCropSamplesd"):
+        assert needed in targets, needed
+    assert {"SqueezeDimd", "RandRotated", "RandFlipd", "FusionPreprocessd", "FusionPostprocessd"} <= targets
 
 
 def test_same_pixels_inference_json_load_fuser_evaluator(tmp_path: Path, ckpt: Path, pet_pair) -> None:
@@ -95,15 +131,16 @@ def test_same_pixels_inference_json_load_fuser_evaluator(tmp_path: Path, ckpt: P
     evaluated = quantise(preds[0][0, 0]).to(torch.uint8).numpy()
     np.testing.assert_array_equal(evaluated, grey)
 
-    # the colour of the written PNG is the contract's postprocessing of that same luminance
-    pre = contract.preprocessing()({"mri": str(mri_path), "other": str(pet_path)})
-    post = contract.postprocessing()({**pre, "pred": preds[0][0]})["pred"]
+    # the colour of the written PNG is inference.json's postprocessing of that same luminance
+    pipeline = bundle_pipeline()
+    pre = pipeline.preprocessing({"mri": str(mri_path), "other": str(pet_path)})
+    post = pipeline.postprocessing({**pre, "pred": preds[0][0]})["pred"]
     np.testing.assert_array_equal(np.moveaxis(post.numpy(), 0, -1), png)
 
 
 def test_preprocessing_picks_the_chain(tmp_path_factory: pytest.TempPathFactory) -> None:
     base = small_phantom(tmp_path_factory)
-    pre = contract.preprocessing()
+    pre = bundle_pipeline().preprocessing
     png = json.loads((base / "datalists" / "png_pet.json").read_text())["training"][0]
     vol = json.loads((base / "datalists" / "nifti_pet.json").read_text())["training"][0]
     d2 = pre({k: str(base / v) if k in ("mri", "other") else v for k, v in png.items()})
@@ -112,3 +149,47 @@ def test_preprocessing_picks_the_chain(tmp_path_factory: pytest.TempPathFactory)
     assert d2["image"].meta["fusion_kind"] == "2d" and d3["image"].meta["fusion_kind"] == "volume"
     assert d3["image"].shape == (2, 64, 64, 32) and d3["image"].dtype == torch.float32
     assert 0.0 <= float(d3["image"].min()) and float(d3["image"].max()) <= 1.0
+
+
+def test_one_more_transform_in_inference_json_changes_load_fuser_and_deploy(
+    tmp_path: Path, ckpt: Path, pet_pair, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A copy of the bundle whose ``inference.json`` preprocessing gets one more transform (an intensity flip of
+    the MRI channel): ``load_fuser`` and :meth:`Fuser.fuse_volumes` (what the Deploy application runs) follow the
+    JSON, with no Python edited; the original bundle's output is unchanged."""
+    copy = tmp_path / "bundle"
+    (copy / "configs").mkdir(parents=True)
+    config = json.loads(INFERENCE_JSON.read_text())
+    flip = {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": 1.0, "b_min": 1.0, "b_max": 0.0}
+    for chain in ("pair", "volume"):
+        steps = config["preprocessing"][chain]["transforms"]
+        steps.insert(len(steps) - 1, flip)
+    (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    (copy / "configs" / "metadata.json").write_text((CONFIGS / "metadata.json").read_text())
+
+    mri_path, pet_path = pet_pair
+    mri, pet = np.asarray(Image.open(mri_path)), np.asarray(Image.open(pet_path))
+    shipped = load_fuser(bundle_dir=BUNDLE, task="mri_pet", weights=ckpt, device="cpu")
+    edited = load_fuser(bundle_dir=copy, task="mri_pet", weights=ckpt, device="cpu")
+    assert not np.array_equal(shipped(mri, pet), edited(mri, pet))
+    np.testing.assert_array_equal(
+        shipped(mri, pet), load_fuser(bundle_dir=BUNDLE, task="mri_pet", weights=ckpt, device="cpu")(mri, pet)
+    )
+
+    base = small_phantom(tmp_path_factory)
+    load = LoadFusionVolumed(["v"])
+    mr, pt = (load({"v": str(base / "dicom" / "sub-000" / s)})["v"] for s in ("MR", "PT"))
+    assert not torch.equal(shipped.fuse_volumes(mr, pt), edited.fuse_volumes(mr, pt))
+
+
+def test_a_bundle_folder_given_to_deploy_is_the_bundle_it_runs(tmp_path: Path) -> None:
+    """``-m`` naming a bundle folder, or a weights file in its ``models/``, makes the Deploy application run that
+    bundle's ``inference.json``; any other model path, the installed bundle's."""
+    from hkafusion_monai.io.bundle import bundle_dir_of
+
+    (tmp_path / "copy" / "configs").mkdir(parents=True)
+    (tmp_path / "copy" / "models").mkdir()
+    (tmp_path / "copy" / "configs" / "inference.json").write_text("{}")
+    assert bundle_dir_of(tmp_path / "copy") == tmp_path / "copy"
+    assert bundle_dir_of(tmp_path / "copy" / "models" / "model.pt") == tmp_path / "copy"
+    assert bundle_dir_of(tmp_path / "model.pt") is None and bundle_dir_of(None) is None

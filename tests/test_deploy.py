@@ -437,3 +437,25 @@ def test_app_yaml_matches_the_bundle():
     assert (deploy / "__main__.py").is_file()
     requirements = (deploy / "requirements.txt").read_text()
     assert f"hkafusion-monai=={version}" in requirements and "monai-deploy-app-sdk==4.0.0" in requirements
+
+
+def test_one_more_transform_in_the_bundle_given_changes_the_fused_series(phantom, tmp_path, checkpoint):
+    """``-m`` a copy of the bundle whose ``inference.json`` preprocessing has one more transform: the fused
+    series follows the JSON, with no Python edited."""
+    import shutil
+
+    copy = tmp_path / "bundle"
+    (copy / "models").mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "bundle" / "configs", copy / "configs")
+    shutil.copy(checkpoint, copy / "models" / "model.pt")
+    config = json.loads((copy / "configs" / "inference.json").read_text())
+    flip = {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": 1.0, "b_min": 1.0, "b_max": 0.0}
+    config["preprocessing"]["volume"]["transforms"].insert(-1, flip)
+    (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    study = make_study(tmp_path / "study", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    fused = {}
+    for name, model in (("shipped", checkpoint), ("edited", copy)):
+        out = tmp_path / name
+        assert run_main(["-i", str(study), "-o", str(out), "-m", str(model)]) == 0
+        fused[name] = _load(series_folders(out)["PT"])
+    assert not torch.equal(fused["shipped"], fused["edited"])

@@ -20,8 +20,8 @@ import pytest
 import torch
 from _inference import BUNDLE, REPO, last_line, random_checkpoint, run_bundle, run_inference
 
-from hkafusion_monai.handlers.run_status import run_tracked
 from hkafusion_monai.inference import FusionInferer, load_fuser
+from hkafusion_monai.reports.run_status import run_tracked
 from hkafusion_monai.utils import CheckpointError, RefusedPairError
 from hkafusion_monai.utils.cli import project_error
 
@@ -77,11 +77,13 @@ def test_two_patients_are_refused_by_load_fuser_unless_allowed(ckpt: Path, phant
 def test_another_frame_of_reference_is_registered_by_default(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
     """A secondary series in another frame of reference, and moved: the bundle registers it (as Deploy does)
     unless told --register false, in which case the misaligned volumes are fused as given."""
-    from hkafusion_monai.transforms.contract import volume_transforms
+    from hkafusion_monai.inference import bundle_pipeline
 
     moved = _copy_series(phantom / "dicom/sub-000/PT", tmp_path / "PT", FrameOfReferenceUID=pydicom.uid.generate_uid())
     item = {"mri": phantom / "dicom/sub-000/MR", "other": moved, "modality": "PET"}
-    chain = volume_transforms()[:-2]  # up to the resampling, which gives the other volume the MRI's metadata
+    # inference.json's volume chain up to the resampling, which gives the other volume the MRI's metadata
+    steps = list(bundle_pipeline().preprocessing.volume.transforms)
+    chain = steps[: [type(t).__name__ for t in steps].index("ResampleToMatchd")]
     data = dict(item)
     for t in chain:
         data = t(data)

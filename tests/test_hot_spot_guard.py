@@ -80,7 +80,7 @@ def test_the_guard_finds_the_phantoms_lesions(phantom, one_thread) -> None:
     """The phantom's PET and SPECT lesions (known centres and radii), through the volume chain onto the MRI
     grid: each is found; the MRI alone loses it, the secondary itself keeps it whole."""
     from hkafusion_monai.data import phantom as ph
-    from hkafusion_monai.transforms.contract import volume_transforms
+    from hkafusion_monai.inference import bundle_pipeline
 
     for modality in ("PET", "SPECT"):
         data = {
@@ -88,8 +88,7 @@ def test_the_guard_finds_the_phantoms_lesions(phantom, one_thread) -> None:
             "other": phantom / "nifti" / "sub-000" / f"{modality.lower()}.nii.gz",
             "modality": modality,
         }
-        for t in volume_transforms():
-            data = t(data)
+        data = bundle_pipeline().preprocessing.volume(data)
         image = data["image"]
         affine = np.asarray(image.affine)
         subject = ph.make_subject(0, 0)
@@ -144,8 +143,7 @@ def test_bundle_inference_guards_the_networks_own_output(phantom, tmp_path, one_
     from monai.engines import SupervisedEvaluator
 
     from hkafusion_monai.handlers import InferenceChecksHandler
-    from hkafusion_monai.inference import FusionInferer
-    from hkafusion_monai.transforms.contract import FusionPreprocessd, postprocessing
+    from hkafusion_monai.inference import FusionInferer, bundle_pipeline
 
     class MRIAlone(torch.nn.Module):
         def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -155,19 +153,20 @@ def test_bundle_inference_guards_the_networks_own_output(phantom, tmp_path, one_
         {"mri": str(phantom / item["mri"]), "other": str(phantom / item["other"]), "modality": "PET"}
         for item in json.loads((phantom / "datalists" / "png_pet.json").read_text())["test"]
     ]
+    pipeline = bundle_pipeline()
     checks = InferenceChecksHandler(min_kept=0.5)
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"),
-        val_data_loader=DataLoader(Dataset(items, FusionPreprocessd()), batch_size=1),
+        val_data_loader=DataLoader(Dataset(items, pipeline.preprocessing), batch_size=1),
         network=MRIAlone(),
         inferer=FusionInferer(),
-        postprocessing=postprocessing(),
+        postprocessing=pipeline.postprocessing,
         val_handlers=[checks],
     )
     evaluator.run()
     assert [r["pair"] for r in checks.records] == [1, 2]
     for item, record in zip(items, checks.records, strict=True):
-        image = FusionPreprocessd()(item)["image"]
+        image = pipeline.preprocessing(item)["image"]
         expected = hot_spot_guard(image[0], image[1], max_value=1.0)
         assert expected and any(s.lost for s in expected)
         assert [(tuple(s["position"]), s["kept"]) for s in record["hot_spots"]] == [

@@ -153,8 +153,8 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             "epochs": 2,
             "epoch_length": 1,
             "val_interval": 1,
-            "train#mlflow#_target_": handler,
-            "validate#mlflow#_target_": handler,
+            "train#handlers#7#_target_": handler,  # the MLFlowHandlers of train.json
+            "validate#handlers#1#_target_": handler,
         }
         workflow = _run(mp, "training", [str(TRAIN_JSON)], "train", **train)
         result["tracked_params"] = flatten_params(workflow.parser.get_parsed_content("tracked_params"))
@@ -168,7 +168,7 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             "output_dir": str(eval_out),
             "run_name": "evaluate_records",
             "ckpt_path": str(ckpt),
-            "validate#mlflow#_target_": handler,
+            "validate#handlers#3#_target_": handler,  # evaluate.json's
         }
         _run(mp, "evaluating", [str(TRAIN_JSON), str(EVALUATE_JSON)], "eval", **evaluate)
         result["uris"]["evaluation"] = (f"sqlite:///{eval_out}/mlruns.db", "evaluate_records")
@@ -184,7 +184,7 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             "ckpt_path": str(ckpt),
             "device": "$torch.device('cpu')",
             "progress": False,
-            "mlflow#_target_": handler,
+            "handlers#0#_target_": handler,
         }
         _run(mp, "inference", [str(INFERENCE_JSON)], "infer", **infer)
         result["uris"]["inference"] = (f"sqlite:///{infer_out}/mlruns.db", "inference_records")
@@ -274,7 +274,8 @@ def test_a_run_that_does_not_finish_ends_failed_or_killed(tmp_path: Path, error:
     nothing marks it afterwards; an error before the handler started touches no run."""
     from ignite.engine import Engine, Events
 
-    from hkafusion_monai.handlers import MLflowRun, run_tracked
+    from hkafusion_monai.handlers import MLflowRun
+    from hkafusion_monai.reports import run_tracked
 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     handler = RecordingMLFlowHandler(

@@ -83,7 +83,7 @@ def test_sigkill_then_resume_finishes_without_gap(tmp_path: Path) -> None:
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path: Path) -> None:
-    from hkafusion_monai.handlers.checkpoint import TrainingStateLoader
+    from hkafusion_monai.handlers.checkpoint_loader import TrainingStateLoader
 
     with pytest.raises(FileNotFoundError, match="no checkpoint_epoch=N.pt"):
         TrainingStateLoader(True, str(tmp_path), {"model": torch.nn.Linear(1, 1)})
@@ -96,7 +96,7 @@ def test_rng_state_round_trip() -> None:
 
     import numpy as np
 
-    from hkafusion_monai.handlers.checkpoint import RNGState
+    from hkafusion_monai.handlers.checkpoint_saver import RNGState
 
     state = RNGState().state_dict()
     expected = (torch.rand(3), np.random.rand(3), random.random())

@@ -86,14 +86,17 @@ def bundle_root(cwd: str | os.PathLike | None = None) -> str:
     )
 
 
-def dataset_datalist(dataset_dir: str | os.PathLike, task: str | None, out_dir: str | os.PathLike) -> str:
+def dataset_datalist(
+    dataset_dir: str | os.PathLike, task: str | None, out_dir: str | os.PathLike, source: str = "png"
+) -> str:
     """The datalist of the data set in ``dataset_dir`` for ``task`` (a workflow's ``dataset_dir``):
 
     - the Harvard pairs (``splits.json``, the de-leaked split): ``<out_dir>/<task>.json``, written from it by
       :func:`hkafusion_monai.data.harvard_datalist` (``task`` ``mri_ct``, ``mri_pet``, ``mri_spect`` or
-      ``joint``);
-    - the synthetic phantom (``phantom.json``, ``python -m hkafusion_monai.data.phantom``): its PNG datalist of
-      the task's modality, ``datalists/png_<modality>.json``.
+      ``joint``); 2-D pairs only (``source`` ``"png"``);
+    - the synthetic phantom (``phantom.json``, ``python -m hkafusion_monai.data.phantom``): its datalist of the
+      task's modality in ``source`` (``"png"`` pairs, ``"nifti"`` or ``"dicom"`` volumes),
+      ``datalists/<source>_<modality>.json``.
 
     Other data: build a datalist with ``python -m hkafusion_monai.data.datalist`` and pass ``--datalist``.
 
@@ -105,11 +108,16 @@ def dataset_datalist(dataset_dir: str | os.PathLike, task: str | None, out_dir: 
     if not task:
         raise OptionError(f"--dataset_dir {root} needs --task ({', '.join(sorted(TASK_MODALITY))})")
     if (root / "splits.json").is_file():
+        if source != "png":
+            raise OptionError(
+                f"--dataset_dir {root}: the Harvard pairs are 2-D PNG pairs, not {source} volumes; pass the phantom's "
+                "folder as --dataset_dir, or a volume datalist as --datalist"
+            )
         return harvard_datalist(root / "splits.json", task, out_dir)
     if (root / "phantom.json").is_file():
         if task not in TASK_MODALITY:
             raise OptionError(f"--task {task}: the phantom has pairs for {', '.join(sorted(TASK_MODALITY))}")
-        datalist = root / "datalists" / f"png_{TASK_MODALITY[task].lower()}.json"
+        datalist = root / "datalists" / f"{source}_{TASK_MODALITY[task].lower()}.json"
         if not datalist.is_file():
             raise DataRootError(f"no {datalist.name} in {datalist.parent}: regenerate the phantom")
         return str(datalist)

@@ -32,7 +32,7 @@ from hkafusion_monai.deploy.operators import (
 )
 from hkafusion_monai.deploy.rules import load_rules
 from hkafusion_monai.inference import bundle_version, load_fuser
-from hkafusion_monai.io.bundle import default_bundle_dir
+from hkafusion_monai.io.bundle import bundle_dir_of, default_bundle_dir
 from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE, DicomDestination
 from hkafusion_monai.utils.errors import FusionInputError
 
@@ -64,9 +64,10 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def resolve_model(model_path: str | os.PathLike | None) -> Path:
-    """The model file to load: ``model_path`` itself if a file; ``model.ts`` or ``model.pt`` inside it if a
-    folder (a MAP's ``/opt/holoscan/models``); without one, the bundle's ``models/model.ts`` or
-    ``models/model.pt`` when the package runs from a source checkout (an installed wheel ships no weights).
+    """The model file to load: ``model_path`` itself if a file; ``model.ts`` or ``model.pt`` inside it (or in its
+    ``models/``, a bundle folder) if a folder (a MAP's ``/opt/holoscan/models``); without one, the bundle's
+    ``models/model.ts`` or ``models/model.pt`` when the package runs from a source checkout (an installed wheel
+    ships no weights).
 
     Raises:
         FileNotFoundError: none of these exists (the message lists where it looked).
@@ -78,10 +79,10 @@ def resolve_model(model_path: str | os.PathLike | None) -> Path:
             return path
         tried.append(path)
         if path.is_dir():
-            for name in _MODEL_NAMES:
-                if (path / name).is_file():
-                    return path / name
-                tried.append(path / name)
+            for candidate in [folder / name for folder in (path, path / "models") for name in _MODEL_NAMES]:
+                if candidate.is_file():
+                    return candidate
+                tried.append(candidate)
     for name in _MODEL_NAMES:
         candidate = default_bundle_dir() / "models" / name
         if candidate.is_file():
@@ -144,9 +145,12 @@ class HKAFusionDeployApp(Application):
             raise FusionInputError(f"{input_folder}: the input must be a folder holding one DICOM study")
         rules = load_rules(self.rules_path)
         model = resolve_model(app_context.model_path)
+        # a bundle folder given as the model (or its models/ file): its inference.json's transforms
+        bundle_dir = bundle_dir_of(app_context.model_path)
         # a labelled bar over each series' slices on a terminal; none in a pipeline's log
-        fuser = load_fuser(task=self.task, weights=model, device=self.device, progress=None)
-        self.model_version = bundle_version(model if model.suffix == ".ts" else None)
+        fuser = load_fuser(bundle_dir=bundle_dir, task=self.task, weights=model, device=self.device, progress=None)
+        meta = bundle_dir / "configs" / "metadata.json" if bundle_dir is not None else None
+        self.model_version = bundle_version(model if model.suffix == ".ts" else meta)
         logger.info("HKAFusion %s: model %s on %s", self.model_version, model, self.device)
 
         # one pass over the input folder: the loader is the graph's source and would otherwise run again

@@ -53,8 +53,9 @@ def parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         metavar="MODEL",
-        help="model.ts (TorchScript), model.pt (checkpoint) or a folder holding one (default: HOLOSCAN_MODEL_PATH, "
-        "else the source checkout's bundle/models)",
+        help="model.ts (TorchScript), model.pt (checkpoint), a folder holding one, or a bundle folder (its "
+        "configs/inference.json declares the transforms) (default: HOLOSCAN_MODEL_PATH, else the source checkout's "
+        "bundle/models)",
     )
     p.add_argument("--rules", metavar="FILE", help="selection rules (default: HKAFUSION_RULES, else the packaged file)")
     p.add_argument(

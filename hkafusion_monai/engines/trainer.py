@@ -13,7 +13,7 @@ from monai.utils import CommonKeys
 from hkafusion_monai.losses import PER_SAMPLE_KEYS, TERM_KEYS
 from hkafusion_monai.utils import TrainingSetupError
 
-__all__ = ["FusionTrainer", "check_loader", "prepare_fusion_batch", "loss_terms"]
+__all__ = ["FusionTrainer", "check_loader", "check_loaders", "prepare_fusion_batch", "loss_terms"]
 
 
 def check_loader(loader: Any, name: str) -> Any:
@@ -33,6 +33,12 @@ def check_loader(loader: Any, name: str) -> Any:
             f"{name} split or lower --batch_size"
         )
     return loader
+
+
+def check_loaders(loaders: Mapping[str, Any]) -> None:
+    """:func:`check_loader` for each ``{"split name": loader}``."""
+    for name, loader in loaders.items():
+        check_loader(loader, name)
 
 
 def prepare_fusion_batch(

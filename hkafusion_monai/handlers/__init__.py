@@ -2,7 +2,8 @@
 
 - ``dynamic_mu``: :class:`DynamicMuHandler`, the loss's dynamic weight mu;
 - ``fusion_metrics``: the eight fusion-metric handlers; ``fusion_checks``: the reader's checks;
-- ``checkpoint``: resumable training state, safe weights loading, the output-folder check;
+- ``checkpoint_saver``: the resumable training state and the output-folder check; ``checkpoint_loader``: the
+  one weights loader and the training-state loader (MONAI's ``CheckpointLoader``, subclassed);
 - ``mlflow_run``: :class:`MLflowRun`, the one adapter through which the package writes to the MLflow run of a
   MONAI ``MLFlowHandler``;
 - ``run_record``: :class:`MLflowRunRecorder`, the reproducibility record of a training or evaluation run;
@@ -10,19 +11,15 @@
 - ``inference_checks``: :class:`InferenceChecksHandler`, the hot-spot guard and the registration record of
   each pair an inference run fuses;
 - ``learning_rate``: :class:`LearningRateRecorder`; ``fusion_grid``: :class:`FusionGridHandler`;
-- ``evaluation``: the side-by-side evaluation report, rendered by ``html_report``;
-- ``run_status``: runs that end FAILED/KILLED, and where a run left its outputs.
+- ``evaluation``: the side-by-side evaluation report, rendered by :mod:`hkafusion_monai.reports.html_report`.
+
+What is not a handler lives in :mod:`hkafusion_monai.reports`: the HTML page and figures, how a run ends.
 """
 
-from hkafusion_monai.handlers.checkpoint import (
-    TrainingStateLoader,
-    TrainingStateSaver,
-    WeightsLoader,
-    check_output_dir,
-    resume_run_name,
-)
+from hkafusion_monai.handlers.checkpoint_loader import TrainingStateLoader, WeightsLoader
+from hkafusion_monai.handlers.checkpoint_saver import TrainingStateSaver, check_output_dir, resume_run_name
 from hkafusion_monai.handlers.dynamic_mu import DynamicMuHandler
-from hkafusion_monai.handlers.evaluation import FusionEvaluationReport
+from hkafusion_monai.handlers.evaluation import FusionEvaluationReport, MethodMetricsCollector
 from hkafusion_monai.handlers.fusion_checks import FusionChecksHandler
 from hkafusion_monai.handlers.fusion_grid import FusionGridHandler
 from hkafusion_monai.handlers.fusion_metrics import (
@@ -41,14 +38,14 @@ from hkafusion_monai.handlers.fusion_metrics import (
 from hkafusion_monai.handlers.inference_checks import InferenceChecksHandler
 from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
 from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
-from hkafusion_monai.handlers.mlflow_run import MLflowRun
+from hkafusion_monai.handlers.mlflow_run import MLflowRun, default_tracking_uri, timestamped
 from hkafusion_monai.handlers.run_record import MLflowRunRecorder
-from hkafusion_monai.handlers.run_status import report_outputs, run_tracked
 
 __all__ = [
     "DynamicMuHandler",
     "FusionChecksHandler",
     "FusionEvaluationReport",
+    "MethodMetricsCollector",
     "TrainingStateLoader",
     "TrainingStateSaver",
     "WeightsLoader",
@@ -61,6 +58,8 @@ __all__ = [
     "InferenceRunRecorder",
     "LearningRateRecorder",
     "MLflowRun",
+    "default_tracking_uri",
+    "timestamped",
     "MLflowRunRecorder",
     "MutualInformation",
     "SpatialFrequency",
@@ -71,6 +70,4 @@ __all__ = [
     "CorrelationCoefficient",
     "FusionSSIM",
     "FUSION_METRIC_HANDLERS",
-    "report_outputs",
-    "run_tracked",
 ]

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from hkafusion_monai.handlers.html_report import colourise, load_display_image, render_report
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.metrics import CHECK_NAMES, METRIC_NAMES
+from hkafusion_monai.reports.html_report import colourise, load_display_image, render_report
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
 from hkafusion_monai.utils.hashing import name_digest
 
@@ -178,7 +178,7 @@ class FusionEvaluationReport:
         return {"csv": str(csv_path), "json": str(json_path), "html": str(html_path)}
 
     def html(self) -> str:
-        """The self-contained HTML report (:func:`hkafusion_monai.handlers.html_report.render_report`)."""
+        """The self-contained HTML report (:func:`hkafusion_monai.reports.html_report.render_report`)."""
         first = next(iter(self.methods.values()))["pairs"]
         for method, rec in self.methods.items():
             if rec["pairs"] != first:  # the paired intervals compare pair i with pair i

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from hkafusion_monai.handlers.html_report import colourise, load_display_image
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.networks import LaplacianPyramidFusion
+from hkafusion_monai.reports.html_report import colourise, load_display_image
 from hkafusion_monai.utils import as_bool
 from hkafusion_monai.utils.quantisation import to_uint8
 

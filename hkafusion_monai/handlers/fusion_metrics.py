@@ -130,13 +130,17 @@ FUSION_METRIC_HANDLERS: dict[str, type[FusionMetricHandler]] = {
 
 
 def fusion_metric_handlers(
-    prefix: str, output_transform: Callable, key: str | None = "Qabf"
+    split: str, method: str, output_transform: Callable, key: str | None = "Qabf"
 ) -> dict[str, FusionMetricHandler]:
-    """One handler per metric, named ``<prefix><metric>`` in lower case (``"test_average_qabf"``), for an
-    evaluator's ``key_val_metric`` (``key`` only) or ``additional_metrics`` (``key=None``: all the others).
+    """One handler per metric, named ``<split>_<method>_<metric>`` in lower case (``"test_average_qabf"``), for
+    an evaluator's ``key_val_metric`` (``key`` only) or ``additional_metrics`` (``key=None``: all the others).
 
     So that an evaluation of the test split of several methods logs ``test_<method>_<metric>``, never
-    ``val_*``, and its "best metric" lines say which method they are about.
+    ``val_*``, and its "best metric" lines say which method they are about. Config use::
+
+        "key_val_metric": {"_target_": "hkafusion_monai.handlers.fusion_metric_handlers", "split": "@eval_split",
+                           "method": "average", "output_transform": "@validate#metric_output"}
     """
     names = [key] if key else [n for n in FUSION_METRIC_HANDLERS if n != "Qabf"]
+    prefix = f"{split}_{method}_"
     return {f"{prefix}{n.lower()}": FUSION_METRIC_HANDLERS[n](output_transform=output_transform) for n in names}

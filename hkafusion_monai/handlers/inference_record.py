@@ -15,6 +15,7 @@ from ignite.engine import Engine, Events
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.utils.hashing import file_sha256, inputs_summary
 from hkafusion_monai.utils.provenance import git_commit
+from hkafusion_monai.utils.tasks import task_of
 
 __all__ = ["InferenceRunRecorder"]
 
@@ -24,7 +25,8 @@ class InferenceRunRecorder:
 
     - at the start, params: ``inputs_count`` and ``inputs_sha256``
       (:func:`hkafusion_monai.utils.hashing.inputs_summary`), ``model_version`` (the bundle's ``metadata.json``),
-      ``checkpoint_sha256``, ``git_commit`` and ``extra_params``;
+      ``checkpoint_sha256``, ``task`` (:func:`~hkafusion_monai.utils.tasks.task_of` the items), ``git_commit``
+      and ``extra_params`` (values as strings: ``{"device": "@device"}`` logs ``cuda:0``);
     - at the end, metrics: ``inference_seconds``, ``seconds_per_pair`` and ``outputs_written`` (and
       ``pairs_failed``, the pairs a :class:`~hkafusion_monai.engines.FusionEvaluator` could not fuse, when any).
 
@@ -69,6 +71,7 @@ class InferenceRunRecorder:
         if self.ckpt_path is not None and Path(self.ckpt_path).is_file():
             params["checkpoint"] = Path(self.ckpt_path).name
             params["checkpoint_sha256"] = file_sha256(self.ckpt_path)
+        params["task"] = task_of(self.items)
         params["git_commit"] = git_commit(Path(__file__).parent)
         params.update({k: str(v)[:500] for k, v in self.extra_params.items()})
         run.log_params(params)

@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.io.atomic import atomic_write
 from hkafusion_monai.utils import as_bool
-from hkafusion_monai.utils.hashing import name_digest
+from hkafusion_monai.utils.hashing import file_sha256, name_digest
 from hkafusion_monai.utils.provenance import git_commit
 
 __all__ = [
@@ -227,6 +228,10 @@ class MLflowRunRecorder:
         meta: the bundle's metadata (``"@_meta_"`` in a config), for the ``bundle_version`` param; default: the
             executed config's ``_meta_``.
         extra_params: more params to log, e.g. ``{"task": "mri_pet"}``.
+        network: the trained or evaluated network: logs ``network`` (its class name) and ``network_parameters``.
+        weights: ``{"name": path or None}`` of the weights files a run starts from: logs ``name`` (``true`` when a
+            file is given, unless ``params`` names it) and ``name_sha256`` (its SHA-256, ``none`` without one),
+            never the path.
         log_names: log file names and paths as they are (off by default).
         keep_under: folders whose paths are kept in the executed config (the bundle).
     """
@@ -242,8 +247,17 @@ class MLflowRunRecorder:
         extra_params: Mapping[str, Any] | None = None,
         log_names: bool | str = False,
         keep_under: Sequence[str | os.PathLike] = (),
+        network: torch.nn.Module | None = None,
+        weights: Mapping[str, str | os.PathLike | None] | None = None,
     ) -> None:
         self.mlflow_run = mlflow_run
+        self.run_params: dict[str, Any] = {}
+        if network is not None:
+            self.run_params["network"] = type(network).__name__
+            self.run_params["network_parameters"] = sum(p.numel() for p in network.parameters())
+        for name, path in (weights or {}).items():
+            self.run_params[name] = path is not None
+            self.run_params[f"{name}_sha256"] = file_sha256(path) if path is not None else "none"
         self.output_dir = output_dir
         self.datalist = datalist
         self.log_names = as_bool(log_names, "log_names")
@@ -264,7 +278,7 @@ class MLflowRunRecorder:
     def __call__(self, engine: Engine) -> None:
         config = {k: v for k, v in self.config.items() if k != "_meta_"}
         files = [f for f in config_files_from_argv() if Path(f).is_file()]
-        params = flatten_params(self.params)
+        params = flatten_params({**self.run_params, **self.params})
         if "version" in self.meta:
             params["bundle_version"] = str(self.meta["version"])
         if self.datalist is not None:

@@ -9,6 +9,8 @@ one module per job:
   planes in tiles), and the restoration it runs after the network;
 - :mod:`~hkafusion_monai.inference.lesion_restoration`: :class:`RestoreLesionContrast`, hypointense-hot lesions the
   network let fade raised back to most of their PET/SPECT contrast, detected and bounded;
+- :mod:`~hkafusion_monai.inference.pipeline`: ``inference.json``'s ``preprocessing``, ``inferer`` and
+  ``postprocessing``, parsed for in-memory use (:func:`bundle_pipeline`);
 - :mod:`~hkafusion_monai.inference.fuser`: :func:`load_fuser` and :class:`Fuser`;
 - :mod:`~hkafusion_monai.inference.export`: ONNX export.
 
@@ -16,8 +18,7 @@ one module per job:
 >>> fuser = load_fuser(bundle_dir="bundle", task="mri_pet", weights="model.pt")   # doctest: +SKIP
 >>> fused = fuser(mri, pet)                                                          # doctest: +SKIP
 
-Every path uses the bundle's one preprocessing/postprocessing contract,
-:mod:`hkafusion_monai.transforms.contract`.
+Every path runs the transforms that ``inference.json`` declares.
 """
 
 from hkafusion_monai.inference.export import export_onnx
@@ -33,10 +34,12 @@ from hkafusion_monai.inference.items import (
     task_of,
 )
 from hkafusion_monai.inference.lesion_restoration import RestoredHotSpot, RestoreLesionContrast
+from hkafusion_monai.inference.pipeline import BundlePipeline, bundle_pipeline
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, bundle_version, load_weights, shipped_weights
 
 __all__ = [
     "ASSUMED_MODALITY",
+    "BundlePipeline",
     "FAILED_KEY",
     "NO_WEIGHTS_MESSAGE",
     "Fuser",
@@ -44,6 +47,7 @@ __all__ = [
     "InferenceDataset",
     "RestoreLesionContrast",
     "RestoredHotSpot",
+    "bundle_pipeline",
     "bundle_version",
     "check_outputs",
     "dicom_modality",

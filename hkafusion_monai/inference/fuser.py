@@ -4,28 +4,32 @@
 >>> fuser = load_fuser(bundle_dir="bundle", task="mri_pet", weights="model.pt")   # doctest: +SKIP
 >>> fused = fuser(mri, pet)                                                          # doctest: +SKIP
 
-It runs the bundle's one preprocessing/postprocessing contract, :mod:`hkafusion_monai.transforms.contract`, so a
-pair fuses to the same pixels through ``load_fuser``, the inference workflow and the evaluation workflow.
+It runs the ``preprocessing``, ``inferer`` and ``postprocessing`` that the bundle's ``inference.json`` declares
+(:func:`~hkafusion_monai.inference.pipeline.bundle_pipeline`), so a pair fuses to the same pixels through
+``load_fuser``, the inference workflow and the Deploy application, and an edit in the JSON changes all three.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
+from monai.transforms import Compose
 
 from hkafusion_monai.inference.inferer import FusionInferer
 from hkafusion_monai.inference.lesion_restoration import RestoreLesionContrast
+from hkafusion_monai.inference.pipeline import bundle_pipeline, inference_config
 from hkafusion_monai.inference.weights import NO_WEIGHTS_MESSAGE, load_weights, shipped_weights
 from hkafusion_monai.io.bundle import default_bundle_dir
-from hkafusion_monai.transforms.contract import VOLUME_AXCODES, FusionPostprocessd, FusionPreprocessd
+from hkafusion_monai.transforms.contract import VOLUME_AXCODES, FusionPostprocessd
 from hkafusion_monai.transforms.geometry import axcodes_affine
 from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
 from hkafusion_monai.utils import CheckpointError, CheckpointNotFoundError, as_bool
@@ -86,8 +90,24 @@ class Fuser:
     quantisation :func:`hkafusion_monai.utils.quantise`); anything else gives float in [0, 1], in the
     MRI's float dtype (float32 for integer volumes). With ``stretch``, the fused luminance is min-max
     stretched to [0, 1] per image or per volume (:func:`~hkafusion_monai.transforms.contract.min_max_stretch`).
-    With ``restoration`` (:class:`~hkafusion_monai.inference.RestoreLesionContrast`), PET/SPECT hot spots over a
-    darker MRI that the network let fade are raised back after the network, before colour and quantisation.
+
+    The transforms and the inferer are the ``preprocessing``, ``inferer`` and ``postprocessing`` of the bundle's
+    ``inference.json`` (:func:`~hkafusion_monai.inference.pipeline.bundle_pipeline`), with its loaders and
+    writers left out; ``ct_window``, ``sw_batch_size``, ``stretch`` and ``progress`` set those config values
+    (``None``: the config's own).
+
+    Args:
+        network: the fusion network, ``(B, 2, H, W)`` -> ``(B, 1, H, W)``.
+        task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"``.
+        device: where the network runs.
+        ct_window: CT ``(level, width)`` in HU for volumes.
+        sw_batch_size: slices per network call for volumes.
+        stretch: min-max stretch the fused luminance.
+        progress: a labelled bar over a volume's slices (``None``: only on a terminal).
+        config_file: the inference config to read; default the bundle's (``load_fuser``'s ``bundle_dir``).
+        restoration: the step after the network on PET/SPECT fusions, which raises hot spots over a darker MRI
+            that the network let fade (:class:`~hkafusion_monai.inference.RestoreLesionContrast`): ``True``, the
+            one the config's inferer declares; ``False``, none; or one of your own.
     """
 
     def __init__(
@@ -95,19 +115,50 @@ class Fuser:
         network: torch.nn.Module,
         task: str = "mri_pet",
         device: str | torch.device = "cpu",
-        ct_window: Sequence[float] = CT_BRAIN_WINDOW,
-        sw_batch_size: int = 8,
+        ct_window: Sequence[float] | None = None,
+        sw_batch_size: int | None = None,
         stretch: bool = False,
         progress: bool | None = False,
-        restoration: RestoreLesionContrast | None = None,
+        config_file: str | os.PathLike | None = None,
+        restoration: RestoreLesionContrast | bool = True,
     ) -> None:
         self.modality = modality_of_task(task)
         self.network = network.to(device).eval()
         self.task = task
         self.device = torch.device(device)
-        self.stretch = as_bool(stretch, "stretch")
-        self.preprocess = FusionPreprocessd(ct_window=ct_window, allow_blank=True)
-        self.inferer = FusionInferer(sw_batch_size=sw_batch_size, progress=progress, restoration=restoration)
+        overrides: dict[str, Any] = {"stretch": as_bool(stretch, "stretch"), "progress": progress}
+        if ct_window is not None:
+            overrides["ct_window"] = [float(v) for v in ct_window]
+        if sw_batch_size is not None:
+            overrides["sw_batch_size"] = int(sw_batch_size)
+        if isinstance(restoration, bool):
+            overrides["restore_lesions"] = restoration
+        self.pipeline = bundle_pipeline(config_file, **overrides)
+        if isinstance(restoration, RestoreLesionContrast) and isinstance(self.pipeline.inferer, FusionInferer):
+            self.pipeline.inferer.restoration = restoration
+        self._outputs: dict[tuple[bool, bool], Compose] = {}
+
+    def postprocess(self, data: dict, colour: bool, uint8: bool) -> dict:
+        """The config's postprocessing of ``data["pred"]``, its ``FusionPostprocessd`` set to this call's
+        ``colour`` and ``uint8`` (the notebook API returns what the input's type asks for)."""
+        key = (bool(colour), bool(uint8))
+        if key not in self._outputs:
+            steps = []
+            for t in self.pipeline.postprocessing.transforms:
+                if isinstance(t, FusionPostprocessd):
+                    t = copy.copy(t)
+                    t.colour, t.uint8 = key
+                steps.append(t)
+            self._outputs[key] = Compose(steps)
+        out: dict = self._outputs[key](data)
+        return out
+
+    def _infer(self, image: MetaTensor, modality: str) -> torch.Tensor:
+        """The config's inferer on one preprocessed ``image`` (2, H, W[, D]); the restoration after the network
+        acts by the secondary's ``modality``."""
+        if isinstance(self.pipeline.inferer, FusionInferer):
+            self.pipeline.inferer.modality = modality
+        return self.pipeline.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
 
     def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[Hashable, Any]:
         """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""
@@ -146,12 +197,6 @@ class Fuser:
             item[name] = MetaTensor(vol, affine=affine.clone(), meta=meta)
         return item
 
-    def _infer(self, image: MetaTensor, modality: str) -> torch.Tensor:
-        """The inferer on one preprocessed ``image`` (2, H, W[, D]); the restoration after the network acts by
-        the secondary's ``modality``."""
-        self.inferer.modality = modality
-        return self.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
-
     @torch.no_grad()
     def __call__(self, mri: Any, other: Any, colour: bool = True) -> np.ndarray:
         """Fuse one pair; see the class docstring for shapes and types.
@@ -166,12 +211,12 @@ class Fuser:
             ValueError: empty, NaN/inf, RGBA, wrong dimensions, mismatched shapes, out-of-range values.
         """
         mri, other = _as_array(mri, "mri"), _as_array(other, "other")
-        data = self.preprocess(self._items(mri, other))
+        data = self.pipeline.preprocessing(self._items(mri, other))
         image = data["image"]
         pred = self._infer(image, self.modality)
         uint8 = mri.dtype == np.uint8
         data["pred"] = pred
-        out = FusionPostprocessd("pred", colour=colour, uint8=uint8, stretch=self.stretch)(data)["pred"]
+        out = self.postprocess(data, colour=colour, uint8=uint8)["pred"]
         arr = out.as_tensor().numpy() if isinstance(out, MetaTensor) else np.asarray(out)
         arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (H, W[, D]) or (H, W, 3)
         if not uint8:
@@ -190,9 +235,10 @@ class Fuser:
     ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
         """Fuse two volumes on their own grids: the result lies on the MRI's grid and axes.
 
-        The contract's volume chain (orientation, per-modality scaling, optional rigid registration, the
-        overlap check, resampling of ``other`` onto the MRI grid), then the network slice by slice, then the
-        MRI's own axes back. This is what the MONAI Deploy application and DICOM output run.
+        ``inference.json``'s volume chain (orientation, per-modality scaling, optional rigid registration, the
+        overlap check, resampling of ``other`` onto the MRI grid), then the network slice by slice, then its
+        postprocessing (the MRI's own axes back). This is what the MONAI Deploy application and DICOM output
+        run.
 
         Args:
             mri: ``(1, X, Y, Z)`` raw MRI intensities with its RAS ``affine``.
@@ -229,12 +275,12 @@ class Fuser:
             vol.meta.setdefault("original_affine", vol.affine.numpy().copy())
             vol.meta.setdefault("filename_or_obj", f"<{name} volume>")
             item[name] = vol
-        data = self.preprocess(item)
+        data = self.pipeline.preprocessing(item)
         pred = self._infer(data["image"], str(item["modality"]))
         data["pred"] = pred
         if return_other:
             data["other_on_mri"] = data["image"].as_tensor()[1:2]
-        post = FusionPostprocessd("pred", colour=False, uint8=False, stretch=self.stretch)(data)
+        post = self.postprocess(data, colour=False, uint8=False)
         if return_other:
             post = FusionPostprocessd("other_on_mri", colour=False, uint8=False)(post)
         return (post["pred"], post["other_on_mri"]) if return_other else post["pred"]
@@ -253,22 +299,23 @@ def load_fuser(
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
     Args:
-        bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network); default the
+        bundle_dir: the bundle folder (its ``configs/inference.json`` defines the network and the transforms,
+            :func:`~hkafusion_monai.inference.pipeline.bundle_pipeline`); default the
             bundle this package runs with: the source checkout's ``bundle/``, else the configs packaged in the
             installed wheel (:func:`hkafusion_monai.io.bundle.default_bundle_dir`).
         task: ``"mri_ct"``, ``"mri_pet"`` or ``"mri_spect"`` (the other image's modality, for volume scaling).
         weights: a checkpoint (a state dict, or a ``CheckpointSaver`` file with ``"model"``), or a TorchScript
-            ``.ts`` export, which needs no config (the network, and the ``inference.json`` settings it was
-            exported with, travel inside it); default :func:`shipped_weights` (``models/model_<task>.pt`` if
-            shipped, else the joint ``models/model.pt``).
+            ``.ts`` export (the network, and the CT window of the ``inference.json`` it was exported with, travel
+            inside it; the transforms are the bundle's, or the installed package's without one); default
+            :func:`shipped_weights` (``models/model_<task>.pt`` if shipped, else the joint ``models/model.pt``).
         device: default CUDA when available, else CPU.
-        config_file: the config defining ``network_def``; default ``<bundle_dir>/configs/inference.json``.
+        config_file: the inference config defining ``network_def`` and the transforms; default
+            ``<bundle_dir>/configs/inference.json``.
         stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
             test code does (docs/results.md).
         progress: a labelled bar over a volume's slices (``None``: only when writing to a terminal).
-        restoration: the step after the network on PET/SPECT fusions (:class:`RestoreLesionContrast`): ``True``,
-            the one the inference config declares (its ``restoration`` item; a TorchScript export carries the
-            config it was exported with); ``False``, none; or one of your own.
+        restoration: the lesion restoration after the network (:class:`Fuser`): ``True``, the inference config's;
+            ``False``, none; or one of your own.
 
     Raises:
         CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
@@ -280,15 +327,16 @@ def load_fuser(
     if weights is None:
         weights = shipped_weights(bundle_dir, task)
     if not Path(weights).is_file():
-        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights))
+        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=weights, option="--ckpt_path"))
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    config = Path(config_file) if config_file is not None else inference_config(bundle_dir)
+    ct_window = None
     if str(weights).endswith(".ts"):  # a TorchScript export (ckpt_export): the network travels with its weights
-        network, ct_window, declared = _load_torchscript(weights)
+        network, ct_window = _load_torchscript(weights)
+        if not config.is_file():  # the transforms are the installed bundle's
+            config = inference_config()
     else:
-        config = Path(config_file or bundle_dir / "configs" / "inference.json")
-        network, ct_window, declared = _load_checkpoint(weights, config)
-    if isinstance(restoration, bool):
-        restoration = declared if restoration else None
+        network = _load_checkpoint(weights, config)
     return Fuser(
         network,
         task=task,
@@ -296,15 +344,14 @@ def load_fuser(
         ct_window=ct_window,
         stretch=stretch,
         progress=progress,
+        config_file=config,
         restoration=restoration,
     )
 
 
-def _load_torchscript(
-    weights: str | os.PathLike,
-) -> tuple[torch.nn.Module, list[float], RestoreLesionContrast | None]:
-    """A TorchScript export's network, and the CT window and restoration of the ``inference.json`` settings it was
-    exported with (the bundle's default window, and no restoration, when it holds none)."""
+def _load_torchscript(weights: str | os.PathLike) -> tuple[torch.nn.Module, list[float]]:
+    """A TorchScript export's network and the CT window of the ``inference.json`` settings it was exported with
+    (the bundle's default window when it holds none)."""
     extra = {"inference.json": ""}
     try:
         network = torch.jit.load(str(weights), map_location="cpu", _extra_files=extra).eval()
@@ -314,20 +361,16 @@ def _load_torchscript(
             f"{weights}: not a readable TorchScript model (empty, truncated or another kind of file: {detail})"
         ) from None
     try:
-        settings = json.loads(extra["inference.json"] or "{}")
-        ct_window = settings.get("ct_window", CT_BRAIN_WINDOW)
+        ct_window = json.loads(extra["inference.json"] or "{}").get("ct_window", CT_BRAIN_WINDOW)
     except (ValueError, AttributeError):
-        settings, ct_window = {}, CT_BRAIN_WINDOW
+        ct_window = CT_BRAIN_WINDOW
     if not (isinstance(ct_window, (list, tuple)) and len(ct_window) == 2):
         ct_window = CT_BRAIN_WINDOW
-    return network, [float(v) for v in ct_window], _declared_restoration(ConfigParser(settings))
+    return network, [float(v) for v in ct_window]
 
 
-def _load_checkpoint(
-    weights: str | os.PathLike, config: Path
-) -> tuple[torch.nn.Module, Any, RestoreLesionContrast | None]:
-    """The network that ``config`` (an inference config) defines, with the checkpoint's weights, and the
-    config's CT window and restoration."""
+def _load_checkpoint(weights: str | os.PathLike, config: Path) -> torch.nn.Module:
+    """The network that ``config`` (an inference config) defines, with the checkpoint's weights."""
     if not config.is_file():
         raise FileNotFoundError(
             f"{config}: no inference config defining the network for the checkpoint {weights}; pass "
@@ -335,14 +378,5 @@ def _load_checkpoint(
         )
     parser = ConfigParser()
     parser.read_config(str(config))
-    network = parser.get_parsed_content("network_def", instantiate=True)
-    load_weights(network, weights, map_location="cpu")
-    return network, parser.get("ct_window", list(CT_BRAIN_WINDOW)), _declared_restoration(parser)
-
-
-def _declared_restoration(parser: ConfigParser) -> RestoreLesionContrast | None:
-    """The ``restoration`` item an inference config declares, switched by its ``restore_lesions``; ``None``
-    where it declares none (an export made before the restoration existed)."""
-    if "restoration" not in parser:
-        return None
-    return cast(RestoreLesionContrast, parser.get_parsed_content("restoration", instantiate=True))
+    network: torch.nn.Module = parser.get_parsed_content("network_def", instantiate=True)
+    return load_weights(network, weights, map_location="cpu")

@@ -12,12 +12,15 @@ from typing import Any
 from monai.data import Dataset
 
 from hkafusion_monai.data.datalist_file import load_fusion_datalist
+from hkafusion_monai.data.roots import dataset_datalist
+from hkafusion_monai.io.atomic import make_output_dir
 from hkafusion_monai.io.formats import is_image_file
+from hkafusion_monai.io.study import study_files
 from hkafusion_monai.io.writers import OUTPUT_FORMATS, output_name
 from hkafusion_monai.utils import TASK_MODALITY, as_bool
 from hkafusion_monai.utils.errors import FusionInputError, OptionError, OutputExistsError
 from hkafusion_monai.utils.options import existing_path
-from hkafusion_monai.utils.tasks import DICOM_MODALITIES, modality_task
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES, modality_task, task_of
 
 __all__ = [
     "ASSUMED_MODALITY",
@@ -47,8 +50,11 @@ def inference_items(
     output_dir: str | os.PathLike = ".",
     output_format: str = "auto",
     skip_existing: bool | str = False,
+    dataset_dir: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
-    """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``.
+    """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``;
+    without a ``datalist``, a ``dataset_dir`` (the Harvard pairs or the phantom) gives the datalist of ``task``
+    (:func:`hkafusion_monai.data.dataset_datalist`, written under ``<output_dir>/datalists``).
 
     Each item gets ``"output"``: ``<output_dir>/<MRI name>_fused.png`` (2-D) or ``..._fused.nii.gz``
     (volume) unless the datalist item names one, and ``"modality"`` (``CT``, ``PET`` or ``SPECT``), from the
@@ -72,6 +78,8 @@ def inference_items(
         InputNotFoundError: the single pair's input, or the datalist, does not exist (a FileNotFoundError).
         FusionInputError: the single pair is a 2-D image and a volume, or not DICOM series for DICOM output.
     """
+    if datalist is None and dataset_dir is not None:
+        datalist = dataset_datalist(dataset_dir, task, Path(output_dir) / "datalists")
     _check_options(mri, other, datalist, task, output_format)
     if datalist is not None:
         items = load_fusion_datalist(datalist, split, check_files=False)
@@ -97,7 +105,10 @@ def _check_options(
     if mri is not None and datalist is not None:
         raise OptionError("--datalist: give either a pair (--mri, --other) or a --datalist, not both")
     if mri is None and datalist is None:
-        raise OptionError("nothing to fuse: give --mri PATH --other PATH, or --datalist PATH [--split test]")
+        raise OptionError(
+            "nothing to fuse: give --mri PATH --other PATH, --datalist PATH [--split test], or --dataset_dir PATH "
+            "--task TASK"
+        )
     if task is not None and task not in TASK_MODALITY:
         raise OptionError(f"--task {task}: unknown task; use one of {', '.join(sorted(TASK_MODALITY))}")
 
@@ -198,10 +209,13 @@ class InferenceDataset(Dataset):
 
 def dicom_modality(folder: str | os.PathLike) -> str | None:
     """``CT``, ``PET`` or ``SPECT`` from the ``Modality`` of the first DICOM file found in ``folder`` (CT, PT,
-    NM), or None when there is none or it is another modality."""
+    NM), or None when there is none or it is another modality. The files are those of the one folder walker,
+    :func:`hkafusion_monai.io.study.study_files` (no link out of ``folder`` is followed)."""
     import pydicom
 
-    for path in sorted(Path(folder).rglob("*")):
+    if not Path(folder).is_dir():
+        return None
+    for path in study_files(folder)[0]:
         if path.is_file():
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
@@ -212,18 +226,15 @@ def dicom_modality(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def task_of(items: Sequence[Mapping[str, Any]]) -> str:
-    """The task an inference run performed, from its items' modalities (``"mri_ct+mri_pet"`` for a mix); what
-    the run records in MLflow."""
-    tasks = sorted({modality_task(str(item["modality"])) for item in items if item.get("modality")})
-    return "+".join(tasks) or "unknown"
-
-
 def check_outputs(
-    items: Sequence[Mapping[str, Any]], overwrite: bool | str = False, skip_existing: bool | str = False
+    items: Sequence[Mapping[str, Any]],
+    overwrite: bool | str = False,
+    skip_existing: bool | str = False,
+    output_dir: str | os.PathLike | None = None,
 ) -> list[str]:
     """Fail before any work when two items would write one file, or an output exists and neither ``overwrite``
-    nor ``skip_existing`` (which :func:`inference_items` has applied already) is given.
+    nor ``skip_existing`` (which :func:`inference_items` has applied already) is given; then create
+    ``output_dir`` (:func:`hkafusion_monai.io.make_output_dir`), when given.
 
     Returns:
         the output paths.
@@ -255,4 +266,6 @@ def check_outputs(
                 f"{shown}: {len(existing)} output(s) exist and are kept; pass --overwrite true to replace them, or "
                 "--skip_existing true to fuse only the pairs without one"
             )
+    if output_dir is not None:
+        make_output_dir(output_dir)
     return paths

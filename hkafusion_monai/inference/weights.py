@@ -8,20 +8,14 @@ import os
 from pathlib import Path
 
 import torch
-from ignite.handlers import Checkpoint
+from ignite.engine import Engine
 
+from hkafusion_monai.handlers.checkpoint_loader import WeightsLoader
 from hkafusion_monai.io.bundle import default_bundle_dir
-from hkafusion_monai.utils.errors import CheckpointError, CheckpointNotFoundError
-from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
+from hkafusion_monai.utils.errors import CheckpointNotFoundError
+from hkafusion_monai.utils.weights import NO_WEIGHTS_MESSAGE
 
 __all__ = ["NO_WEIGHTS_MESSAGE", "bundle_version", "load_weights", "shipped_weights"]
-
-NO_WEIGHTS_MESSAGE = (
-    "no HKAFusion checkpoint at {path}. The bundle ships its trained weights as bundle/models/model.pt "
-    "(docs/results.md); pass another checkpoint on the command line with --ckpt_path PATH/model.pt, in Python "
-    "with load_fuser(weights='PATH/model.pt'). Any checkpoint of this network works: a state dict, or a "
-    "CheckpointSaver file holding it under 'model'."
-)
 
 
 def load_weights(
@@ -30,24 +24,19 @@ def load_weights(
     """Load a checkpoint into ``network`` (strictly) and put it in eval mode; returns ``network``.
 
     ``path`` holds a state dict, or a ``CheckpointSaver`` dict with the state dict under ``"model"`` (the
-    full training state), as MONAI's ``CheckpointLoader`` reads it (ignite's ``Checkpoint.load_objects``);
-    read with :func:`hkafusion_monai.utils.weights.read_checkpoint` (``torch.load(weights_only=True)``: no code
-    runs from the file, and every bad file is one clear error).
+    full training state). The bundle's one weights loader,
+    :class:`~hkafusion_monai.handlers.checkpoint_loader.WeightsLoader` (MONAI's ``CheckpointLoader``), does it,
+    as the workflows' handlers and ``inference.json``'s ``initialize`` do: read safely, every bad file one clear
+    error.
 
     Raises:
         CheckpointNotFoundError: no file at ``path`` (a FileNotFoundError; the message says how to pass one).
         CheckpointError: the file is unreadable, or holds no state dict of this network (a ValueError).
     """
     if path is None or not Path(path).is_file():
-        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=path))
-    checkpoint = read_checkpoint(path, map_location)
-    state_dict_of(checkpoint, path)  # a clear error for a file that holds no state dict of tensors
-    try:
-        # what MONAI's CheckpointLoader does: ignite takes the "model" entry, or the whole file as the state dict
-        Checkpoint.load_objects(to_load={"model": network}, checkpoint=checkpoint, strict=True)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())[:300]
-        raise CheckpointError(f"{path}: not a checkpoint of this network ({detail})") from None
+        raise CheckpointNotFoundError(NO_WEIGHTS_MESSAGE.format(path=path, option="--ckpt_path"))
+    loader = WeightsLoader(load_path=str(path), load_dict={"model": network}, map_location=map_location)
+    loader(Engine(lambda engine, batch: None))  # no engine state to restore: an idle one
     return network.eval()
 
 

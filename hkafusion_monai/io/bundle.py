@@ -9,9 +9,10 @@ weights are not packaged: a MAP or a user gives them (``-m``, ``HOLOSCAN_MODEL_P
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["BUNDLE_RUNTIME_FILES", "PACKAGED_BUNDLE", "SOURCE_BUNDLE", "default_bundle_dir"]
+__all__ = ["BUNDLE_RUNTIME_FILES", "PACKAGED_BUNDLE", "SOURCE_BUNDLE", "bundle_dir_of", "default_bundle_dir"]
 
 #: the bundle files the package needs at run time (relative to the bundle folder)
 BUNDLE_RUNTIME_FILES = ("configs/inference.json", "configs/metadata.json")
@@ -26,3 +27,16 @@ def default_bundle_dir() -> Path:
     if (SOURCE_BUNDLE / BUNDLE_RUNTIME_FILES[0]).is_file():
         return SOURCE_BUNDLE
     return PACKAGED_BUNDLE
+
+
+def bundle_dir_of(model_path: str | os.PathLike | None) -> Path | None:
+    """The bundle folder a model path names, or ``None``: the folder itself when it holds
+    ``configs/inference.json``, or the bundle of a weights file in its ``models/`` folder
+    (``<bundle>/models/model.pt``). The Deploy application then runs that bundle's ``inference.json``."""
+    if not model_path:
+        return None
+    path = Path(model_path)
+    for candidate in (path, path.parent.parent if path.parent.name == "models" else None):
+        if candidate is not None and (candidate / BUNDLE_RUNTIME_FILES[0]).is_file():
+            return candidate
+    return None

@@ -1,23 +1,16 @@
-"""The one preprocessing and postprocessing contract of every path that fuses a pair.
+"""The transforms that route a pair through the bundle's declared chains, and the inference postprocessing.
 
-The evaluation workflow (``train.json``'s ``load_pair``, hence ``validate#preprocessing``), the inference
-workflow (``inference.json``), the notebook API (:func:`hkafusion_monai.load_fuser`) and the Deploy application
-(through :meth:`~hkafusion_monai.inference.Fuser.fuse_volumes`) all build their chains here, so a pair gives the
-same ``image`` and the same output pixels on every path (tested in ``tests/test_contract.py``).
+The chains themselves are declared in the bundle's JSON as ``_target_`` items, as model-zoo bundles declare
+theirs: ``inference.json``'s ``preprocessing`` (the 2-D and the volume chain, both routed by
+:class:`FusionPreprocessd`) and ``postprocessing``; ``train.json``'s ``load_pair`` (the 2-D chain of training and
+evaluation). The inference workflow, :func:`hkafusion_monai.load_fuser` and the Deploy application all parse
+``inference.json``'s items (:func:`hkafusion_monai.inference.pipeline.bundle_pipeline`), so one edit there
+changes all three, and a pair gives the same ``image`` and the same output pixels on every path (tested in
+``tests/test_contract.py``).
 
 Preprocessing ends in the network's contract: ``image``, a float32 ``(2, H, W)`` (2-D pair) or
 ``(2, H, W, D)`` (volume pair, axial slices on the last axis) ``MetaTensor`` in [0, 1], channel 0 MRI,
 channel 1 CT/PET/SPECT; a pseudo-colour source also leaves its chroma as ``other_cbcr`` ``(2, H, W)``.
-
-- 2-D (:func:`pair_transforms`): ``LoadFusionImaged`` -> ``ScaleByBitDepthd`` -> ``CheckGreyMRId`` (a
-  pseudo-colour MRI: the pair the wrong way round) -> ``SplitYCbCrd`` -> ``StackPaird`` (-> ``Resized`` when
-  an ``image_size`` is given).
-- Volumes (:func:`volume_transforms`): ``LoadFusionVolumed`` -> ``CheckSamePatientd`` -> ``Orientationd``
-  (PLS) -> ``ScaleIntensityByModalityd`` -> ``RigidRegisterd`` (by default when the frames of reference
-  differ) -> ``CheckOverlapd`` (at least half of the MRI covered) -> ``ResampleToMatchd`` (onto the MRI
-  grid) -> ``StackPaird``.
-- :class:`FusionPreprocessd` picks the chain per item (by the path, or by the shape of arrays already
-  loaded), so one ``Dataset`` can hold both kinds.
 
 Postprocessing (:class:`FusionPostprocessd`) turns the network's ``pred`` (``(1, H, W)`` or
 ``(1, H, W, D)`` in [0, 1]) into the written result: volumes back onto the MRI file's own axes and affine
@@ -27,51 +20,36 @@ the one quantisation :func:`hkafusion_monai.utils.quantisation.quantise` to uint
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MapTransform,
-    Orientationd,
-    ResampleToMatchd,
-    Resized,
-    Transform,
-)
+from monai.transforms import Compose, LoadImaged, MapTransform, Transform
 
 from hkafusion_monai.io.formats import is_image_file
 from hkafusion_monai.utils import as_bool
 from hkafusion_monai.utils.quantisation import to_uint8
 
-from .dictionary import MergeYCbCrd, ScaleByBitDepthd, SplitYCbCrd, StackPaird
-from .geometry import CheckOverlapd, RestoreOrientationd
-from .intensity import CT_BRAIN_WINDOW, ScaleIntensityByModalityd
-from .pairing import CheckGreyMRId, CheckSamePatientd
-from .reader import LoadFusionImaged
-from .registration import RigidRegisterd
-from .volume import LoadFusionVolumed
+from .dictionary import MergeYCbCrd
+from .geometry import RestoreOrientationd
 
 __all__ = [
     "KEYS",
     "VOLUME_AXCODES",
     "min_max_stretch",
+    "without_loaders",
     "FusionPostprocessd",
     "FusionPreprocessd",
     "is_2d_path",
-    "pair_transforms",
-    "postprocessing",
-    "preprocessing",
-    "volume_transforms",
 ]
 
 #: data keys of a pair: the MRI first
 KEYS = ("mri", "other")
-#: orientation of the volume chain: each axial slice (H, W) in the radiological view of the Harvard images
+#: orientation of the volume chain (``inference.json``'s ``Orientationd``): each axial slice (H, W) in the
+#: radiological view of the Harvard images
 VOLUME_AXCODES = "PLS"
 
 
@@ -79,121 +57,51 @@ VOLUME_AXCODES = "PLS"
 is_2d_path = is_image_file
 
 
-def pair_transforms(
-    keys: Sequence[str] = KEYS,
-    image_size: Sequence[int] | None = None,
-    keep_cbcr: bool = True,
-    load: bool = True,
-    allow_blank: bool = False,
-) -> list[Transform]:
-    """The 2-D pair chain, from file paths (or, with ``load=False``, from loaded ``(C, H, W)`` raw images
-    carrying ``bit_depth_max``) to the stacked ``image`` ``(2, H, W)`` in [0, 1].
-
-    A list, so that a training config can append its augmentation (``"$@load_pair + @train#augmentation"``).
-
-    Args:
-        keys: the MRI key, then the other image's key.
-        image_size: ``(H, W)`` to resize ``image`` to (bilinear), or ``None`` to keep each pair's own size
-            (inference: the network pads to a multiple of 32 itself, and the output matches the input).
-        keep_cbcr: keep the chroma of colour sources as ``"<key>_cbcr"`` (inference); training drops it.
-        load: start with ``LoadFusionImaged``.
-        allow_blank: accept images whose pixels are all equal.
-    """
-    keys = list(keys)
-    chain: list[Transform] = [LoadFusionImaged(keys, allow_blank=allow_blank)] if load else []
-    chain += [
-        ScaleByBitDepthd(keys),
-        CheckGreyMRId(keys),
-        SplitYCbCrd(keys, keep_cbcr=keep_cbcr),
-        StackPaird(keys, name="image"),
-    ]
-    if image_size is not None:
-        chain.append(Resized("image", spatial_size=tuple(image_size), mode="bilinear"))
-    return chain
-
-
-def volume_transforms(
-    keys: Sequence[str] = KEYS,
-    ct_window: Sequence[float] = CT_BRAIN_WINDOW,
-    register: bool | str = "auto",
-    load: bool = True,
-    allow_blank: bool = False,
-    allow_patient_mismatch: bool | str = False,
-) -> list[Transform]:
-    """The volume pair chain, from NIfTI files or DICOM series (or loaded ``(1, X, Y, Z)`` volumes with an
-    affine, ``load=False``) to the stacked ``image`` ``(2, H, W, D)`` on the MRI grid, oriented
-    :data:`VOLUME_AXCODES`, carrying the MRI's affine and ``original_affine``.
-
-    Args:
-        keys: the MRI key, then the other volume's key.
-        ct_window: CT ``(level, width)`` in HU (see ``ScaleIntensityByModalityd``).
-        register: ``"auto"`` (register when the frames of reference differ), ``True`` or ``False`` (an
-            item's ``"register"`` field wins).
-        load: start with ``LoadFusionVolumed``.
-        allow_blank: accept volumes whose voxels are all equal.
-        allow_patient_mismatch: fuse volumes of two different PatientIDs (an item's field wins).
-    """
-    keys = list(keys)
-    chain: list[Transform] = [LoadFusionVolumed(keys, allow_blank=allow_blank)] if load else []
-    chain += [
-        CheckSamePatientd(keys, allow_mismatch=allow_patient_mismatch),
-        Orientationd(keys, axcodes=VOLUME_AXCODES, labels=None),
-        ScaleIntensityByModalityd(keys, ct_window=ct_window),
-        RigidRegisterd(keys, enabled=register),
-        CheckOverlapd(keys),
-        # outside its field of view the other volume is 0, hence the intensity step first
-        ResampleToMatchd(keys[1], key_dst=keys[0], mode="bilinear", padding_mode="zeros"),
-        StackPaird(keys, name="image"),
-    ]
-    return chain
+def without_loaders(chain: Callable) -> Callable:
+    """``chain`` without its file loaders (any ``LoadImaged``, such as ``LoadFusionImaged`` and
+    ``LoadFusionVolumed``), for items whose images are already loaded; MONAI Deploy's bundle operator drops a
+    bundle's ``LoadImage`` transforms for in-memory inputs in the same way. A chain that is not a ``Compose``
+    is returned as it is."""
+    if not isinstance(chain, Compose):
+        return chain
+    kept = [t for t in chain.transforms if not isinstance(t, LoadImaged)]
+    return Compose(kept, map_items=chain.map_items, unpack_items=chain.unpack_items, log_stats=chain.log_stats)
 
 
 class FusionPreprocessd(Transform):
-    """Run the 2-D or the volume chain on a data item, whichever fits it.
+    """Run the declared 2-D or volume chain on a data item, whichever fits it.
 
-    An item whose MRI is a path ending in a 2-D image suffix takes the 2-D chain, any other path the
-    volume chain. An item whose MRI is already loaded (a ``(C, H, W)`` or ``(1, X, Y, Z)`` tensor, as
-    :func:`hkafusion_monai.load_fuser` passes arrays) takes the same chain without its loader. Both end
-    with ``EnsureTyped`` (float32), and record ``meta["fusion_kind"]`` (``"2d"`` or ``"volume"``).
+    An item whose MRI is a path ending in a 2-D image suffix takes ``pair``, any other path ``volume``. An item
+    whose MRI is already loaded (a ``(C, H, W)`` or ``(1, X, Y, Z)`` tensor, as :func:`hkafusion_monai.load_fuser`
+    and the Deploy application pass them) takes the same chain without its loader (:func:`without_loaders`).
+    Records ``meta["fusion_kind"]`` (``"2d"`` or ``"volume"``) on ``image``. An input error raised inside a
+    chain (a ``ValueError`` or ``OSError`` naming the file) is raised as it is, not wrapped by ``Compose``.
+
+    Config use (``inference.json``), each chain a ``Compose`` of ``_target_`` items::
+
+        "preprocessing": {"_target_": "hkafusion_monai.transforms.FusionPreprocessd",
+                          "pair": {"_target_": "Compose", "transforms": [...]},
+                          "volume": {"_target_": "Compose", "transforms": [...]}}
 
     Args:
-        keys: the MRI key, then the other's key.
-        image_size: 2-D only: resize ``image`` to this ``(H, W)``; ``None`` keeps the pair's size.
-        keep_cbcr: 2-D only: keep the chroma of colour sources.
-        ct_window: volumes only: CT ``(level, width)`` in HU.
-        register: volumes only: ``"auto"`` (when the frames of reference differ), ``True`` or ``False``.
-        allow_blank: accept blank images and volumes.
-        allow_patient_mismatch: volumes only: fuse two different PatientIDs.
+        pair: the 2-D chain, from file paths to ``image`` ``(2, H, W)``.
+        volume: the volume chain, from NIfTI files or DICOM series to ``image`` ``(2, H, W, D)``.
+        mri_key: the MRI's key, which decides the chain.
     """
 
-    def __init__(
-        self,
-        keys: Sequence[str] = KEYS,
-        image_size: Sequence[int] | None = None,
-        keep_cbcr: bool = True,
-        ct_window: Sequence[float] = CT_BRAIN_WINDOW,
-        register: bool | str = "auto",
-        allow_blank: bool = False,
-        allow_patient_mismatch: bool | str = False,
-    ) -> None:
-        self.keys = list(keys)
-        last = EnsureTyped("image", dtype=torch.float32)
+    def __init__(self, pair: Callable, volume: Callable, mri_key: str = KEYS[0]) -> None:
+        self.mri_key = mri_key
+        self.pair, self.volume = pair, volume
         self.chains = {
-            ("2d", load): Compose([*pair_transforms(keys, image_size, keep_cbcr, load, allow_blank), last])
-            for load in (True, False)
+            ("2d", True): pair,
+            ("2d", False): without_loaders(pair),
+            ("volume", True): volume,
+            ("volume", False): without_loaders(volume),
         }
-        self.chains.update(
-            {
-                ("volume", load): Compose(
-                    [*volume_transforms(keys, ct_window, register, load, allow_blank, allow_patient_mismatch), last]
-                )
-                for load in (True, False)
-            }
-        )
 
     def kind_of(self, data: Mapping[Hashable, object]) -> tuple[str, bool]:
         """``("2d" | "volume", needs_loading)`` for a data item."""
-        mri = data[self.keys[0]]
+        mri = data[self.mri_key]
         if isinstance(mri, (str, Path)):
             return ("2d" if is_2d_path(mri) else "volume"), True
         ndim = getattr(mri, "ndim", None)
@@ -202,7 +110,7 @@ class FusionPreprocessd(Transform):
         if ndim == 4:
             return "volume", False
         raise ValueError(
-            f"{self.keys[0]}: expected a file path, a (C, H, W) image or a (1, X, Y, Z) volume, "
+            f"{self.mri_key}: expected a file path, a (C, H, W) image or a (1, X, Y, Z) volume, "
             f"got {type(mri).__name__} of shape {getattr(mri, 'shape', None)}"
         )
 
@@ -222,11 +130,6 @@ class FusionPreprocessd(Transform):
         if isinstance(image, MetaTensor):
             image.meta["fusion_kind"] = kind
         return d
-
-
-#: the inference preprocessing for 2-D pairs and volumes, under the name the configs use:
-#: ``"preprocessing": "$hkafusion_monai.transforms.contract.preprocessing(image_size=@image_size)"``
-preprocessing = FusionPreprocessd
 
 
 class FusionPostprocessd(MapTransform):
@@ -307,11 +210,3 @@ def min_max_stretch(x: torch.Tensor) -> torch.Tensor:
     returned unchanged (there is nothing to stretch)."""
     lo, hi = x.min(), x.max()
     return (x - lo) / (hi - lo) if bool(hi > lo) else x
-
-
-def postprocessing(
-    colour: bool = True, uint8: bool | None = None, keys: KeysCollection = "pred", stretch: bool = False
-) -> FusionPostprocessd:
-    """The inference postprocessing (:class:`FusionPostprocessd`); config use:
-    ``"$hkafusion_monai.transforms.contract.postprocessing(stretch=@stretch)"``."""
-    return FusionPostprocessd(keys, colour=colour, uint8=uint8, stretch=stretch)

@@ -28,7 +28,7 @@ from hkafusion_monai.utils.hashing import file_sha256, inputs_summary, name_dige
 from hkafusion_monai.utils.options import as_bool, existing_path, path_or_flag
 from hkafusion_monai.utils.provenance import git_commit
 from hkafusion_monai.utils.quantisation import quantise, to_uint8, to_uint16
-from hkafusion_monai.utils.tasks import DICOM_MODALITIES, TASK_MODALITY, modality_of_task, modality_task
+from hkafusion_monai.utils.tasks import DICOM_MODALITIES, TASK_MODALITY, modality_of_task, modality_task, task_of
 
 __all__ = [
     "DICOM_MODALITIES",
@@ -51,6 +51,7 @@ __all__ = [
     "inputs_summary",
     "modality_of_task",
     "modality_task",
+    "task_of",
     "name_digest",
     "path_or_flag",
     "quantise",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["DICOM_MODALITIES", "TASK_MODALITY", "modality_of_task", "modality_task"]
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["DICOM_MODALITIES", "TASK_MODALITY", "modality_of_task", "modality_task", "task_of"]
 
 #: the other modality of each task (the MRI is always channel 0)
 TASK_MODALITY: dict[str, str] = {"mri_ct": "CT", "mri_pet": "PET", "mri_spect": "SPECT"}
@@ -31,3 +34,10 @@ def modality_task(modality: str) -> str:
         if m == modality:
             return task
     raise ValueError(f"unknown modality {modality!r}; use one of {sorted(TASK_MODALITY.values())}")
+
+
+def task_of(items: Sequence[Mapping[str, Any]]) -> str:
+    """The task of a run's data items, from their modalities (``"mri_ct+mri_pet"`` for a mix, ``"unknown"``
+    when none names one); what an inference run records in MLflow."""
+    tasks = sorted({modality_task(str(item["modality"])) for item in items if item.get("modality")})
+    return "+".join(tasks) or "unknown"

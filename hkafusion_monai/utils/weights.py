@@ -20,7 +20,15 @@ import torch
 
 from hkafusion_monai.utils.errors import CheckpointError, CheckpointNotFoundError
 
-__all__ = ["read_checkpoint", "state_dict_of"]
+__all__ = ["NO_WEIGHTS_MESSAGE", "read_checkpoint", "state_dict_of"]
+
+#: the error for a missing weights file (``.format(path=..., option=...)``, the option that names it)
+NO_WEIGHTS_MESSAGE = (
+    "no HKAFusion checkpoint at {path}. The bundle ships its trained weights as bundle/models/model.pt "
+    "(docs/results.md); pass another checkpoint on the command line with {option} PATH/model.pt, in Python "
+    "with load_fuser(weights='PATH/model.pt'). Any checkpoint of this network works: a state dict, or a "
+    "CheckpointSaver file holding it under 'model'."
+)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device | dict[str, str] = "cpu") -> Any:

@@ -69,6 +69,8 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         self.rules = rules
         self.input_folder = input_folder
         selections = {"selections": rules["selections"]}
+        # the rules as the SDK's filter() reads them, kept here (the SDK's own copy is private)
+        self.selections: dict[str, Any] = json.loads(json.dumps(selections))
         super().__init__(fragment, *args, rules=json.dumps(selections), all_matched=True, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -89,7 +91,7 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
             raise FusionInputError(f"{where}: {len(studies)} studies ({uids}); give one study per run")
         study = studies[0]
         self._check_patients(study, where)
-        selected = super().filter(json.loads(self._rules_json_str), studies, True, False)
+        selected = super().filter(self.selections, studies, True, False)
         chosen: dict[str, list] = {"MR": [], "secondary": []}
         for item in (s for st in selected for s in st.selected_series):
             if item.series not in chosen[item.selection_name]:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pydicom.uid import (
     NuclearMedicineImageStorage,
 )
 
+from hkafusion_monai.io.study import study_files
 from hkafusion_monai.utils.errors import FusionInputError
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "scan_dicom",
     "series_of",
 ]
+
+logger = logging.getLogger(__name__)
 
 NM_IMAGE_STORAGE = NuclearMedicineImageStorage
 #: the multi-frame image storage classes whose frames :func:`~hkafusion_monai.io.dicom.multiframe_geometry` places
@@ -172,22 +176,19 @@ def _int(ds: pydicom.Dataset, name: str) -> int | None:
         return None
 
 
-def _is_candidate(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.name.upper() != "DICOMDIR"
-
-
 def _iter_files(root: Path, recursive: bool) -> Iterable[Path]:
+    """The files of ``root`` (with ``recursive``, also of its sub-folders), by the one folder walker
+    :func:`hkafusion_monai.io.study.study_files`: a symbolic link that leads out of ``root``, or back into a
+    folder already read, is skipped and logged, as the datalist tool and the Deploy application skip it."""
     if root.is_file():
         yield root
         return
-    if recursive:
-        for folder, dirs, names in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(names):
-                if _is_candidate(Path(folder) / name):
-                    yield Path(folder) / name
-    else:
-        yield from sorted(p for p in root.iterdir() if _is_candidate(p))
+    files, skipped = study_files(root)
+    for line in skipped:
+        logger.warning(line)
+    for path in files:
+        if (recursive or path.parent == root) and path.name.upper() != "DICOMDIR":
+            yield path
 
 
 def _paths(root: str | os.PathLike | Sequence[str | os.PathLike], recursive: bool) -> Iterable[Path]:

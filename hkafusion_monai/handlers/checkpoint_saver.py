@@ -1,10 +1,11 @@
-"""Resumable training: the latest full training state (network, optimiser, lr scheduler, trainer epoch and
-iteration, the loss's mu, the RNG states) saved every epoch, and restored with ``--resume``.
+"""Resumable training, the saving side: the latest full training state (network, optimiser, lr scheduler,
+trainer epoch and iteration, the loss's mu, the RNG states) saved every epoch, atomically, into a folder that
+holds no earlier training's checkpoints (or that ``--resume`` continues).
 
-ignite's ``Checkpoint`` (atomic ``DiskSaver``) and MONAI's ``CheckpointLoader`` do the work; these handlers only
-add what a bundle config cannot declare: the trainer itself (a handler inside ``train#trainer`` cannot
-reference ``@train#trainer`` without a circular reference), the random number generators, and the MLflow run
-name to continue.
+ignite's ``Checkpoint`` (atomic ``DiskSaver``) does the work; this handler only adds what a bundle config cannot
+declare: the trainer itself (a handler inside ``train#trainer`` cannot reference ``@train#trainer`` without a
+circular reference), the random number generators, and the MLflow run name to continue. Restoring is
+:mod:`hkafusion_monai.handlers.checkpoint_loader`.
 """
 
 from __future__ import annotations
@@ -21,24 +22,13 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
-from monai.handlers import CheckpointLoader
 
 from hkafusion_monai.io.atomic import atomic_write, check_output_folder
-from hkafusion_monai.utils import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    OutputExistsError,
-    TrainingSetupError,
-    as_bool,
-    path_or_flag,
-)
-from hkafusion_monai.utils.weights import read_checkpoint, state_dict_of
+from hkafusion_monai.utils import OutputExistsError, as_bool, path_or_flag
 
 __all__ = [
     "RNGState",
     "TrainingStateSaver",
-    "TrainingStateLoader",
-    "WeightsLoader",
     "check_output_dir",
     "latest_checkpoint",
     "resume_run_name",
@@ -125,10 +115,15 @@ class TrainingStateSaver:
     resume from. An atomic write goes to a temporary file that is then renamed (the file is readable by its
     owner only, which suits a training state).
 
+    Made before the training starts, it refuses a ``save_dir`` holding an earlier training's checkpoints
+    (:func:`check_output_dir`, which ``overwrite`` lets it remove), unless ``resuming``.
+
     Args:
         save_dir: the checkpoint folder.
         save_dict: the objects to save besides the trainer, e.g. network, optimiser, lr scheduler, the
             dynamic-mu handler.
+        resuming: the training continues the one in ``save_dir``.
+        overwrite: replace an earlier training's checkpoints.
         run_name: the MLflow run name, written to ``save_dir/run.json`` so that ``--resume`` continues that run.
         save_interval: save every this many epochs (``epoch_level``) or iterations; 0: never.
         n_saved: how many interval checkpoints to keep.
@@ -149,7 +144,10 @@ class TrainingStateSaver:
         save_final: bool = False,
         final_filename: str | None = None,
         file_prefix: str = "",
+        resuming: bool = False,
+        overwrite: bool | str = False,
     ) -> None:
+        check_output_dir(save_dir, resuming, overwrite)
         # the Checkpoint objects keep this same dict, so adding the trainer later reaches them
         self.save_dict = dict(save_dict, rng=RNGState())
         self.save_dir = save_dir
@@ -197,116 +195,3 @@ class TrainingStateSaver:
         if self.final_checkpoint is not None:  # always: attach() adds this handler with the final checkpoint
             self.final_checkpoint(engine)
         raise error
-
-
-class _SafeCheckpointLoader(CheckpointLoader):
-    """MONAI's ``CheckpointLoader`` (its arguments, ``attach`` and what it restores), whose file is read once and
-    safely: :func:`hkafusion_monai.utils.weights.read_checkpoint` (``weights_only=True``, one
-    :class:`~hkafusion_monai.utils.errors.CheckpointError` naming a bad file, never torch's advice to load it
-    unsafely); its loading errors (missing keys, shapes) end in one error naming the file.
-
-    MONAI's ``__call__`` reads the file itself (``torch.load``) and takes no checkpoint already read, so this
-    ``__call__`` reads it through the safe reader and restores it as MONAI's does: ignite's
-    ``Checkpoint.load_objects``, a bare state dict taken for the one object to load, the trainer's
-    ``max_epochs`` kept. MONAI's ``strict_shape=False`` (skipping layers of another shape) is refused: these
-    loaders read this network's own weights.
-    """
-
-    #: what the file must be, for the error message
-    expected = "a checkpoint of this network"
-
-    def __init__(self, load_path: str, load_dict: dict, **kwargs: Any) -> None:
-        super().__init__(load_path=load_path, load_dict=load_dict, **kwargs)
-        if not self.strict_shape:
-            raise ValueError(f"{type(self).__name__}: strict_shape=False is not supported (this network's weights)")
-
-    def _check(self, checkpoint: Any) -> None:
-        """Raise a :class:`CheckpointError` for a safely read file that is not what this loader needs."""
-
-    def __call__(self, engine: Engine) -> None:
-        checkpoint = read_checkpoint(self.load_path, self.map_location or "cpu")
-        self._check(checkpoint)
-        first = next(iter(self.load_dict))
-        if len(self.load_dict) == 1 and first not in checkpoint:  # a bare state dict of the one object
-            checkpoint = {first: checkpoint}
-        prior_max_epochs = engine.state.max_epochs
-        try:
-            Checkpoint.load_objects(to_load=self.load_dict, checkpoint=checkpoint, strict=self.strict)
-        except (RuntimeError, KeyError, TypeError) as e:  # load_state_dict: missing/unexpected keys, shapes
-            detail = " ".join(str(e).split())[:300]
-            raise CheckpointError(f"{self.load_path}: not {self.expected} ({detail})") from None
-        if prior_max_epochs is not None and engine.state.epoch > prior_max_epochs:
-            raise TrainingSetupError(
-                f"{self.load_path}: Epoch count ({engine.state.epoch}) in checkpoint is larger than the "
-                f"`engine.state.max_epochs` ({prior_max_epochs}) of engine; raise --epochs to continue it"
-            )
-        engine.state.max_epochs = prior_max_epochs
-        self.logger.info(f"Restored all variables from {self.load_path}")
-
-
-class TrainingStateLoader(_SafeCheckpointLoader):
-    """Restore a :class:`TrainingStateSaver` checkpoint (and the trainer and RNG states) when training starts.
-
-    The file is read safely first (:func:`hkafusion_monai.utils.weights.read_checkpoint`): a hostile, corrupt or
-    foreign ``--resume`` file ends in one error naming it.
-
-    Args:
-        resume: ``True`` for the latest checkpoint in ``ckpt_dir``, or the path of a checkpoint.
-        ckpt_dir: where to look when ``resume`` is True.
-        load_dict: the objects to restore besides the trainer and the RNG states (as saved).
-        kwargs: as for ``CheckpointLoader`` (e.g. ``map_location``).
-
-    Raises:
-        CheckpointNotFoundError: nothing to resume from (a FileNotFoundError).
-        CheckpointError: the file is not a training state of this run (when training starts).
-    """
-
-    expected = "a training state of this run (checkpoint_epoch=N.pt of --output_dir/checkpoints)"
-
-    def __init__(self, resume: bool | str, ckpt_dir: str, load_dict: dict, **kwargs: Any) -> None:
-        requested = path_or_flag(resume, "latest", "resume")
-        if requested is None:
-            raise ValueError("TrainingStateLoader: resume is off; disable the handler instead.")
-        if requested != "latest":
-            path = Path(requested)
-            if not path.is_file():
-                raise CheckpointNotFoundError(f"--resume {resume}: no such checkpoint file")
-        else:
-            latest = latest_checkpoint(ckpt_dir)
-            if latest is None:
-                raise CheckpointNotFoundError(
-                    f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to resume from; start without --resume"
-                )
-            path = latest
-        super().__init__(load_path=str(path), load_dict=dict(load_dict, rng=RNGState()), **kwargs)
-
-    def _check(self, checkpoint: Any) -> None:
-        missing = (
-            sorted(k for k in self.load_dict if k != "trainer" and k not in checkpoint)
-            if isinstance(checkpoint, Mapping)
-            else ["model"]
-        )
-        if missing:
-            raise CheckpointError(f"{self.load_path}: not {self.expected}; it has no {', '.join(missing)}")
-
-    def attach(self, engine: Engine) -> None:
-        self.load_dict["trainer"] = engine
-        super().attach(engine)
-
-
-class WeightsLoader(_SafeCheckpointLoader):
-    """MONAI's ``CheckpointLoader`` for network weights (a warm start, the evaluated model), whose bad file ends
-    in one clear :class:`~hkafusion_monai.utils.errors.CheckpointError` naming it instead of torch's raw error
-    (which advises the unsafe ``weights_only=False``).
-
-    The file is read once, safely (:func:`hkafusion_monai.utils.weights.read_checkpoint`), when the engine
-    starts, and restored as MONAI's loader restores it.
-
-    Args:
-        load_path: the weights file (a state dict, or a training state with ``"model"``).
-        load_dict: ``{"model": network}``.
-        kwargs: as for ``CheckpointLoader`` (``map_location``, ``strict``, ...).
-    """
-
-    def _check(self, checkpoint: Any) -> None:
-        state_dict_of(checkpoint, self.load_path)

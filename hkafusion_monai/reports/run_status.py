@@ -6,17 +6,28 @@ is interrupted (Ctrl-C) or is terminated (SIGTERM, which :mod:`hkafusion_monai.u
 ``SystemExit``). :func:`run_tracked` wraps the bundle's run steps instead of hooking ignite's
 ``EXCEPTION_RAISED`` event, whose handlers replace ignite's own re-raising and depend on the order of
 attachment (MONAI's ``StatsHandler`` re-raises from its own); the run is ended through its
-:class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun`.
+:class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun` (anything with its ``end(status)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from hkafusion_monai.handlers.mlflow_run import MLflowRun
 
-__all__ = ["mark_runs_ended", "report_outputs", "run_tracked"]
+class MLflowRun(Protocol):
+    """What :func:`run_tracked` needs of a run: :class:`hkafusion_monai.handlers.MLflowRun`'s ``run_id``,
+    ``end(status)`` and ``closed()`` (a protocol, so that this module stays below the handlers)."""
+
+    @property
+    def run_id(self) -> str | None: ...
+
+    def end(self, status: str) -> bool: ...
+
+    def closed(self, engine: Any = None) -> None: ...
+
+
+__all__ = ["describe_initial_weights", "mark_runs_ended", "report_outputs", "run_tracked"]
 
 
 def mark_runs_ended(mlflow_runs: Sequence[MLflowRun | None], error: BaseException) -> None:
@@ -38,8 +49,8 @@ def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *ste
     """Run ``steps`` in order; if one raises (or is interrupted), end the MLflow runs FAILED/KILLED and re-raise.
     Returns the steps' results.
 
-    Config use: ``"run": ["$hkafusion_monai.handlers.run_tracked([@train#mlflow_run, @validate#mlflow_run],
-    @train#trainer.run)"]``.
+    Config use: ``"training": ["$hkafusion_monai.reports.run_tracked([@train#handlers#8, @validate#handlers#2],
+    @train#trainer.run)"]`` (the ``MLflowRun`` of each MLflow handler).
     """
     runs = list(mlflow_runs) if isinstance(mlflow_runs, Sequence) else [mlflow_runs]
     results = []
@@ -58,3 +69,13 @@ def report_outputs(paths: Mapping[str, str]) -> Mapping[str, str]:
     lines += [f"  MLflow UI: mlflow ui --backend-store-uri {v}" for v in paths.values() if str(v).startswith("sqlite:")]
     print("\n".join(lines), flush=True)
     return paths
+
+
+def describe_initial_weights(ckpt_dir: str, resuming: bool, pretrained_path: str | None) -> str:
+    """What a training started from, for :func:`report_outputs`: the resumed folder, the warm-start weights, or
+    random weights."""
+    if resuming:
+        return f"resumed from {ckpt_dir}"
+    if pretrained_path:
+        return f"{pretrained_path} (fine-tuned; --pretrained false trains from scratch)"
+    return "random (trained from scratch)"
