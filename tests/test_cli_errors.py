@@ -27,6 +27,7 @@ import torch
 from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 from monai.bundle import run
 
+from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.io import output_name
 from hkafusion_monai.utils.cli import error_line, install_at_startup, runs_module
 
@@ -407,7 +408,7 @@ def test_a_datalist_run_fuses_every_pair_it_can_and_continues(ckpt: Path, phanto
     assert line.endswith("rerun with --skip_existing true to fuse only the pairs without an output")
     written = {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.png")}
     assert sorted(written) == sorted(f"{Path(items[i]['mri']).stem}_fused.png" for i in (0, 3))
-    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    client = mlflow.MlflowClient(default_tracking_uri())
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert [r.info.status for r in runs] == ["FAILED"] and runs[0].data.metrics["pairs_failed"] == 2
 
