@@ -3,19 +3,28 @@ MLflow builds its store, a full or read-only disk."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
+from monai.bundle import run
 
 from hkafusion_monai.handlers import default_tracking_uri, tracking_uri
+from hkafusion_monai.io import output_name
+from hkafusion_monai.utils.cli import error_line
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +102,219 @@ def test_a_run_killed_while_the_store_is_built_leaves_later_runs_working(tmp_pat
     run = client.create_run(client.create_experiment("after_the_kill"))
     client.set_terminated(run.info.run_id)
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+# ------------------------------------------------------------------------------ a full or read-only disk
+
+TRAIN = [str(BUNDLE / "configs" / "train.json"), str(REPO / "configs" / "smoke.json")]
+
+
+def _pair(phantom: Path) -> tuple[Path, Path]:
+    mri = sorted((phantom / "png/mri_pet/test/MRI").glob("*.png"))[0]
+    return mri, mri.parent.parent / "PET" / mri.name
+
+
+def _png_datalist(phantom: Path, path: Path) -> Path:
+    spec = json.loads((phantom / "datalists" / "png_pet.json").read_text())
+    base = (phantom / "datalists" / spec.get("base_dir", ".")).resolve()
+    lists = {
+        k: [{**it, "mri": str(base / it["mri"]), "other": str(base / it["other"])} for it in spec[k]]
+        for k in ("training", "validation", "test")
+    }
+    path.write_text(json.dumps(lists))
+    return path
+
+
+def _line(call) -> str:
+    """The one line the command ends with when ``call()`` raises (its traceback when there is none)."""
+    with pytest.raises(BaseException) as info:
+        call()
+    line = error_line(info.value)
+    assert line is not None, "".join(traceback.format_exception(info.value))[-3000:]
+    return line
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Opening a file for writing under ``folder`` fails as on a read-only file system."""
+    real_open = os.open
+
+    def fake_open(path, flags, *args, **kwargs):
+        if str(path).startswith(str(folder)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+
+def _forward_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the network's forward passes (the work a pre-flight check saves)."""
+    from hkafusion_monai.networks import HKAFusion
+
+    calls: list[int] = []
+    real = HKAFusion.forward
+    monkeypatch.setattr(HKAFusion, "forward", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    return calls
+
+
+def test_inference_into_a_read_only_folder_stops_before_fusing(
+    ckpt: Path, phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _read_only(monkeypatch, out)
+    calls = _forward_calls(monkeypatch)
+    mri, other = _pair(phantom)
+    line = _line(lambda: _infer(ckpt, out, mri=str(mri), other=str(other)))
+    assert (
+        line == f"error: {out}: cannot be written: the file system is read-only (Read-only file system); "
+        "choose a writable place"
+    ), line
+    assert not calls and not list(out.iterdir())
+
+
+def test_inference_on_a_disk_that_fills_up_names_the_output(
+    ckpt: Path, phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PIL's buffered write on a full disk raises ENOSPC without a file name: the line names the output, and no
+    part of it is left."""
+    from PIL import Image
+
+    def full(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    out = tmp_path / "out"
+    mri, other = _pair(phantom)
+    line = _line(lambda: _infer(ckpt, out, mri=str(mri), other=str(other)))
+    target = out / output_name(str(mri), "2d")
+    assert (
+        line == f"error: {target}: cannot be written: the file system is full (No space left on device); "
+        "free some space"
+    ), line
+    assert not list(out.iterdir())
+
+
+def test_evaluation_checks_the_room_before_it_starts(
+    ckpt: Path, phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=5 << 20))
+    calls = _forward_calls(monkeypatch)
+    out = tmp_path / "eval"
+    datalist = _png_datalist(phantom, tmp_path / "png.json")
+    line = _line(
+        lambda: run(
+            "evaluating",
+            config_file=[*TRAIN, str(BUNDLE / "configs" / "evaluate.json")],
+            bundle_root=str(BUNDLE),
+            output_dir=str(out),
+            datalist=str(datalist),
+            task="mri_pet",
+            ckpt_path=str(ckpt),
+            run_name="room",
+            device="$torch.device('cpu')",
+        )
+    )
+    eval_dir = out / "evaluation" / "room"
+    assert line.startswith(f"error: --output_dir {eval_dir}: only 5.0 MB free on its file system"), line
+    assert "the run needs at least 64 MB" in line and not calls and not eval_dir.exists()
+
+
+def test_training_whose_checkpoint_meets_a_full_disk_names_the_folder(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's writer fails on a full disk with a RuntimeError and no errno (here the best checkpoint, saved
+    by MONAI's ``CheckpointSaver``): the line names the output folder, and MLflow's run ends FAILED."""
+    usage = shutil.disk_usage(tmp_path)
+    filled: list[int] = []
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=4096 if filled else usage.free))
+
+    def full(obj, f, *args, **kwargs):
+        filled.append(1)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "train"
+    datalist = _png_datalist(phantom, tmp_path / "png.json")
+    line = _line(
+        lambda: run(
+            "training",
+            config_file=TRAIN,
+            bundle_root=str(BUNDLE),
+            output_dir=str(out),
+            datalist=str(datalist),
+            task="mri_pet",
+            log_figures="false",
+            batch_size=2,
+            roi_size=[64, 64],
+            device="$torch.device('cpu')",
+        )
+    )
+    assert (
+        line == f"error: {out}: cannot be written: the file system is full "
+        "(No space left on device); free some space"
+    ), line
+    assert not [p for p in (out / "checkpoints").iterdir() if p.suffix == ".pt"]
+    client = mlflow.MlflowClient(default_tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name("hkafusion").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_full_mlflow_store_is_one_line_naming_it(
+    ckpt: Path, phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's "database or disk is full", under SQLAlchemy and MLflow, names the store."""
+    import sqlalchemy.exc
+
+    def full(self, *args, **kwargs):
+        raise sqlalchemy.exc.OperationalError(
+            "INSERT INTO runs", {}, sqlite3.OperationalError("database or disk is full")
+        )
+
+    monkeypatch.setattr(mlflow.MlflowClient, "create_run", full)
+    out = tmp_path / "out"
+    mri, other = _pair(phantom)
+    line = _line(lambda: _infer(ckpt, out, mri=str(mri), other=str(other)))
+    store = default_tracking_uri()[len("sqlite:///") :]
+    assert (
+        line == f"error: {store}: cannot be written: the file system is full (database or disk is full); "
+        "free some space"
+    ), line
+
+
+def test_deploy_into_a_read_only_folder_is_one_line_before_the_sdk_loads(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    from _deploy import make_study, run_main
+
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    out = tmp_path / "out"
+    out.mkdir()
+    _read_only(monkeypatch, out)
+    code = run_main(["-i", str(study), "-o", str(out), "-m", str(random_checkpoint_path(tmp_path))])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == (
+        f"error: {out}: cannot be written: the file system is read-only (Read-only file system); "
+        "choose a writable place"
+    ), err[-5:]
+    assert not list(out.iterdir())
+
+
+def random_checkpoint_path(tmp_path: Path) -> Path:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK")  # never read: the output folder is refused first
+    return path
+
+
+def _infer(ckpt: Path, out: Path, **options: str) -> None:
+    run(
+        "inference",
+        config_file=str(INFERENCE_JSON),
+        bundle_root=str(BUNDLE),
+        ckpt_path=str(ckpt),
+        output_dir=str(out),
+        progress="false",
+        device="$torch.device('cpu')",
+        **options,
+    )

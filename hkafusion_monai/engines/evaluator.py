@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedEvaluator
 
-from hkafusion_monai.utils.cli import debug_enabled, error_line, one_line
-from hkafusion_monai.utils.errors import PairsFailedError
+from hkafusion_monai.utils.cli import debug_enabled, error_line, one_line, project_error
+from hkafusion_monai.utils.errors import PairsFailedError, StorageError
 
 __all__ = ["FusionEvaluator", "PairFailure"]
 
@@ -86,7 +86,8 @@ class FusionEvaluator(SupervisedEvaluator):
     (``EPOCH_COMPLETED``, after the other handlers and before the MLflow run is closed, so that it ends FAILED)
     :class:`~hkafusion_monai.utils.errors.PairsFailedError` names every failed pair; with a single pair in the
     run, that pair's own error is raised instead. Interruptions (Ctrl-C, SIGTERM) are no pair's failure: they stop
-    the run.
+    the run, and so does a :class:`~hkafusion_monai.utils.errors.StorageError` (a full or read-only disk), which
+    every later pair would meet too.
 
     Args:
         device, val_data_loader, network: as for ``SupervisedEvaluator``.
@@ -123,6 +124,8 @@ class FusionEvaluator(SupervisedEvaluator):
 
     def _failed(self, index: int, error: Exception) -> list:
         if len(self.items) <= 1:  # a single pair ends with its own error, at once
+            raise error
+        if isinstance(project_error(error), StorageError):  # a full or read-only disk fails every pair after it
             raise error
         item = self.items[index] if 0 <= index < len(self.items) else {}
         failure = PairFailure(index, item, error)

@@ -23,9 +23,21 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["STORE_FOLDER_VARIABLE", "default_tracking_uri", "run_name", "store_folder", "tracking_uri"]
+from hkafusion_monai.io.atomic import storage_errors, storage_fault
+from hkafusion_monai.utils.cli import exception_chain
+from hkafusion_monai.utils.errors import StorageError
+
+__all__ = [
+    "STORE_FOLDER_VARIABLE",
+    "default_tracking_uri",
+    "run_name",
+    "store_fault",
+    "store_folder",
+    "tracking_uri",
+]
 
 #: the environment variable naming the folder of the per-user store (default ``~/.hkafusion``)
 STORE_FOLDER_VARIABLE = "HKAFUSION_HOME"
@@ -92,9 +104,23 @@ def tracking_uri(uri: str | None = None) -> str:
     uri = uri or default_tracking_uri()
     path = _sqlite_path(uri)
     if path is not None and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _build(path)
+        with storage_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _build(path)
     return uri
+
+
+def store_fault(error: BaseException, uris: Sequence[str | None]) -> StorageError | None:
+    """A :class:`StorageError` naming the SQLite store when SQLite (under MLflow) reported the fault of the
+    machine in ``error``'s chain (a full disk, a read-only store), else None. ``uris``: the runs' tracking URIs
+    (``None``: the default)."""
+    if not any(type(e).__module__.split(".")[0] in ("sqlite3", "sqlalchemy") for e in exception_chain(error)):
+        if not any(isinstance(e, Exception) and "sqlite" in str(e).lower() for e in exception_chain(error)):
+            return None
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    paths = [_sqlite_path(env or uri or default_tracking_uri()) for uri in uris or [None]]
+    path = next((p for p in paths if p is not None), None)
+    return None if path is None else storage_fault(error, path)
 
 
 def run_name(prefix: str) -> str:

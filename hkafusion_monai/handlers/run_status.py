@@ -11,10 +11,13 @@ attachment (MONAI's ``StatsHandler`` re-raises from its own); the run is ended t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hkafusion_monai.handlers.mlflow_run import MLflowRun
+from hkafusion_monai.handlers.mlflow_store import store_fault
+from hkafusion_monai.io.atomic import storage_fault
 
 __all__ = ["mark_runs_ended", "report_outputs", "run_tracked"]
 
@@ -34,12 +37,20 @@ def mark_runs_ended(mlflow_runs: Sequence[MLflowRun | None], error: BaseExceptio
         run.end(status)
 
 
-def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *steps: Callable[[], Any]) -> list[Any]:
+def run_tracked(
+    mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None,
+    *steps: Callable[[], Any],
+    output_dir: str | os.PathLike | None = None,
+) -> list[Any]:
     """Run ``steps`` in order; if one raises (or is interrupted), end the MLflow runs FAILED/KILLED and re-raise.
     Returns the steps' results.
 
+    A fault of the machine (a full disk, a read-only file system) is re-raised as one
+    :class:`~hkafusion_monai.utils.errors.StorageError` naming where: the MLflow store when SQLite reported it,
+    else the path the writer named, else ``output_dir`` (torch's and Python's buffered writes name no file).
+
     Config use: ``"run": ["$hkafusion_monai.handlers.run_tracked([@train#mlflow_run, @validate#mlflow_run],
-    @train#trainer.run)"]``.
+    @train#trainer.run, output_dir=@ckpt_dir)"]``.
     """
     runs = list(mlflow_runs) if isinstance(mlflow_runs, Sequence) else [mlflow_runs]
     results = []
@@ -48,7 +59,14 @@ def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *ste
             results.append(step())
     except BaseException as e:
         mark_runs_ended(runs, e)
-        raise
+        if not isinstance(e, Exception):
+            raise
+        fault = store_fault(e, [r.tracking_uri for r in runs if r is not None])
+        if fault is None and output_dir is not None:
+            fault = storage_fault(e, output_dir)
+        if fault is None or fault is e:
+            raise
+        raise fault from e
     return results
 
 

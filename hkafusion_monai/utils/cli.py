@@ -44,6 +44,7 @@ __all__ = [
     "Terminated",
     "debug_enabled",
     "error_line",
+    "exception_chain",
     "install_at_startup",
     "install_cli_handlers",
     "one_line",
@@ -63,7 +64,7 @@ class Terminated(SystemExit):
     its clean-up, and a caller can tell it from another ``SystemExit`` (an argument parser's usage error)."""
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
     """``exc`` and its causes and contexts, outermost first (each once)."""
     found: list[BaseException] = []
     while exc is not None and all(exc is not e for e in found):
@@ -74,7 +75,7 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
 
 def project_error(exc: BaseException | None) -> HKAFusionError | None:
     """The first :class:`HKAFusionError` in ``exc``'s chain of causes and contexts, or None."""
-    return next((e for e in _chain(exc) if isinstance(e, HKAFusionError)), None)
+    return next((e for e in exception_chain(exc) if isinstance(e, HKAFusionError)), None)
 
 
 def one_line(text: BaseException | str) -> str:
@@ -125,11 +126,11 @@ def error_line(exc: BaseException) -> str | None:
     ours = project_error(exc)
     if ours is not None:
         return f"error: {one_line(ours)}"
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         message = _worker_error(e)
         if message is not None:
             return f"error: {one_line(message)}"
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, OSError) and e.filename is not None:
             names = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
             return f"error: {names}: {one_line(e.strerror or e)}"
