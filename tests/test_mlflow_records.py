@@ -254,7 +254,8 @@ def test_only_the_handlers_options_are_read(records: dict[str, Any]) -> None:
 
 
 def test_one_module_talks_to_mlflow() -> None:
-    """Only ``handlers/mlflow_run.py`` imports MLflow or names a handler's run or client."""
+    """Only ``handlers/mlflow_run.py`` imports MLflow or names a handler's run or client (and
+    ``handlers/mlflow_store.py`` builds the store's file, with MLflow's own schema)."""
     package = REPO / "hkafusion_monai"
     pattern = re.compile(
         r"^\s*(import mlflow|from mlflow)|\bmlflow\.(entities|MlflowClient)|\.cur_run\b|\.client\b", re.M
@@ -262,7 +263,7 @@ def test_one_module_talks_to_mlflow() -> None:
     offenders = [
         str(path.relative_to(REPO))
         for path in package.rglob("*.py")
-        if path.name != "mlflow_run.py" and pattern.search(path.read_text(encoding="utf-8"))
+        if path.name not in ("mlflow_run.py", "mlflow_store.py") and pattern.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
 
