@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 import mlflow
+import pydicom
 import pytest
 import torch
 from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
@@ -252,8 +253,7 @@ def test_training_whose_checkpoint_meets_a_full_disk_names_the_folder(
         )
     )
     assert (
-        line == f"error: {out}: cannot be written: the file system is full "
-        "(No space left on device); free some space"
+        line == f"error: {out}: cannot be written: the file system is full (No space left on device); free some space"
     ), line
     assert not [p for p in (out / "checkpoints").iterdir() if p.suffix == ".pt"]
     client = mlflow.MlflowClient(default_tracking_uri())
@@ -318,3 +318,73 @@ def _infer(ckpt: Path, out: Path, **options: str) -> None:
         device="$torch.device('cpu')",
         **options,
     )
+
+
+# ------------------------------------------------------------------------------ DICOM as archives hold it
+
+
+def _series_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _bare(path: Path, **changes: object) -> None:
+    """Rewrite ``path`` as a bare dataset: no 128-byte preamble, no file meta (older archives, CD exports)."""
+    ds = pydicom.dcmread(path)
+    for key, value in changes.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    ds.preamble = None
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert not pydicom.misc.is_dicom(path)
+
+
+def test_a_slice_without_the_preamble_is_read(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
+    """The MR's top slice as a bare dataset (pydicom reads its header with ``force=True``): it is read, and the
+    fused volume has all 32 slices, not 31."""
+    import nibabel as nib
+
+    mr = _series_copy(phantom / "dicom/sub-000/MR", tmp_path / "MR")
+    files = sorted(mr.iterdir())
+    _bare(files[-1])
+    out = tmp_path / "out"
+    _infer(ckpt, out, mri=str(mr), other=str(phantom / "dicom/sub-000/PT"), task="mri_pet")
+    (fused,) = out.glob("*.nii.gz")
+    assert nib.load(fused).shape[:3] == (64, 64, len(files)) == (64, 64, 32)
+
+
+def test_a_bare_dataset_without_geometry_is_refused_by_name(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
+    mr = _series_copy(phantom / "dicom/sub-000/MR", tmp_path / "MR")
+    top = sorted(mr.iterdir())[-1]
+    _bare(top, ImagePositionPatient=None)
+    out = tmp_path / "out"
+    line = _line(lambda: _infer(ckpt, out, mri=str(mr), other=str(phantom / "dicom/sub-000/PT"), task="mri_pet"))
+    assert line.startswith(
+        f"error: {top}: a DICOM dataset without the Part-10 preamble and without ImagePositionPatient"
+    )
+    assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize("lost", ["the last PT slice", "the top MR slice"])
+def test_a_series_that_lost_an_end_slice_is_an_error(ckpt: Path, phantom: Path, tmp_path: Path, lost: str) -> None:
+    """A lost end slice keeps the spacing even: the PET's NumberOfSlices tells, and so do the MR's instance
+    numbers where the scanner did not number in space (here an interleaved order, 1 + 7 i mod 32)."""
+    mr = _series_copy(phantom / "dicom/sub-000/MR", tmp_path / "MR")
+    pt = _series_copy(phantom / "dicom/sub-000/PT", tmp_path / "PT")
+    folder = pt if lost == "the last PT slice" else mr
+    by_number = {int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber): p for p in folder.iterdir()}
+    if folder is pt:
+        expected = f"error: {pt}: 19 slice file(s), but the series has 20 (NumberOfSlices or ImagesInAcquisition)"
+    else:
+        for n, f in by_number.items():
+            ds = pydicom.dcmread(f)
+            ds.InstanceNumber = 1 + (7 * (n - 1)) % 32
+            ds.save_as(f)
+        expected = f"error: {mr}: InstanceNumber 26 missing among 1..32 (31 file(s))"
+    by_number[max(by_number)].unlink()
+    out = tmp_path / "out"
+    line = _line(lambda: _infer(ckpt, out, mri=str(mr), other=str(pt), task="mri_pet"))
+    assert line.startswith(expected) and "a series that lost a file" in line, line
