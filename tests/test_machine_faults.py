@@ -388,3 +388,31 @@ def test_a_series_that_lost_an_end_slice_is_an_error(ckpt: Path, phantom: Path, 
     out = tmp_path / "out"
     line = _line(lambda: _infer(ckpt, out, mri=str(mr), other=str(pt), task="mri_pet"))
     assert line.startswith(expected) and "a series that lost a file" in line, line
+
+
+def test_deploy_reads_a_slice_without_the_preamble_and_refuses_a_lost_one(
+    phantom: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """Deploy: the MR's top slice as a bare dataset is read (a 32-instance derived series, not 31); a PET that
+    lost its last slice is refused with one line naming it."""
+    from conftest import require_module
+
+    require_module("monai.deploy.core", "requirements-deploy.txt: monai-deploy-app-sdk")
+    from _deploy import make_study, run_main, series_folders
+
+    model = random_checkpoint_path(tmp_path)
+    torch.save(__import__("hkafusion_monai.networks", fromlist=["HKAFusion"]).HKAFusion().state_dict(), model)
+    study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    _bare(sorted((study / "MR").iterdir())[-1])
+    out = tmp_path / "out"
+    assert run_main(["-i", str(study), "-o", str(out), "-m", str(model)]) == 0, capfd.readouterr().err[-3000:]
+    (series,) = series_folders(out).values()
+    assert len(list(series.glob("*.dcm"))) == 32
+
+    lost = make_study(tmp_path / "lost", phantom / "dicom" / "sub-000", ["MR", "PT"])
+    by_number = {int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber): p for p in (lost / "PT").iterdir()}
+    by_number[max(by_number)].unlink()
+    capfd.readouterr()
+    assert run_main(["-i", str(lost), "-o", str(tmp_path / "out2"), "-m", str(model)]) == 1
+    last = capfd.readouterr().err.strip().splitlines()[-1]
+    assert "19 slice file(s), but the series has 20" in last and "a series that lost a file" in last, last
