@@ -9,8 +9,8 @@ the MONAI Deploy SDK is installed), and for each kill point:
 1. a fresh output folder and a fresh per-user MLflow store (``HKAFUSION_HOME``), so that the store's creation
    is one of the phases a kill can land in;
 2. the command is started and killed with SIGKILL: at one of four events (the store being built, the first
-   log line of the fusion, a temporary output appearing, the first output published), or at a time spread
-   evenly over the duration of an undisturbed run;
+   log line of the fusion, a temporary output appearing, the first output published; Deploy keeps no MLflow
+   store, so three), or at a time spread evenly over the duration of an undisturbed run;
 3. what the killed run left is checked: every output under its final name is whole (each DICOM file of a
    derived series reads, and the series has all its instances), and nothing else is published;
 4. the same command runs again in the same folder and must succeed, with every output whole.
@@ -55,6 +55,7 @@ class Application:
     outputs: Callable[[Path], list[str]]  # the output folder -> the problems of what is published there
     expected: int  # outputs a finished run publishes
     fusing_marker: str  # a log line that the fusion has started
+    events: tuple[str, ...] = EVENTS  # the events this application meets (Deploy keeps no MLflow store)
 
 
 @dataclass
@@ -154,7 +155,7 @@ def deploy_application(work: Path, phantom: Path, ckpt: Path) -> Application | N
         deploy = [sys.executable, "-m", "hkafusion_monai.deploy", "-i", str(study), "-o", str(out)]
         return [*deploy, "-m", str(ckpt), "--overwrite"]
 
-    return Application("Deploy", command, lambda out: _series_problems(out, slices), 1, "fus")
+    return Application("Deploy", command, lambda out: _series_problems(out, slices), 1, "selected PT", EVENTS[1:])
 
 
 class _Log:
@@ -250,11 +251,11 @@ def run_duration(app: Application, work: Path) -> float:
     return seconds
 
 
-def kill_points(duration: float, points: int) -> list[tuple[str, float | None]]:
-    """The :data:`EVENTS`, then ``points - len(EVENTS)`` times spread evenly over ``duration``."""
-    timed = points - len(EVENTS)
+def kill_points(duration: float, points: int, events: tuple[str, ...] = EVENTS) -> list[tuple[str, float | None]]:
+    """The ``events``, then ``points - len(events)`` times spread evenly over ``duration``."""
+    timed = points - len(events)
     times = [duration * (i + 0.5) / timed for i in range(timed)]
-    return [(event, None) for event in EVENTS] + [(f"at {t:.1f} s", t) for t in times]
+    return [(event, None) for event in events] + [(f"at {t:.1f} s", t) for t in times]
 
 
 def _table(results: list[KillResult], durations: dict[str, float]) -> str:
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         for app in [a for a in apps if a is not None]:
             durations[app.name] = run_duration(app, work)
             print(f"{app.name}: an undisturbed run takes {durations[app.name]:.1f} s", flush=True)
-            for point, delay in kill_points(durations[app.name], args.points):
+            for point, delay in kill_points(durations[app.name], args.points, app.events):
                 result = kill_and_rerun(app, work, point, delay)
                 results.append(result)
                 print(f"  {point:>16}: {result.phase:<28} next run {'ok' if result.ok else 'FAILED'}", flush=True)
