@@ -13,19 +13,17 @@ import subprocess
 import sys
 import textwrap
 import time
-import traceback
 from pathlib import Path
 
 import mlflow
 import pydicom
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
+from _inference import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
 from monai.bundle import run
 
 from hkafusion_monai.handlers import default_tracking_uri, tracking_uri
 from hkafusion_monai.io import output_name
-from hkafusion_monai.utils.cli import error_line
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +105,6 @@ def test_a_run_killed_while_the_store_is_built_leaves_later_runs_working(tmp_pat
 
 # ------------------------------------------------------------------------------ a full or read-only disk
 
-TRAIN = [str(BUNDLE / "configs" / "train.json"), str(REPO / "configs" / "smoke.json")]
-
 
 def _pair(phantom: Path) -> tuple[Path, Path]:
     mri = sorted((phantom / "png/mri_pet/test/MRI").glob("*.png"))[0]
@@ -124,15 +120,6 @@ def _png_datalist(phantom: Path, path: Path) -> Path:
     }
     path.write_text(json.dumps(lists))
     return path
-
-
-def _line(call) -> str:
-    """The one line the command ends with when ``call()`` raises (its traceback when there is none)."""
-    with pytest.raises(BaseException) as info:
-        call()
-    line = error_line(info.value)
-    assert line is not None, "".join(traceback.format_exception(info.value))[-3000:]
-    return line
 
 
 def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -165,7 +152,7 @@ def test_inference_into_a_read_only_folder_stops_before_fusing(
     _read_only(monkeypatch, out)
     calls = _forward_calls(monkeypatch)
     mri, other = _pair(phantom)
-    line = _line(lambda: _infer(ckpt, out, mri=str(mri), other=str(other)))
+    line = ending_line(lambda: infer(ckpt, out, mri=str(mri), other=str(other)))
     assert (
         line == f"error: {out}: cannot be written: the file system is read-only (Read-only file system); "
         "choose a writable place"
@@ -187,7 +174,7 @@ def test_inference_on_a_disk_that_fills_up_names_the_output(
     monkeypatch.setattr(Image.Image, "save", full)
     out = tmp_path / "out"
     mri, other = _pair(phantom)
-    line = _line(lambda: _infer(ckpt, out, mri=str(mri), other=str(other)))
+    line = ending_line(lambda: infer(ckpt, out, mri=str(mri), other=str(other)))
     target = out / output_name(str(mri), "2d")
     assert (
         line == f"error: {target}: cannot be written: the file system is full (No space left on device); "
@@ -204,10 +191,10 @@ def test_evaluation_checks_the_room_before_it_starts(
     calls = _forward_calls(monkeypatch)
     out = tmp_path / "eval"
     datalist = _png_datalist(phantom, tmp_path / "png.json")
-    line = _line(
+    line = ending_line(
         lambda: run(
             "evaluating",
-            config_file=[*TRAIN, str(BUNDLE / "configs" / "evaluate.json")],
+            config_file=[*SMOKE_TRAIN, str(BUNDLE / "configs" / "evaluate.json")],
             bundle_root=str(BUNDLE),
             output_dir=str(out),
             datalist=str(datalist),
@@ -238,20 +225,7 @@ def test_training_whose_checkpoint_meets_a_full_disk_names_the_folder(
     monkeypatch.setattr(torch, "save", full)
     out = tmp_path / "train"
     datalist = _png_datalist(phantom, tmp_path / "png.json")
-    line = _line(
-        lambda: run(
-            "training",
-            config_file=TRAIN,
-            bundle_root=str(BUNDLE),
-            output_dir=str(out),
-            datalist=str(datalist),
-            task="mri_pet",
-            log_figures="false",
-            batch_size=2,
-            roi_size=[64, 64],
-            device="$torch.device('cpu')",
-        )
-    )
+    line = ending_line(lambda: train(out, datalist))
     assert (
         line == f"error: {out}: cannot be written: the file system is full (No space left on device); free some space"
     ), line
@@ -275,7 +249,7 @@ def test_a_full_mlflow_store_is_one_line_naming_it(
     monkeypatch.setattr(mlflow.MlflowClient, "create_run", full)
     out = tmp_path / "out"
     mri, other = _pair(phantom)
-    line = _line(lambda: _infer(ckpt, out, mri=str(mri), other=str(other)))
+    line = ending_line(lambda: infer(ckpt, out, mri=str(mri), other=str(other)))
     store = default_tracking_uri()[len("sqlite:///") :]
     assert (
         line == f"error: {store}: cannot be written: the file system is full (database or disk is full); "
@@ -305,19 +279,6 @@ def random_checkpoint_path(tmp_path: Path) -> Path:
     path = tmp_path / "model.pt"
     path.write_bytes(b"PK")  # never read: the output folder is refused first
     return path
-
-
-def _infer(ckpt: Path, out: Path, **options: str) -> None:
-    run(
-        "inference",
-        config_file=str(INFERENCE_JSON),
-        bundle_root=str(BUNDLE),
-        ckpt_path=str(ckpt),
-        output_dir=str(out),
-        progress="false",
-        device="$torch.device('cpu')",
-        **options,
-    )
 
 
 # ------------------------------------------------------------------------------ DICOM as archives hold it
@@ -351,7 +312,7 @@ def test_a_slice_without_the_preamble_is_read(ckpt: Path, phantom: Path, tmp_pat
     files = sorted(mr.iterdir())
     _bare(files[-1])
     out = tmp_path / "out"
-    _infer(ckpt, out, mri=str(mr), other=str(phantom / "dicom/sub-000/PT"), task="mri_pet")
+    infer(ckpt, out, mri=str(mr), other=str(phantom / "dicom/sub-000/PT"), task="mri_pet")
     (fused,) = out.glob("*.nii.gz")
     assert nib.load(fused).shape[:3] == (64, 64, len(files)) == (64, 64, 32)
 
@@ -361,7 +322,7 @@ def test_a_bare_dataset_without_geometry_is_refused_by_name(ckpt: Path, phantom:
     top = sorted(mr.iterdir())[-1]
     _bare(top, ImagePositionPatient=None)
     out = tmp_path / "out"
-    line = _line(lambda: _infer(ckpt, out, mri=str(mr), other=str(phantom / "dicom/sub-000/PT"), task="mri_pet"))
+    line = ending_line(lambda: infer(ckpt, out, mri=str(mr), other=str(phantom / "dicom/sub-000/PT"), task="mri_pet"))
     assert line.startswith(
         f"error: {top}: a DICOM dataset without the Part-10 preamble and without ImagePositionPatient"
     )
@@ -386,7 +347,7 @@ def test_a_series_that_lost_an_end_slice_is_an_error(ckpt: Path, phantom: Path, 
         expected = f"error: {mr}: InstanceNumber 26 missing among 1..32 (31 file(s))"
     by_number[max(by_number)].unlink()
     out = tmp_path / "out"
-    line = _line(lambda: _infer(ckpt, out, mri=str(mr), other=str(pt), task="mri_pet"))
+    line = ending_line(lambda: infer(ckpt, out, mri=str(mr), other=str(pt), task="mri_pet"))
     assert line.startswith(expected) and "a series that lost a file" in line, line
 
 

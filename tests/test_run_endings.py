@@ -10,41 +10,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-import traceback
 from pathlib import Path
 
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
-from monai.bundle import run
-
-from hkafusion_monai.utils.cli import error_line
+from _inference import REPO, ending_line, infer, random_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return random_checkpoint(tmp_path_factory)
-
-
-def _infer(ckpt: Path, out: Path, **options: str) -> None:
-    run(
-        "inference",
-        config_file=str(INFERENCE_JSON),
-        bundle_root=str(BUNDLE),
-        ckpt_path=str(ckpt),
-        output_dir=str(out),
-        progress="false",
-        device="$torch.device('cpu')",
-        **options,
-    )
-
-
-def _line(call) -> str:
-    with pytest.raises(BaseException) as info:
-        call()
-    line = error_line(info.value)
-    assert line is not None, "".join(traceback.format_exception(info.value))[-3000:]
-    return line
 
 
 class _Opens:
@@ -58,7 +33,8 @@ def test_a_refused_checkpoint_never_says_how_to_load_it(phantom: Path, tmp_path:
     evil = tmp_path / "evil.pt"
     torch.save({"model": _Opens()}, evil)
     mri = sorted((phantom / "png/mri_pet/test/MRI").glob("*.png"))[0]
-    line = _line(lambda: _infer(evil, tmp_path / "out", mri=str(mri), other=str(mri.parent.parent / "PET" / mri.name)))
+    other = mri.parent.parent / "PET" / mri.name
+    line = ending_line(lambda: infer(evil, tmp_path / "out", mri=str(mri), other=str(other)))
     assert (
         line == f"error: {evil}: holds objects other than weights, refused for safety (the object io.open, "
         "which is no weight)"
@@ -100,14 +76,14 @@ def test_a_continued_batch_run_ends_with_the_summary(ckpt: Path, phantom: Path, 
     datalist = tmp_path / "three.json"
     datalist.write_text(json.dumps({"training": [], "validation": [], "test": items}))
     out = tmp_path / "out"
-    _infer(ckpt, out, datalist=str(datalist))
+    infer(ckpt, out, datalist=str(datalist))
     assert len(list(out.glob("*_fused.png"))) == 3
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     items[2] = {**items[2], "other": str(bad)}
     datalist.write_text(json.dumps({"training": [], "validation": [], "test": items}))
     (out / Path(items[2]["mri"]).with_suffix("").name).with_name(Path(items[2]["mri"]).stem + "_fused.png").unlink()
-    line = _line(lambda: _infer(ckpt, out, datalist=str(datalist), skip_existing="true"))
+    line = ending_line(lambda: infer(ckpt, out, datalist=str(datalist), skip_existing="true"))
     assert line.startswith(
         "error: 1 of 3 pair(s) could not be fused, the other 2 were (2 of them by an earlier run, kept with "
         f"--skip_existing): item 2 ({items[2]['mri']}, {bad}): {bad}: "
