@@ -2,7 +2,8 @@
 
 The run is ``python -m monai.bundle run training`` over ``bundle/configs/train.json``, one overlay of the
 project's ``configs/`` and the run's own ``overlay.json`` (written into its output folder), so every run is
-logged to MLflow like any other training of the bundle.
+logged to MLflow like any other training of the bundle, in a store of its own, ``<out>/mlruns.db``, where the
+benchmarks' reports read it (the bundle's default is the per-user store).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def run_training(out: Path, overlay: dict, base: str, resume: bool = False, log_
         the exit status and the wall-clock seconds.
     """
     out.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{out.resolve()}/mlruns.db"
+    overlay = {"tracking_uri": f"$hkafusion_monai.handlers.tracking_uri({store!r})", **overlay}
     (out / "overlay.json").write_text(json.dumps(overlay, indent=2, ensure_ascii=False))
     configs = ["bundle/configs/train.json", base, str(out / "overlay.json")]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]

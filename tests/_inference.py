@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,57 @@ def run_inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) ->
         "false",
         *extra,
     )
+
+
+def infer(ckpt: Path, out: Path, **options: object) -> None:
+    """The bundle's ``inference`` workflow in this process (``monai.bundle.run``, CPU, no progress bar)."""
+    from monai.bundle import run
+
+    run(
+        "inference",
+        config_file=str(INFERENCE_JSON),
+        bundle_root=str(BUNDLE),
+        ckpt_path=str(ckpt),
+        output_dir=str(out),
+        progress="false",
+        device="$torch.device('cpu')",
+        **options,
+    )
+
+
+#: the training configs of the in-process tests: train.json with the smoke overlay (1 epoch of 2 steps)
+SMOKE_TRAIN = [str(BUNDLE / "configs" / "train.json"), str(REPO / "configs" / "smoke.json")]
+
+
+def train(out: Path, datalist: Path, **options: object) -> None:
+    """The bundle's ``training`` workflow in this process: the smoke overlay, 64x64 crops, CPU, no figures."""
+    from monai.bundle import run
+
+    run(
+        "training",
+        config_file=SMOKE_TRAIN,
+        bundle_root=str(BUNDLE),
+        output_dir=str(out),
+        datalist=str(datalist),
+        task="mri_pet",
+        log_figures="false",
+        batch_size=2,
+        roi_size=[64, 64],
+        device="$torch.device('cpu')",
+        **options,
+    )
+
+
+def ending_line(call: Callable[[], object]) -> str:
+    """The one line the command ends with when ``call()`` raises (the test fails with the traceback of a bug,
+    which keeps its traceback)."""
+    from hkafusion_monai.utils.cli import error_line
+
+    with pytest.raises(BaseException) as info:
+        call()
+    line = error_line(info.value)
+    assert line is not None, "".join(traceback.format_exception(info.value))[-3000:]
+    return line
 
 
 def last_line(result: subprocess.CompletedProcess) -> str:

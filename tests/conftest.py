@@ -105,3 +105,19 @@ def stop_process(proc, timeout: float = 20) -> None:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_mlflow_home(tmp_path_factory: pytest.TempPathFactory):
+    """The per-user MLflow store (``HKAFUSION_HOME``) in a temporary folder, never the real home: for the
+    session-scoped fixtures, which run before any test's own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HKAFUSION_HOME", str(tmp_path_factory.mktemp("hkafusion_home")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's runs go to a store of its own, ``tmp_path/hkafusion_home/mlruns.db``
+    (``hkafusion_monai.handlers.default_tracking_uri()``)."""
+    monkeypatch.setenv("HKAFUSION_HOME", str(tmp_path / "hkafusion_home"))

@@ -18,19 +18,19 @@ import subprocess
 import sys
 import sysconfig
 import time
-import traceback
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
+from _inference import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
 from monai.bundle import run
 
+from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.io import output_name
-from hkafusion_monai.utils.cli import error_line, install_at_startup, runs_module
+from hkafusion_monai.utils.cli import install_at_startup, runs_module
 
-TRAIN = [str(BUNDLE / "configs" / "train.json"), str(REPO / "configs" / "smoke.json")]
+TRAIN = SMOKE_TRAIN
 
 
 @pytest.fixture(scope="module")
@@ -55,42 +55,11 @@ def _pair(phantom: Path) -> tuple[str, str]:
     return item["mri"], item["other"]
 
 
-def _infer(ckpt: Path, out: Path, **options) -> None:
-    run(
-        "inference",
-        config_file=str(INFERENCE_JSON),
-        bundle_root=str(BUNDLE),
-        ckpt_path=str(ckpt),
-        output_dir=str(out),
-        progress="false",
-        device="$torch.device('cpu')",
-        **options,
-    )
+_infer = infer
 
 
-def _train(out: Path, datalist: Path, **options) -> None:
-    run(
-        "training",
-        config_file=TRAIN,
-        bundle_root=str(BUNDLE),
-        output_dir=str(out),
-        datalist=str(datalist),
-        task="mri_pet",
-        log_figures="false",
-        batch_size=2,
-        roi_size=[64, 64],
-        device="$torch.device('cpu')",
-        **options,
-    )
-
-
-def _line(call) -> str:
-    """The one line the command ends with when ``call()`` raises (None: a bug, which keeps its traceback)."""
-    with pytest.raises(BaseException) as info:
-        call()
-    line = error_line(info.value)
-    assert line is not None, "".join(traceback.format_exception(info.value))[-3000:]
-    return line
+_train = train
+_line = ending_line
 
 
 # ----------------------------------------------------------------------------------- inference: one line each
@@ -407,7 +376,7 @@ def test_a_datalist_run_fuses_every_pair_it_can_and_continues(ckpt: Path, phanto
     assert line.endswith("rerun with --skip_existing true to fuse only the pairs without an output")
     written = {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.png")}
     assert sorted(written) == sorted(f"{Path(items[i]['mri']).stem}_fused.png" for i in (0, 3))
-    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    client = mlflow.MlflowClient(default_tracking_uri())
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert [r.info.status for r in runs] == ["FAILED"] and runs[0].data.metrics["pairs_failed"] == 2
 

@@ -12,6 +12,8 @@ import mlflow
 import torch
 from test_bundle_workflows import BUNDLE, TRAIN_JSON, _free_port, _write_pairs
 
+from hkafusion_monai.handlers import default_tracking_uri
+
 MULTI_GPU_JSON = str(BUNDLE / "configs" / "multi_gpu_train.json")
 
 
@@ -71,7 +73,7 @@ def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None
     from hkafusion_monai.networks import HKAFusion
 
     HKAFusion().load_state_dict(torch.load(out / "checkpoints" / "model_final.pt", weights_only=True)["model"])
-    client = mlflow.MlflowClient(f"sqlite:///{os.path.abspath(out)}/mlruns.db")
+    client = mlflow.MlflowClient(default_tracking_uri())
     runs = client.search_runs([client.get_experiment_by_name("hkafusion").experiment_id])
     assert len(runs) == 1
     # 8 pairs, 2 ranks, batch 2: 2 iterations per epoch on each rank

@@ -20,6 +20,7 @@ import pytest
 import torch
 from _inference import BUNDLE, REPO, last_line, random_checkpoint, run_bundle, run_inference
 
+from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.inference import FusionInferer, load_fuser
 from hkafusion_monai.reports.run_status import run_tracked
 from hkafusion_monai.utils import CheckpointError, RefusedPairError
@@ -251,7 +252,7 @@ def test_a_failing_evaluation_run_ends_failed(phantom: Path, ckpt: Path, tmp_pat
     )
     assert result.returncode != 0
     assert last_line(result).startswith("error: ") and "bad.png" in last_line(result), result.stderr[-2000:]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlruns.db'}")
+    client = mlflow.MlflowClient(default_tracking_uri())
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert [r.info.status for r in runs if r.info.run_name == "broken"] == ["FAILED"]
 
@@ -369,7 +370,7 @@ def test_ctrl_c_stops_a_training(phantom: Path, tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode not in (0, None), "Ctrl-C was ignored"
     assert "interrupted" in rest.splitlines()[-1]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'run' / 'mlruns.db'}")
+    client = mlflow.MlflowClient(default_tracking_uri())
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert runs and all(r.info.status == "KILLED" for r in runs)
 

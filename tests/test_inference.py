@@ -16,6 +16,7 @@ from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 from monai.bundle import run
 from PIL import Image
 
+from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.inference import check_outputs, inference_items
 from hkafusion_monai.io import atomic_write, output_name
 from hkafusion_monai.transforms import LoadFusionVolumed
@@ -69,7 +70,7 @@ def test_command_line_png_pair_and_mlflow(tmp_path: Path, ckpt: Path, phantom: P
     assert image.mode == "RGB" and image.size == (256, 256)
     assert not [p for p in out.iterdir() if ".tmp" in p.name]  # no temporary files left
 
-    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    client = mlflow.MlflowClient(default_tracking_uri())
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert len(runs) == 1
     params, metrics = runs[0].data.params, runs[0].data.metrics

@@ -21,6 +21,7 @@ import pydicom
 import pytest
 from _inference import BUNDLE, last_line, random_checkpoint, run_inference
 
+from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.transforms import LoadFusionVolumed
 from hkafusion_monai.utils import FusionInputError
 
@@ -161,7 +162,7 @@ def test_inference_logs_and_records_the_registration_and_the_hot_spot_guard(phan
     assert len(registered) == 1 and "rotation" in registered[0] and "world matrix" in registered[0], log[-20:]
     guard = [line for line in log if "hot-spot guard" in line]
     assert len(guard) == 1 and "hot spot(s) of the PET" in guard[0], log[-20:]
-    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    client = mlflow.MlflowClient(default_tracking_uri())
     (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     metrics = run.data.metrics
     assert {"registration_rotation_deg", "registration_shift_mm", "registration_metric"} <= set(metrics)
@@ -171,7 +172,7 @@ def test_inference_logs_and_records_the_registration_and_the_hot_spot_guard(phan
     local = mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id,
         artifact_path="inference_checks.json",
-        tracking_uri=f"sqlite:///{out / 'mlruns.db'}",
+        tracking_uri=default_tracking_uri(),
         dst_path=str(tmp_path / "artifacts"),
     )
     text = Path(local).read_text()

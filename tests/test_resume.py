@@ -16,6 +16,8 @@ import pytest
 import torch
 from test_bundle_workflows import BUNDLE, TRAIN_JSON, _write_pairs
 
+from hkafusion_monai.handlers import default_tracking_uri
+
 EPOCHS, PAIRS, BATCH = 6, 4, 2
 ITERATIONS = EPOCHS * PAIRS // BATCH
 
@@ -71,7 +73,7 @@ def test_sigkill_then_resume_finishes_without_gap(tmp_path: Path) -> None:
     assert final["trainer"]["iteration"] == ITERATIONS and final["trainer"]["max_epochs"] == EPOCHS
     assert set(final) >= {"model", "optimizer", "lr_scheduler", "mu", "rng", "trainer"}
 
-    client = mlflow.MlflowClient(f"sqlite:///{os.path.abspath(out)}/mlruns.db")
+    client = mlflow.MlflowClient(default_tracking_uri())
     experiment = client.get_experiment_by_name("hkafusion")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1, "the resumed training must continue the same MLflow run"

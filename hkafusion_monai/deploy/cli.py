@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hkafusion_monai.utils.cli import Terminated, error_line, install_cli_handlers, one_line
-from hkafusion_monai.utils.errors import HKAFusionError
+from hkafusion_monai.utils.errors import HKAFusionError, StorageError
 
 __all__ = ["main", "parser"]
 
@@ -111,8 +111,9 @@ def _quiet_runtime(debug: bool) -> None:
 
 
 def _check_paths(args: argparse.Namespace) -> tuple[int, str] | None:
-    """``(exit status, message)`` for a missing ``-m`` or ``-i`` (1) or an ``-o`` that names a file (2, a usage
-    error), checked before the SDK's own parser sees them (it would exit on its own); None when they are usable."""
+    """``(exit status, message)`` for a missing ``-m`` or ``-i`` (1), an ``-o`` that names a file (2, a usage
+    error) or that cannot be written or has too little room (1), checked before the SDK's own parser sees them
+    (it would exit on its own); None when they are usable."""
     if args.model is not None and not Path(args.model).exists():
         return EXIT_ERROR, f"-m {args.model}: no such model file or folder"
     if args.input is not None and not Path(args.input).is_dir():
@@ -120,6 +121,12 @@ def _check_paths(args: argparse.Namespace) -> tuple[int, str] | None:
     output = args.output or os.environ.get("HOLOSCAN_OUTPUT_PATH")
     if output is not None and os.path.lexists(output) and not Path(output).is_dir():
         return EXIT_USAGE, f"-o {output}: exists and is not a folder (-o names the folder the derived series go into)"
+    from hkafusion_monai.io.atomic import check_room
+
+    try:  # a read-only or full output folder, found before the SDK loads and the series are fused
+        check_room(output or "output", option="-o")
+    except StorageError as e:
+        return EXIT_ERROR, str(e)
     return None
 
 

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedEvaluator
 
-from hkafusion_monai.utils.cli import debug_enabled, error_line, one_line
-from hkafusion_monai.utils.errors import PairsFailedError
+from hkafusion_monai.utils.cli import debug_enabled, error_line, one_line, project_error
+from hkafusion_monai.utils.errors import PairsFailedError, StorageError
 
 __all__ = ["FusionEvaluator", "PairFailure"]
 
@@ -86,12 +86,15 @@ class FusionEvaluator(SupervisedEvaluator):
     (``EPOCH_COMPLETED``, after the other handlers and before the MLflow run is closed, so that it ends FAILED)
     :class:`~hkafusion_monai.utils.errors.PairsFailedError` names every failed pair; with a single pair in the
     run, that pair's own error is raised instead. Interruptions (Ctrl-C, SIGTERM) are no pair's failure: they stop
-    the run.
+    the run, and so does a :class:`~hkafusion_monai.utils.errors.StorageError` (a full or read-only disk), which
+    every later pair would meet too.
 
     Args:
         device, val_data_loader, network: as for ``SupervisedEvaluator``.
         items: the run's data items (``mri``, ``other``), to name a failed pair; default the data loader's
-            dataset's ``data``.
+            dataset's ``data``. An :class:`~hkafusion_monai.inference.InferenceItems` also gives each item's
+            number in the split, the split's size (``--skip_existing`` leaves pairs out) and whether the run is
+            of one pair; a plain list is one pair when it holds one.
         kwargs: as for ``SupervisedEvaluator``.
     """
 
@@ -108,6 +111,10 @@ class FusionEvaluator(SupervisedEvaluator):
         if items is None:
             items = getattr(getattr(val_data_loader, "dataset", None), "data", None) or []
         self.items = list(items)
+        # an inference run's items say which pairs of the split they are (--skip_existing leaves some out)
+        self.numbers: list[int] = list(getattr(items, "numbers", range(len(self.items))))
+        self.total: int = getattr(items, "total", len(self.items))
+        self.single: bool = getattr(items, "single", len(self.items) <= 1)
         self.failures: list[PairFailure] = []
         self.add_event_handler(Events.STARTED, lambda engine: self.failures.clear())
         self.add_event_handler(Events.EPOCH_COMPLETED, self._raise_failures)
@@ -122,10 +129,12 @@ class FusionEvaluator(SupervisedEvaluator):
             return self._failed(index, e)
 
     def _failed(self, index: int, error: Exception) -> list:
-        if len(self.items) <= 1:  # a single pair ends with its own error, at once
+        if self.single:  # a single pair ends with its own error, at once
+            raise error
+        if isinstance(project_error(error), StorageError):  # a full or read-only disk fails every pair after it
             raise error
         item = self.items[index] if 0 <= index < len(self.items) else {}
-        failure = PairFailure(index, item, error)
+        failure = PairFailure(self.numbers[index] if 0 <= index < len(self.numbers) else index, item, error)
         self.failures.append(failure)
         logger.error("could not fuse %s; going on with the next pair", failure.describe(), exc_info=debug_enabled())
         return []  # no output: the iteration's handlers see no pair
@@ -133,9 +142,10 @@ class FusionEvaluator(SupervisedEvaluator):
     def _raise_failures(self, engine: Engine) -> None:
         if not self.failures:
             return
-        n, total = len(self.failures), len(self.items)
+        n, total, kept = len(self.failures), self.total, self.total - len(self.items)
         listed = "; ".join(f.describe() for f in self.failures)
+        earlier = f" ({kept} of them by an earlier run, kept with --skip_existing)" if kept else ""
         raise PairsFailedError(
-            f"{n} of {total} pair(s) could not be fused, the other {total - n} were: {listed}. Fix them and rerun "
-            "with --skip_existing true to fuse only the pairs without an output"
+            f"{n} of {total} pair(s) could not be fused, the other {total - n} were{earlier}: {listed}. Fix them and "
+            "rerun with --skip_existing true to fuse only the pairs without an output"
         ) from self.failures[0].error

@@ -6,6 +6,7 @@
   one weights loader and the training-state loader (MONAI's ``CheckpointLoader``, subclassed);
 - ``mlflow_run``: :class:`MLflowRun`, the one adapter through which the package writes to the MLflow run of a
   MONAI ``MLFlowHandler``;
+- ``mlflow_store``: where runs are kept (one SQLite store per user, built whole under a lock) and run names;
 - ``run_record``: :class:`MLflowRunRecorder`, the reproducibility record of a training or evaluation run;
 - ``inference_record``: :class:`InferenceRunRecorder`, the record of an inference run;
 - ``inference_checks``: :class:`InferenceChecksHandler`, the hot-spot guard and the registration record of
@@ -38,8 +39,9 @@ from hkafusion_monai.handlers.fusion_metrics import (
 from hkafusion_monai.handlers.inference_checks import InferenceChecksHandler
 from hkafusion_monai.handlers.inference_record import InferenceRunRecorder
 from hkafusion_monai.handlers.learning_rate import LearningRateRecorder
-from hkafusion_monai.handlers.mlflow_run import MLflowRun, default_tracking_uri, timestamped
+from hkafusion_monai.handlers.mlflow_run import MLflowRun
 from hkafusion_monai.handlers.run_record import MLflowRunRecorder
+from hkafusion_monai.io.mlflow_store import default_tracking_uri, run_name, tracking_uri
 
 __all__ = [
     "DynamicMuHandler",
@@ -50,6 +52,7 @@ __all__ = [
     "TrainingStateSaver",
     "WeightsLoader",
     "check_output_dir",
+    "default_tracking_uri",
     "fusion_metric_handlers",
     "resume_run_name",
     "FusionGridHandler",
@@ -70,4 +73,8 @@ __all__ = [
     "CorrelationCoefficient",
     "FusionSSIM",
     "FUSION_METRIC_HANDLERS",
+    "report_outputs",
+    "run_name",
+    "run_tracked",
+    "tracking_uri",
 ]

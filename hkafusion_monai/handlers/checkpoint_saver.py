@@ -23,8 +23,9 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
-from hkafusion_monai.io.atomic import atomic_write, check_output_folder
-from hkafusion_monai.utils import OutputExistsError, as_bool, path_or_flag
+from hkafusion_monai.io.atomic import atomic_write, check_output_folder, storage_errors
+from hkafusion_monai.utils import OutputExistsError, StorageError, as_bool, path_or_flag
+from hkafusion_monai.utils.cli import project_error
 
 __all__ = [
     "RNGState",
@@ -178,9 +179,9 @@ class TrainingStateSaver:
         self.save_dict["trainer"] = engine
         if self.interval_checkpoint is not None:
             event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
-            engine.add_event_handler(event(every=self.save_interval), self.interval_checkpoint)
+            engine.add_event_handler(event(every=self.save_interval), self._save, self.interval_checkpoint)
         if self.final_checkpoint is not None:
-            engine.add_event_handler(Events.COMPLETED, self.final_checkpoint)
+            engine.add_event_handler(Events.COMPLETED, self._save, self.final_checkpoint)
             engine.add_event_handler(Events.EXCEPTION_RAISED, self._save_final_on_error)
         if self.run_name:
             text = json.dumps({"run_name": self.run_name})
@@ -190,8 +191,14 @@ class TrainingStateSaver:
                 overwrite=True,
             )
 
+    def _save(self, engine: Engine, checkpoint: Checkpoint) -> None:
+        """Save ``checkpoint``; a full or read-only disk ends the training with one line naming the folder."""
+        with storage_errors(self.save_dir):
+            checkpoint(engine)
+
     def _save_final_on_error(self, engine: Engine, error: Exception) -> None:
-        """Save the state reached (as MONAI's ``CheckpointSaver`` does), then let the error go on."""
-        if self.final_checkpoint is not None:  # always: attach() adds this handler with the final checkpoint
-            self.final_checkpoint(engine)
+        """Save the state reached (as MONAI's ``CheckpointSaver`` does), then let the error go on; not when the
+        error is the disk's (the save would meet it again)."""
+        if self.final_checkpoint is not None and not isinstance(project_error(error), StorageError):
+            self._save(engine, self.final_checkpoint)
         raise error

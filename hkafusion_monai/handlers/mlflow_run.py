@@ -33,8 +33,6 @@ __all__ = [
     "PARAMS_PER_REQUEST",
     "RUN_END_STATUSES",
     "MLflowRun",
-    "default_tracking_uri",
-    "timestamped",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,19 +43,6 @@ METRICS_PER_REQUEST = 1000
 #: how a run that does not finish ends
 RUN_END_STATUSES = ("FAILED", "KILLED")
 _FINISHED = "FINISHED"
-
-
-def default_tracking_uri(output_dir: str | os.PathLike) -> str:
-    """The tracking URI of a workflow: ``MLFLOW_TRACKING_URI`` when set, else the SQLite store
-    ``<output_dir>/mlruns.db`` (MONAI's :func:`~monai.utils.path_to_sqlite_uri` of its absolute path)."""
-    from monai.utils import path_to_sqlite_uri
-
-    return os.environ.get("MLFLOW_TRACKING_URI") or path_to_sqlite_uri(os.path.abspath(output_dir) + "/mlruns.db")
-
-
-def timestamped(name: str) -> str:
-    """``name`` with the local start time, ``<name>_YYYYmmdd_HHMMSS``: a run name that sorts by time."""
-    return name + time.strftime("_%Y%m%d_%H%M%S")
 
 
 class MLflowRun:

@@ -158,7 +158,8 @@ class Fuser:
         acts by the secondary's ``modality``."""
         if isinstance(self.pipeline.inferer, FusionInferer):
             self.pipeline.inferer.modality = modality
-        return self.pipeline.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
+        pred: torch.Tensor = self.pipeline.inferer(image.as_tensor()[None].to(self.device), self.network)[0]
+        return pred
 
     def _items(self, mri: np.ndarray, other: np.ndarray) -> dict[Hashable, Any]:
         """The data item of the contract's array path: ``(C, H, W)`` images or ``(1, H, W, D)`` volumes."""

@@ -26,6 +26,7 @@ __all__ = [
     "ASSUMED_MODALITY",
     "FAILED_KEY",
     "InferenceDataset",
+    "InferenceItems",
     "check_outputs",
     "dicom_modality",
     "inference_items",
@@ -40,6 +41,21 @@ FAILED_KEY = "failed"
 logger = logging.getLogger(__name__)
 
 
+class InferenceItems(list):
+    """The data items of an inference run (a ``list`` of dicts), with what its end needs to name them:
+
+    - ``numbers``: each item's number in the datalist's split (0-based), which ``--skip_existing`` changes from
+      its place in this list;
+    - ``total``: the pairs of the split, those left out by ``--skip_existing`` included;
+    - ``single``: one pair (``--mri``, ``--other``, or a split of one), which ends with its own error rather than
+      the batch summary.
+    """
+
+    def __init__(self, items: list[dict[str, Any]], numbers: list[int], total: int, single: bool) -> None:
+        super().__init__(items)
+        self.numbers, self.total, self.single = numbers, total, single
+
+
 def inference_items(
     mri: str | None = None,
     other: str | None = None,
@@ -51,7 +67,7 @@ def inference_items(
     output_format: str = "auto",
     skip_existing: bool | str = False,
     dataset_dir: str | os.PathLike | None = None,
-) -> list[dict[str, Any]]:
+) -> InferenceItems:
     """The data items of an inference run: one pair (``mri`` and ``other`` paths) or a datalist's ``split``;
     without a ``datalist``, a ``dataset_dir`` (the Harvard pairs or the phantom) gives the datalist of ``task``
     (:func:`hkafusion_monai.data.dataset_datalist`, written under ``<output_dir>/datalists``).
@@ -91,7 +107,10 @@ def inference_items(
         _prepared_item(dict(item), i, datalist, modality, task, output_dir, output_format)
         for i, item in enumerate(items)
     ]
-    return _without_existing(out) if as_bool(skip_existing, "skip_existing") else out
+    kept = {id(item) for item in (_without_existing(out) if as_bool(skip_existing, "skip_existing") else out)}
+    numbers = [i for i, item in enumerate(out) if id(item) in kept]
+    single = datalist is None or len(out) == 1
+    return InferenceItems([out[i] for i in numbers], numbers, len(out), single)
 
 
 def _check_options(

@@ -10,7 +10,15 @@ checkout or an installed wheel (:mod:`~hkafusion_monai.io.bundle`).
 imports nothing of ours but ``utils``.
 """
 
-from hkafusion_monai.io.atomic import atomic_write, atomic_write_dir, check_output_folder, make_output_dir
+from hkafusion_monai.io.atomic import (
+    atomic_write,
+    atomic_write_dir,
+    check_output_folder,
+    check_room,
+    make_output_dir,
+    storage_errors,
+    storage_fault,
+)
 from hkafusion_monai.io.bundle import BUNDLE_RUNTIME_FILES, default_bundle_dir
 from hkafusion_monai.io.dicom import (
     DicomSeries,
@@ -50,6 +58,7 @@ __all__ = [
     "VolumeSeries",
     "atomic_write",
     "atomic_write_dir",
+    "check_room",
     "check_output_folder",
     "default_bundle_dir",
     "describe_series",
@@ -57,6 +66,8 @@ __all__ = [
     "is_image_file",
     "is_nifti",
     "make_output_dir",
+    "storage_errors",
+    "storage_fault",
     "measure",
     "multiframe_geometry",
     "not_a_volume",

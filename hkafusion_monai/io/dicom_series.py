@@ -44,6 +44,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCapture
 
 from hkafusion_monai.io.atomic import atomic_write_dir
 from hkafusion_monai.io.dicom import frame_headers, order_series, pick_series, scan_dicom
+from hkafusion_monai.io.dicom.scan import read_header
 from hkafusion_monai.io.dicom_colour import sc_instance
 from hkafusion_monai.io.dicom_references import common_references, slice_normal, source_images
 from hkafusion_monai.utils.errors import HKAFusionError
@@ -375,7 +376,7 @@ def _series_headers(folder: str | os.PathLike, role: str, series_uid: str | None
     per frame, in spatial order, for a multi-frame image."""
     series = pick_series(scan_dicom(folder), folder, series_uid)
     files, _ = order_series(series)
-    headers: list[Dataset] = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    headers: list[Dataset] = [read_header(f) for f in files]  # also a bare dataset (no Part-10 preamble)
     return frame_headers(headers[0]) if series.slices[0].multiframe else headers
 
 

@@ -11,8 +11,12 @@ attachment (MONAI's ``StatsHandler`` re-raises from its own); the run is ended t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
+
+from hkafusion_monai.io.atomic import storage_fault
+from hkafusion_monai.io.mlflow_store import store_fault
 
 
 class MLflowRun(Protocol):
@@ -21,6 +25,9 @@ class MLflowRun(Protocol):
 
     @property
     def run_id(self) -> str | None: ...
+
+    @property
+    def tracking_uri(self) -> str | None: ...
 
     def end(self, status: str) -> bool: ...
 
@@ -45,12 +52,20 @@ def mark_runs_ended(mlflow_runs: Sequence[MLflowRun | None], error: BaseExceptio
         run.end(status)
 
 
-def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *steps: Callable[[], Any]) -> list[Any]:
+def run_tracked(
+    mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None,
+    *steps: Callable[[], Any],
+    output_dir: str | os.PathLike | None = None,
+) -> list[Any]:
     """Run ``steps`` in order; if one raises (or is interrupted), end the MLflow runs FAILED/KILLED and re-raise.
     Returns the steps' results.
 
+    A fault of the machine (a full disk, a read-only file system) is re-raised as one
+    :class:`~hkafusion_monai.utils.errors.StorageError` naming where: the MLflow store when SQLite reported it,
+    else the path the writer named, else ``output_dir`` (torch's and Python's buffered writes name no file).
+
     Config use: ``"training": ["$hkafusion_monai.reports.run_tracked([@train#handlers#8, @validate#handlers#2],
-    @train#trainer.run)"]`` (the ``MLflowRun`` of each MLflow handler).
+    @train#trainer.run, output_dir=@output_dir)"]`` (the ``MLflowRun`` of each MLflow handler).
     """
     runs = list(mlflow_runs) if isinstance(mlflow_runs, Sequence) else [mlflow_runs]
     results = []
@@ -59,7 +74,14 @@ def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *ste
             results.append(step())
     except BaseException as e:
         mark_runs_ended(runs, e)
-        raise
+        if not isinstance(e, Exception):
+            raise
+        fault = store_fault(e, [r.tracking_uri for r in runs if r is not None])
+        if fault is None and output_dir is not None:
+            fault = storage_fault(e, output_dir)
+        if fault is None or fault is e:
+            raise
+        raise fault from e
     return results
 
 

@@ -39,6 +39,7 @@ from hkafusion_monai.io.dicom import (
     multiframe_geometry,
     order_series,
     pick_series,
+    read_dicom,
     scan_dicom,
     spacing_contradiction,
 )
@@ -193,7 +194,10 @@ class FusionDicomReader(ImageReader):
         datasets: list[pydicom.Dataset] = []
         for f in files:
             try:
-                datasets.append(pydicom.dcmread(f, **kwargs_))
+                ds = read_dicom(f, **kwargs_)
+                if ds is None:  # scanned as DICOM a moment ago: changed since
+                    raise InvalidDicomError("no longer a DICOM file")
+                datasets.append(ds)
             except (InvalidDicomError, OSError, EOFError, ValueError) as e:
                 raise FusionInputError(f"{f}: truncated or corrupt DICOM file ({e})") from e
         self._series, self._files = series, list(files)

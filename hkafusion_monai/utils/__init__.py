@@ -22,6 +22,7 @@ from hkafusion_monai.utils.errors import (
     OutputExistsError,
     PairsFailedError,
     RefusedPairError,
+    StorageError,
     TrainingSetupError,
 )
 from hkafusion_monai.utils.hashing import file_sha256, inputs_summary, name_digest
@@ -43,6 +44,7 @@ __all__ = [
     "OutputExistsError",
     "PairsFailedError",
     "RefusedPairError",
+    "StorageError",
     "TrainingSetupError",
     "as_bool",
     "existing_path",

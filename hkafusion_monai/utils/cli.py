@@ -7,7 +7,7 @@
   ``monai`` when the MONAI Deploy SDK is installed) replaced it, so Ctrl-C raises ``KeyboardInterrupt``.
 - **SIGTERM cleans up.** SIGTERM raises :class:`Terminated` (a ``SystemExit(143)``) in the main thread, so
   ``finally`` blocks (the atomic writers' temporary files) and the run-status handlers run, instead of the
-  process vanishing.
+  process vanishing; one that arrives while the interpreter exits still ends it with 143, never 0.
 - **One line per error.** An uncaught exception a user can cause ends with one line, :func:`error_line`:
   ``error: <message>`` for an :class:`~hkafusion_monai.utils.errors.HKAFusionError` anywhere in its chain (MONAI's
   ``ConfigExpression`` wrappers, and a DataLoader worker's re-raised copy, are left out), and
@@ -29,6 +29,7 @@ When it is installed:
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -44,6 +45,7 @@ __all__ = [
     "Terminated",
     "debug_enabled",
     "error_line",
+    "exception_chain",
     "install_at_startup",
     "install_cli_handlers",
     "one_line",
@@ -63,7 +65,7 @@ class Terminated(SystemExit):
     its clean-up, and a caller can tell it from another ``SystemExit`` (an argument parser's usage error)."""
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
     """``exc`` and its causes and contexts, outermost first (each once)."""
     found: list[BaseException] = []
     while exc is not None and all(exc is not e for e in found):
@@ -74,7 +76,7 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
 
 def project_error(exc: BaseException | None) -> HKAFusionError | None:
     """The first :class:`HKAFusionError` in ``exc``'s chain of causes and contexts, or None."""
-    return next((e for e in _chain(exc) if isinstance(e, HKAFusionError)), None)
+    return next((e for e in exception_chain(exc) if isinstance(e, HKAFusionError)), None)
 
 
 def one_line(text: BaseException | str) -> str:
@@ -125,11 +127,11 @@ def error_line(exc: BaseException) -> str | None:
     ours = project_error(exc)
     if ours is not None:
         return f"error: {one_line(ours)}"
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         message = _worker_error(e)
         if message is not None:
             return f"error: {one_line(message)}"
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, OSError) and e.filename is not None:
             names = str(e.filename) + (f" -> {e.filename2}" if e.filename2 is not None else "")
             return f"error: {names}: {one_line(e.strerror or e)}"
@@ -160,8 +162,26 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackTy
     print(line, file=sys.stderr)
 
 
+#: the exit status of a SIGTERM that arrived, for :func:`_exit_status_at_exit`
+_terminated: list[int] = []
+_at_exit_registered: list[bool] = []
+
+
 def _terminate(signum: int, frame: object) -> None:
+    _terminated.append(128 + signum)
     raise Terminated(128 + signum)
+
+
+def _exit_status_at_exit() -> None:
+    """The last exit handler: a SIGTERM that arrived while the interpreter exits (after the outputs were
+    published, in another exit handler, where its ``Terminated`` is printed and ignored) still ends the process
+    with 143, not 0; and from here on SIGTERM ends it by the signal itself, as nothing is left to clean up."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _terminated:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_terminated[0])
 
 
 def restore_sigint() -> None:
@@ -176,6 +196,9 @@ def install_cli_handlers() -> None:
     if threading.current_thread() is threading.main_thread():
         restore_sigint()
         signal.signal(signal.SIGTERM, _terminate)
+    if not _at_exit_registered:  # once, at the first install: exit handlers run last registered first
+        _at_exit_registered.append(True)
+        atexit.register(_exit_status_at_exit)
 
 
 def runs_module(argv: Sequence[str], modules: Sequence[str] = STARTUP_MODULES) -> bool:

@@ -16,6 +16,7 @@ __all__ = [
     "OutputExistsError",
     "PairsFailedError",
     "RefusedPairError",
+    "StorageError",
     "TrainingSetupError",
 ]
 
@@ -65,3 +66,8 @@ class OptionError(HKAFusionError, ValueError):
 class PairsFailedError(HKAFusionError, RuntimeError):
     """A batch run that fused what it could and could not fuse some pairs; the message names each one (item and
     file) and how to continue the run (``--skip_existing true``)."""
+
+
+class StorageError(HKAFusionError, OSError):
+    """An output, checkpoint, report or MLflow store that the machine cannot take: a full file system or disk
+    quota, a read-only file system, no permission. The message names the path and what to do."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,9 @@ NO_WEIGHTS_MESSAGE = (
     "with load_fuser(weights='PATH/model.pt'). Any checkpoint of this network works: a state dict, or a "
     "CheckpointSaver file holding it under 'model'."
 )
+
+#: the object torch's weights_only unpickler refused, as its messages name it ("GLOBAL posix.system")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device | dict[str, str] = "cpu") -> Any:
@@ -50,18 +54,20 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refused a pickled object: the file may run code when loaded unsafely; it is not loaded.
-        # torch's message opens with advice to load it unsafely; only its line naming the object is kept
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
-        detail = (named or lines or [type(e).__name__])[-1 if named else 0]
-        if "weights_only" in detail:
-            detail = type(e).__name__
-        raise CheckpointError(f"{p}: holds objects other than weights, refused for safety ({detail[:160]})") from None
+        raise CheckpointError(f"{p}: holds objects other than weights, refused for safety ({_refused(e)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as e:
         raise CheckpointError(
             f"{p}: not a readable PyTorch checkpoint (truncated or another kind of file: {type(e).__name__})"
         ) from None
+
+
+def _refused(error: pickle.UnpicklingError) -> str:
+    """What torch's ``weights_only`` refusal says the file holds, and nothing of its advice: torch's message
+    tells how to load the file unsafely (``weights_only=False``) or how to allow-list the object
+    (``add_safe_globals``), which would run whatever the file holds. ``"the object posix.system"``, or the
+    error's type when the message names none."""
+    found = _GLOBAL.search(str(error))
+    return f"the object {found.group(1)}, which is no weight" if found else type(error).__name__
 
 
 def state_dict_of(checkpoint: Any, path: str | os.PathLike) -> Mapping[str, torch.Tensor]:

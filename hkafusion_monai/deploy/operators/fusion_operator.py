@@ -13,6 +13,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 from hkafusion_monai.deploy.fused import FusedPair, log_hot_spots
 from hkafusion_monai.deploy.planning import FusionPair
 from hkafusion_monai.io.dicom import frame_headers, multiframe_geometry
+from hkafusion_monai.io.dicom.scan import read_header
 from hkafusion_monai.io.pairing import VolumeSeries
 from hkafusion_monai.metrics.checks import HOT_SPOT_MIN_KEPT, hot_spot_guard
 from hkafusion_monai.transforms.volume import LoadFusionVolumed
@@ -24,7 +25,7 @@ __all__ = ["FusionOperator"]
 
 def _headers(selected: VolumeSeries) -> list[pydicom.Dataset]:
     """Per-slice headers in spatial order (one per frame of a multi-frame image)."""
-    datasets: list[pydicom.Dataset] = [pydicom.dcmread(f, stop_before_pixels=True) for f in selected.files]
+    datasets: list[pydicom.Dataset] = [read_header(f) for f in selected.files]  # also a bare dataset
     if selected.header.slices[0].multiframe:
         return frame_headers(datasets[0], multiframe_geometry(datasets[0], selected.files[0]))
     return datasets

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .checks import spacing_contradiction
 from .geometry import FrameGeometry, frame_headers, lps_affine, multiframe_geometry, order_series
-from .scan import MULTIFRAME_SOP_CLASSES, DicomSeries, DicomSlice, pick_series, scan_dicom, series_of
+from .scan import MULTIFRAME_SOP_CLASSES, DicomSeries, DicomSlice, pick_series, read_dicom, scan_dicom, series_of
 
 __all__ = [
     "MULTIFRAME_SOP_CLASSES",
@@ -32,6 +32,7 @@ __all__ = [
     "multiframe_geometry",
     "order_series",
     "pick_series",
+    "read_dicom",
     "scan_dicom",
     "series_of",
     "spacing_contradiction",

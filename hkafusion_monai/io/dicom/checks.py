@@ -19,7 +19,14 @@ from hkafusion_monai.utils.errors import FusionInputError
 
 from .scan import DicomSeries
 
-__all__ = ["check_frames_agree", "check_slices", "check_spacing", "spacing_contradiction", "vector"]
+__all__ = [
+    "check_complete",
+    "check_frames_agree",
+    "check_slices",
+    "check_spacing",
+    "spacing_contradiction",
+    "vector",
+]
 
 # tolerances: direction cosines, and slice spacing (relative, plus an absolute floor for rounded positions)
 ORIENT_ATOL = 1e-4
@@ -78,6 +85,36 @@ def check_slices(series: DicomSeries) -> None:
                 f"{where}: slices with different orientations (ImageOrientationPatient): {first.path} has "
                 f"{np.round(first.orientation, 4).tolist()} but {s.path} has {np.round(s.orientation, 4).tolist()}; "
                 "not one volume (a localizer or a multi-planar series?)"
+            )
+
+
+def check_complete(series: DicomSeries) -> None:
+    """The series holds every slice it says it has, where its tags say it: no more slices than files in its
+    ``NumberOfSlices`` (PET, NM) or ``ImagesInAcquisition``, and no gap in its instance numbers
+    (``InstanceNumber``). An end slice that was lost leaves the spacing even, so :func:`check_spacing` cannot
+    see it.
+
+    Raises:
+        FusionInputError: naming the folder, the slices it has and the ones it lacks: a series that lost a file
+            would be fused as a shorter volume.
+    """
+    where, slices = series.where, series.slices
+    lost = "a series that lost a file would be fused as a shorter volume; restore the file(s) or export again"
+    expected = {s.expected for s in slices if s.expected}
+    if len(expected) == 1 and (n := expected.pop()) > len(slices):
+        raise FusionInputError(
+            f"{where}: {len(slices)} slice file(s), but the series has {n} (NumberOfSlices or ImagesInAcquisition): "
+            f"{n - len(slices)} missing; {lost}"
+        )
+    numbers = [s.instance_number for s in slices]
+    if len(numbers) > 1 and None not in numbers and len(set(numbers)) == len(numbers):
+        present = {int(n) for n in numbers if n is not None}
+        gaps = sorted(set(range(min(present), max(present) + 1)) - present)
+        if gaps:
+            shown = ", ".join(str(g) for g in gaps[:5]) + (", ..." if len(gaps) > 5 else "")
+            raise FusionInputError(
+                f"{where}: InstanceNumber {shown} missing among {min(present)}..{max(present)} "
+                f"({len(slices)} file(s)); {lost}"
             )
 
 

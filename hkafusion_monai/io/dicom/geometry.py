@@ -23,7 +23,7 @@ from highdicom.spatial import create_affine_matrix_from_attributes, get_volume_p
 
 from hkafusion_monai.utils.errors import FusionInputError
 
-from .checks import check_slices, check_spacing
+from .checks import check_complete, check_slices, check_spacing
 from .enhanced import enhanced_placement
 from .nm import nm_placement
 from .scan import NM_IMAGE_STORAGE, DicomSeries, read_header
@@ -103,8 +103,9 @@ def order_series(series: DicomSeries) -> tuple[list[Path], np.ndarray]:
 
     Raises:
         FusionInputError: naming the folder and the problem: multi-frame files, missing geometry tags, slices of
-            different sizes, pixel spacings or orientations (e.g. a localizer), two slices at one position, or
-            uneven slice spacing (a missing slice).
+            different sizes, pixel spacings or orientations (e.g. a localizer), two slices at one position,
+            uneven slice spacing (a missing slice), fewer slices than the series' tags give, or a gap in its
+            instance numbers (a lost end slice).
     """
     where, slices = series.where, series.slices
     if not slices:
@@ -124,6 +125,7 @@ def order_series(series: DicomSeries) -> tuple[list[Path], np.ndarray]:
     orientation = slices[0].orientation
     assert orientation is not None  # check_slices: every slice has one
     order, step = stack_order(positions, orientation, where, names, "slices", slices[0].thickness)
+    check_complete(series)  # after the spacing: a slice lost inside the stack is named there, by position
     return [slices[i].path for i in order], step
 
 

@@ -2,6 +2,8 @@
 
 - :func:`scan_dicom` reads the headers of every DICOM file in a folder (optionally below it) and groups them by
   ``SeriesInstanceUID``; non-DICOM files, hidden files and DICOMDIR files are ignored.
+- :func:`read_dicom` reads one file, also a bare dataset without the Part-10 preamble and file meta (as older
+  archives and some CD exports hold them), when it has the image and geometry tags a slice needs.
 - :func:`series_of` groups headers that were read elsewhere (e.g. by MONAI Deploy's loader) the same way.
 - :func:`pick_series` chooses the one series of a folder, or the one named by its UID.
 """
@@ -13,6 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -38,6 +41,7 @@ __all__ = [
     "DicomSlice",
     "first_item",
     "pick_series",
+    "read_dicom",
     "read_header",
     "scan_dicom",
     "series_of",
@@ -75,7 +79,19 @@ _HEADER_TAGS = [
     "Rows",
     "Columns",
     "NumberOfFrames",
+    "NumberOfSlices",
+    "ImagesInAcquisition",
 ]
+#: the tags without which a bare dataset (no preamble) is not read as a slice: the image, and where it lies
+BARE_REQUIRED_TAGS = (
+    "SeriesInstanceUID",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+)
 _UNREADABLE = (InvalidDicomError, OSError, EOFError, ValueError)
 
 
@@ -93,6 +109,8 @@ class DicomSlice:
     frames: int
     thickness: float | None
     sop_class_uid: str = ""
+    #: the slices the series says it has (``NumberOfSlices``, else ``ImagesInAcquisition``), where a tag gives it
+    expected: int | None = None
 
     @property
     def multiframe(self) -> bool:
@@ -145,16 +163,65 @@ def first_item(ds: pydicom.Dataset, keyword: str) -> pydicom.Dataset | None:
     return seq[0] if seq else None
 
 
+def _bare(path: str | Path, **kwargs: Any) -> pydicom.Dataset | None:
+    """A file without the Part-10 preamble read as a bare dataset (pydicom's ``force=True``), with the file
+    meta its encoding implies, so that its pixels decode; None when it is no DICOM dataset (a text or image
+    file beside the series: no SOP or series UID).
+
+    Raises:
+        FusionInputError: a DICOM dataset without the image and geometry tags (:data:`BARE_REQUIRED_TAGS`),
+            which cannot be told from a slice in the wrong place: named, and refused.
+    """
+    try:
+        ds = pydicom.dcmread(path, force=True, **kwargs)
+        uid = str(ds.get("SOPInstanceUID", "") or ds.get("SeriesInstanceUID", ""))
+    except (*_UNREADABLE, KeyError, TypeError, AttributeError):
+        return None
+    if not uid or not all(part.isdigit() for part in uid.split(".")):
+        return None
+    wanted = [t for t in BARE_REQUIRED_TAGS if "specific_tags" not in kwargs or t in kwargs["specific_tags"]]
+    missing = [t for t in wanted if ds.get(t) in (None, "")]
+    if missing:
+        raise FusionInputError(
+            f"{path}: a DICOM dataset without the Part-10 preamble and without {', '.join(missing)}; refused, as "
+            "its place in the series is unknown (add the file meta, e.g. dcmconv +F, or remove the file)"
+        )
+    implicit, little = ds.original_encoding
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian
+            if implicit
+            else (pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
+        )
+    return ds
+
+
+def read_dicom(path: str | Path, **kwargs: Any) -> pydicom.Dataset | None:
+    """One DICOM file (``pydicom.dcmread(path, **kwargs)``): a Part-10 file, or a bare dataset without the
+    preamble and file meta that has the image and geometry tags; None for a file that is not DICOM at all.
+
+    Raises:
+        FusionInputError: a bare DICOM dataset without those tags (named); pydicom's errors for a corrupt
+            Part-10 file.
+    """
+    if pydicom.misc.is_dicom(path):
+        return pydicom.dcmread(path, **kwargs)
+    return _bare(path, **kwargs)
+
+
 def read_header(path: str | Path) -> pydicom.Dataset:
-    """The whole header of one DICOM file (no pixel data).
+    """The whole header of one DICOM file (no pixel data), also of a bare dataset (:func:`read_dicom`).
 
     Raises:
         FusionInputError: the header cannot be read (truncated or corrupt file), naming the file.
     """
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        ds = read_dicom(path, stop_before_pixels=True)
     except _UNREADABLE as e:
         raise FusionInputError(f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})") from e
+    if ds is None:
+        raise FusionInputError(f"{path}: not a DICOM file")
+    return ds
 
 
 def _floats(ds: pydicom.Dataset, name: str, n: int) -> np.ndarray | None:
@@ -207,11 +274,16 @@ def _paths(root: str | os.PathLike | Sequence[str | os.PathLike], recursive: boo
 def _headers(paths: Iterable[Path], errors: list[str] | None) -> Iterable[tuple[Path, pydicom.Dataset]]:
     for path in paths:
         try:
-            if not pydicom.misc.is_dicom(path):
+            found = read_dicom(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            if found is None:
                 continue
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            ds = found
         except (*_UNREADABLE, KeyError) as e:
-            problem = f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})"
+            problem = (
+                str(e)
+                if isinstance(e, FusionInputError)
+                else (f"{path}: DICOM header cannot be read; truncated or corrupt file ({e})")
+            )
             if errors is None:
                 raise FusionInputError(problem) from e
             errors.append(problem)
@@ -230,9 +302,9 @@ def scan_dicom(
         errors: if given, unreadable files are reported here (one line each) and skipped, not raised.
 
     Returns:
-        The series, sorted by study, modality, series number and UID. Files that are not DICOM (no
-        ``DICM`` preamble), hidden files, DICOMDIR files and files without pixel rows/columns (reports,
-        presentation states, ...) are left out.
+        The series, sorted by study, modality, series number and UID. Files that are not DICOM (neither a
+        Part-10 file nor a bare dataset with the image and geometry tags, :func:`read_dicom`), hidden files,
+        DICOMDIR files and files without pixel rows/columns (reports, presentation states, ...) are left out.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -267,6 +339,7 @@ def _slice(path: Path, ds: pydicom.Dataset) -> DicomSlice:
         frames=_int(ds, "NumberOfFrames") or 1,
         thickness=float(thickness) if thickness not in (None, "") else None,
         sop_class_uid=str(ds.get("SOPClassUID", "")),
+        expected=_int(ds, "NumberOfSlices") or _int(ds, "ImagesInAcquisition"),
     )
 
 
