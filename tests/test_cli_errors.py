@@ -1,4 +1,4 @@
-"""The bundle command line (``python -m monai.bundle run ...``) at its entry point (issue 23, items 1, 2 and 5):
+"""The bundle command line (``python -m monai.bundle run ...``) at its entry point:
 every error a user can cause ends with one ``error: <file or option>: <problem>`` line and a non-zero exit,
 Ctrl-C and SIGTERM stop a run from its first second, and a datalist run fuses every pair it can.
 
@@ -263,7 +263,8 @@ def _bundle(*args: str) -> list[str]:
 
 
 def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> None:
-    """Issue 23 #1 as found: --resume with a hostile checkpoint ended in 83 lines naming no file."""
+    """--resume with a hostile checkpoint ends in one line naming the file (it once ended in 83 lines naming no
+    file)."""
     evil = tmp_path / "evil.pt"
 
     class Evil:
@@ -342,7 +343,7 @@ def test_the_start_up_hook_is_for_the_bundle_command_only() -> None:
 def test_a_signal_in_the_first_seconds_stops_the_run(
     ckpt: Path, phantom: Path, tmp_path: Path, signum: int, delay: float
 ) -> None:
-    """Issue 23 #2: started as a shell script's background job starts it (SIGINT ignored), a run ignored a Ctrl-C
+    """Started as a shell script's background job starts it (SIGINT ignored), a run ignored a Ctrl-C
     until its config was read (6-8 s) and completed with exit 0. The start-up hook installs the handlers as the
     interpreter starts (``import monai`` takes seconds): the run stops, non-zero, with nothing written."""
     mri, other = _pair(phantom)
@@ -391,7 +392,7 @@ def test_a_signal_in_the_first_seconds_stops_the_run(
 
 
 def test_a_datalist_run_fuses_every_pair_it_can_and_continues(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
-    """Issue 23 #5: a corrupt item and a missing file do not stop the run; the last line names both (item and
+    """A corrupt item and a missing file do not stop the run; the last line names both (item and
     file), the run exits non-zero, its MLflow run ends FAILED; after the fix, --skip_existing true fuses only
     those two."""
     items = _items(phantom, "png_pet.json", "training") + _items(phantom, "png_pet.json", "test")

@@ -1,5 +1,5 @@
 """One preprocessing/postprocessing contract: a pair fuses to the same pixels through ``inference.json``,
-``load_fuser`` and the evaluation workflow (issue 7, section 3)."""
+``load_fuser`` and the evaluation workflow."""
 
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ def test_harvard_splits(harvard_dir, tmp_path, task, counts):
 
 
 def test_links_out_of_the_folder_given_are_skipped_with_one_warning(tmp_path, capsys):
-    """Issue 23 #3: a folder given is a trust boundary; a link inside it to a sibling's files or folder is not
+    """A folder given is a trust boundary; a link inside it to a sibling's files or folder is not
     followed (one warning each)."""
     data = tmp_path / "data"
     study = make_task(data, "train", "PET", ["1"])

@@ -1,4 +1,4 @@
-"""Inputs that used to give silent wrong results (issue 23, item 4; docs/failure_behaviour.md):
+"""Inputs that used to give silent wrong results (docs/failure_behaviour.md):
 
 - a DICOM slice that its rescale blanks (RescaleSlope 0) is refused, naming the file;
 - a 2-D pair the wrong way round (the pseudo-colour PET as the MRI) is refused, with the fix;
