@@ -19,7 +19,9 @@ from hkafusion_monai.handlers.checkpoint import (
     TrainingStateSaver,
     WeightsLoader,
     check_output_dir,
+    checkpoint_label,
     resume_run_name,
+    trained_or_shipped,
 )
 from hkafusion_monai.handlers.dynamic_mu import DynamicMuHandler
 from hkafusion_monai.handlers.evaluation import FusionEvaluationReport
@@ -53,8 +55,10 @@ __all__ = [
     "TrainingStateSaver",
     "WeightsLoader",
     "check_output_dir",
+    "checkpoint_label",
     "fusion_metric_handlers",
     "resume_run_name",
+    "trained_or_shipped",
     "FusionGridHandler",
     "FusionMetricHandler",
     "InferenceChecksHandler",
