@@ -281,20 +281,23 @@ def datalist_from_splits(
     return finish_datalist(splits, problems, base, modality, skip_unpaired, extra)
 
 
-def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | os.PathLike) -> str:
+def harvard_datalist(
+    splits_json: str | Path, task: str, out_dir: str | os.PathLike, base_dir: str | Path | None = None
+) -> str:
     """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
 
     For the bundle's task overlays (``configs/harvard.json`` with ``--task``, ``configs/joint.json``): the
     datalist is rebuilt at every run, so it always matches the ``splits.json`` it names, and any missing file is
     reported by
     :func:`datalist_from_splits`. ``task="joint"`` concatenates every task of ``splits.json``, split by split;
-    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``.
+    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``. ``base_dir``
+    is the Harvard folder (default: the folder of ``splits_json``).
     """
     if task != JOINT_TASK:
-        datalist = datalist_from_splits(splits_json, task)
+        datalist = datalist_from_splits(splits_json, task, base_dir)
     else:
         tasks = sorted(json.loads(Path(splits_json).read_text()).get("tasks", {}))
-        parts = [datalist_from_splits(splits_json, t) for t in tasks]
+        parts = [datalist_from_splits(splits_json, t, base_dir) for t in tasks]
         datalist = {
             "base_dir": parts[0]["base_dir"],
             "modality": "+".join(p["modality"] for p in parts),
