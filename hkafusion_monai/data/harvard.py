@@ -24,6 +24,7 @@ Why our own code: no kept library checks a folder against a list of checksums.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -48,6 +49,10 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _copy(source: Path, tmp: str) -> None:
+    shutil.copyfile(source, tmp)
 
 
 def listed_files(spec: Mapping) -> dict[str, Mapping[str, str]]:
@@ -102,11 +107,9 @@ def prepare(
             else:
                 problems.append(f"missing: {key} (published as {entry['source']})")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda tmp, found=found: shutil.copyfile(found, tmp), overwrite=True)
+        atomic_write(target, functools.partial(_copy, found), overwrite=True)  # makes the folders too
         copied += 1
-    dest.mkdir(parents=True, exist_ok=True)
-    atomic_write(dest / "splits.json", lambda tmp: shutil.copyfile(spec_file, tmp), overwrite=True)
+    atomic_write(dest / "splits.json", functools.partial(_copy, spec_file), overwrite=True)
     return copied, kept, problems
 
 
