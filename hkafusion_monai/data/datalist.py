@@ -72,6 +72,13 @@ __all__ = [
 ]
 
 
+def _folder_options(mode: argparse.ArgumentParser, what: str) -> None:
+    """``--base-dir`` and one ``--<split> FOLDER ...`` per split: the options of the modes that pair folders."""
+    mode.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
+    for split in DATALIST_SPLITS:
+        mode.add_argument(f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"{what} for the {split} list")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hkafusion_monai.data.datalist",
@@ -88,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="mode", required=True)
 
     f = sub.add_parser("folders", parents=[common], help="pair <folder>/MRI/<name> with <folder>/<CT|PET|SPECT>/<name>")
-    f.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
-    for split in DATALIST_SPLITS:
-        f.add_argument(f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"folder(s) for the {split} list")
+    _folder_options(f, "folder(s)")
     f.add_argument("--mri", default=MRI_FOLDER, help="name of the MRI folder (default MRI)")
     f.add_argument("--other", default=None, help="name of the other folder (default: the CT/PET/SPECT one present)")
     f.add_argument("--modality", choices=MODALITIES, default=None, help="modality (default: the other folder's name)")
@@ -98,11 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "subjects", parents=[common], help="pair <subject>/mri.nii.gz with <subject>/<ct|pet|spect>.nii.gz"
     )
-    v.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
-    for split in DATALIST_SPLITS:
-        v.add_argument(
-            f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"subject folder(s) for the {split} list"
-        )
+    _folder_options(v, "subject folder(s)")
     v.add_argument("--modality", choices=MODALITIES, required=True, help="the other volume's modality")
     v.add_argument("--mri", default="mri", help="the MRI file's name without .nii(.gz) (default mri)")
     v.add_argument("--other", default=None, help="the other file's name without .nii(.gz) (default: the modality)")
@@ -115,11 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "dicom", parents=[common], help="pair, per DICOM study, the MR series with its CT/PT/NM series (tags)"
     )
-    d.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
-    for split in DATALIST_SPLITS:
-        d.add_argument(
-            f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"DICOM folder(s) for the {split} list"
-        )
+    _folder_options(d, "DICOM folder(s)")
     d.add_argument("--modality", choices=MODALITIES, default=None, help="pair only this modality")
     d.add_argument("--mri-description", default=None, metavar="REGEX", help="the MR SeriesDescription must match")
     d.add_argument("--other-description", default=None, metavar="REGEX", help="the other SeriesDescription must match")
