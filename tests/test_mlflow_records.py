@@ -235,6 +235,20 @@ def test_every_experiment_opens_on_its_runs(records: dict[str, Any]) -> None:
         assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development", uri
 
 
+def test_the_closing_message_gives_the_runs_table_address(records: dict[str, Any], capsys) -> None:
+    from hkafusion_monai.handlers import report_outputs
+
+    uri, _ = records["uris"]["training"]
+    experiment = mlflow.MlflowClient(uri).get_experiment_by_name("hkafusion").experiment_id
+    report_outputs({"MLflow store": uri})
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"  MLflow UI: mlflow ui --backend-store-uri {uri}, then open "
+        f"http://127.0.0.1:5000/#/experiments/{experiment}?workflowType=machine_learning"
+    )
+    report_outputs({"MLflow store": uri}, experiment_name="not there")
+    assert capsys.readouterr().out.splitlines()[-1] == f"  MLflow UI: mlflow ui --backend-store-uri {uri}"
+
+
 def test_executed_config_is_the_command_lines(records: dict[str, Any]) -> None:
     """The logged executed config is the config files merged with the command line's overrides, as
     ``monai.bundle run`` executes them, its data paths hashed."""

@@ -34,6 +34,7 @@ __all__ = [
     "PARAMS_PER_REQUEST",
     "RUN_END_STATUSES",
     "MLflowRun",
+    "experiment_address",
     "mark_experiment_kind",
 ]
 
@@ -48,6 +49,23 @@ _FINISHED = "FINISHED"
 #: MLflow 3's UI opens an experiment in the view this tag names; without it, it may open the GenAI traces
 #: overview. These runs are model training, evaluation and inference: the runs table.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def experiment_address(tracking_uri: str, experiment_name: str, ui: str = "http://127.0.0.1:5000") -> str | None:
+    """The address at which ``mlflow ui`` shows the experiment's runs table, or None when the store (a SQLite
+    file) or the experiment is not there.
+
+    MLflow 3.17's UI opens an experiment in its GenAI traces overview whatever the experiment's kind tag says,
+    unless the address names the machine-learning view (``?workflowType=machine_learning``); the tag
+    (:func:`mark_experiment_kind`) is what the UI's kind selector shows."""
+    if not tracking_uri.startswith("sqlite:///") or not os.path.isfile(tracking_uri[len("sqlite:///") :]):
+        return None
+    import mlflow
+
+    experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    return f"{ui}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"
 
 
 def mark_experiment_kind(client: mlflow.MlflowClient, experiment_id: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hkafusion_monai.handlers.mlflow_run import MLflowRun
+from hkafusion_monai.handlers.mlflow_run import MLflowRun, experiment_address
 
 __all__ = ["mark_runs_ended", "report_outputs", "run_tracked"]
 
@@ -52,9 +52,14 @@ def run_tracked(mlflow_runs: MLflowRun | Sequence[MLflowRun | None] | None, *ste
     return results
 
 
-def report_outputs(paths: Mapping[str, str]) -> Mapping[str, str]:
-    """Print where a workflow run left its outputs (``{"what": "where"}``), and how to open a SQLite MLflow store."""
+def report_outputs(paths: Mapping[str, str], experiment_name: str = "hkafusion") -> Mapping[str, str]:
+    """Print where a workflow run left its outputs (``{"what": "where"}``), and how to open a SQLite MLflow store
+    on the runs table of ``experiment_name`` (:func:`~hkafusion_monai.handlers.mlflow_run.experiment_address`)."""
     lines = ["HKAFusion run finished."] + [f"  {what}: {where}" for what, where in paths.items()]
-    lines += [f"  MLflow UI: mlflow ui --backend-store-uri {v}" for v in paths.values() if str(v).startswith("sqlite:")]
+    for uri in (str(v) for v in paths.values() if str(v).startswith("sqlite:")):
+        address = experiment_address(uri, experiment_name)
+        lines.append(
+            f"  MLflow UI: mlflow ui --backend-store-uri {uri}" + (f", then open {address}" if address else "")
+        )
     print("\n".join(lines), flush=True)
     return paths
