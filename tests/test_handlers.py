@@ -212,3 +212,20 @@ def test_validation_grid_is_labelled_and_shows_pet_in_colour(tmp_path) -> None:
     fused_column = grid[top : top + 32, left + 5 * 34 : left + 5 * 34 + 32].astype(int)
     assert (fused_column[..., 0] != fused_column[..., 2]).any(), "fused columns carry the PET's chroma"
     assert FusionGridHandler(tmp_path, enabled="false").enabled is False
+
+
+def test_evaluating_scores_the_training_run_in_its_output_folder_else_the_shipped_weights(tmp_path) -> None:
+    from hkafusion_monai.handlers import checkpoint_label, trained_or_shipped
+    from hkafusion_monai.utils import file_sha256
+
+    shipped = tmp_path / "bundle" / "models" / "model.pt"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes(b"shipped")
+    ckpt_dir = tmp_path / "runs" / "my_pairs" / "checkpoints"
+    assert trained_or_shipped(ckpt_dir, shipped) == str(shipped)
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "model.pt").write_bytes(b"trained")
+    assert trained_or_shipped(ckpt_dir, shipped) == str(ckpt_dir / "model.pt")
+    label = checkpoint_label(ckpt_dir / "model.pt")
+    assert label == f"my_pairs/checkpoints/model.pt (sha256 {file_sha256(ckpt_dir / 'model.pt')[:12]})"
+    assert str(tmp_path) not in label  # the user's folders stay out of a report that travels
