@@ -168,7 +168,7 @@ SCRIPTS = sorted((PACKAGE.parent / "benchmarks").glob("*.py")) + sorted((PACKAGE
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_scripts_import_names_that_exist(script: Path) -> None:
-    """benchmarks/ and tools/ run outside the test suite, so an export moved to its own package (issue 25 #4)
+    """benchmarks/ and tools/ run outside the test suite, so an export moved to another module
     would break them silently: every name they import from the package, also inside functions, must exist."""
     import importlib.util
 

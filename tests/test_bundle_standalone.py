@@ -16,7 +16,7 @@ import pytest
 from _inference import BUNDLE, REPO
 from monai.bundle import ConfigParser
 
-from hkafusion_monai.data import bundle_root, dataset_datalist
+from hkafusion_monai.data import DatalistError, bundle_root, dataset_datalist
 from hkafusion_monai.utils import DataRootError, OptionError
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -80,10 +80,12 @@ def test_dataset_dir_names_the_phantom_or_the_harvard_pairs(phantom: Path, tmp_p
         dataset_datalist(phantom, None, tmp_path)
     with pytest.raises(DataRootError, match="--datalist"):
         dataset_datalist(tmp_path, "mri_pet", tmp_path)
-    splits = {"tasks": {"mri_pet": {"modalities": ["MRI", "PET"], "training": [], "validation": [], "test": []}}}
-    (tmp_path / "splits.json").write_text(json.dumps(splits))
-    written = dataset_datalist(tmp_path, "mri_pet", tmp_path / "lists")
-    assert written == str(tmp_path / "lists" / "mri_pet.json") and Path(written).is_file()
+    # a Harvard folder (it holds splits.json) is read with the repository's split, which names what is missing
+    (tmp_path / "splits.json").write_text(json.dumps({"tasks": {}}))
+    with pytest.raises(
+        DatalistError, match=r"(?s)unpaired: 'train/25016.png' in training: missing .*mri_pet/train/MRI"
+    ):
+        dataset_datalist(tmp_path, "mri_pet", tmp_path / "lists")
 
 
 def test_training_runs_from_the_bundle_folder(phantom: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
+from hkafusion_monai.io.mlflow_store import experiment_address
 from hkafusion_monai.losses import TERM_KEYS
 from hkafusion_monai.metrics import compute_fusion_metrics
 from hkafusion_monai.utils import quantise
@@ -355,6 +356,14 @@ def test_mlflow_ui_shows_the_training_run(trained: dict, demo: dict, tmp_path: P
         with urllib.request.urlopen(base, timeout=10) as response:
             assert b"Unable to display MLflow UI" not in response.read()
         experiment = run.info.experiment_id
+        # the address every run's closing message prints opens the experiment on its runs table, in the
+        # machine-learning view, not on MLflow 3's GenAI traces overview (which the bare experiment address opens)
+        assert client.get_experiment(experiment).tags.get("mlflow.experimentKind") == "custom_model_development"
+        address = experiment_address(demo["tracking_uri"], "hkafusion", ui=base)
+        assert address == f"{base}/#/experiments/{experiment}?workflowType=machine_learning"
+        page = _dump_dom(chromium, address, tmp_path / "p0")
+        assert "overfit" in page and "Run Name" in page, "the address opens on the runs table"
+        assert "Token Usage" not in page and "Observability" not in page, "the GenAI view was opened"
         page = _dump_dom(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "p1")
         assert "overfit" in page, "the experiment page lists the run"
         page = _dump_dom(chromium, f"{base}/#/experiments/{experiment}/runs/{run.info.run_id}", tmp_path / "p2")

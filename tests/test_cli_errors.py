@@ -1,4 +1,4 @@
-"""The bundle command line (``python -m monai.bundle run ...``) at its entry point (issue 23, items 1, 2 and 5):
+"""The bundle command line (``python -m monai.bundle run ...``) at its entry point:
 every error a user can cause ends with one ``error: <file or option>: <problem>`` line and a non-zero exit,
 Ctrl-C and SIGTERM stop a run from its first second, and a datalist run fuses every pair it can.
 
@@ -232,7 +232,8 @@ def _bundle(*args: str) -> list[str]:
 
 
 def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> None:
-    """Issue 23 #1 as found: --resume with a hostile checkpoint ended in 83 lines naming no file."""
+    """--resume with a hostile checkpoint ends in one line naming the file (it once ended in 83 lines naming no
+    file)."""
     evil = tmp_path / "evil.pt"
 
     class Evil:
@@ -311,7 +312,7 @@ def test_the_start_up_hook_is_for_the_bundle_command_only() -> None:
 def test_a_signal_in_the_first_seconds_stops_the_run(
     ckpt: Path, phantom: Path, tmp_path: Path, signum: int, delay: float
 ) -> None:
-    """Issue 23 #2: started as a shell script's background job starts it (SIGINT ignored), a run ignored a Ctrl-C
+    """Started as a shell script's background job starts it (SIGINT ignored), a run ignored a Ctrl-C
     until its config was read (6-8 s) and completed with exit 0. The start-up hook installs the handlers as the
     interpreter starts (``import monai`` takes seconds): the run stops, non-zero, with nothing written."""
     mri, other = _pair(phantom)
@@ -360,7 +361,7 @@ def test_a_signal_in_the_first_seconds_stops_the_run(
 
 
 def test_a_datalist_run_fuses_every_pair_it_can_and_continues(ckpt: Path, phantom: Path, tmp_path: Path) -> None:
-    """Issue 23 #5: a corrupt item and a missing file do not stop the run; the last line names both (item and
+    """A corrupt item and a missing file do not stop the run; the last line names both (item and
     file), the run exits non-zero, its MLflow run ends FAILED; after the fix, --skip_existing true fuses only
     those two."""
     items = _items(phantom, "png_pet.json", "training") + _items(phantom, "png_pet.json", "test")
@@ -389,3 +390,28 @@ def test_a_datalist_run_fuses_every_pair_it_can_and_continues(ckpt: Path, phanto
     _infer(ckpt, out, datalist=datalist, skip_existing="true")
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.png")}
     assert len(after) == 4 and all(after[name] == mtime for name, mtime in written.items())  # not redone
+
+
+@pytest.mark.parametrize("refused", [True, False])
+def test_ignite_says_nothing_more_about_a_refused_input(refused: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """An engine stopped by a refused input (an error with its one line) logs none of ignite's "run is
+    terminating due to exception" ERROR lines, which name a transform object, not the file; a bug keeps them."""
+    from ignite.engine import Engine
+
+    from hkafusion_monai.utils import FusionInputError
+    from hkafusion_monai.utils.cli import QuietRefusedInput
+
+    def step(engine: Engine, batch: object) -> None:
+        try:
+            raise FusionInputError("bad.png: not an image file") if refused else KeyError("a bug")
+        except Exception as e:
+            raise RuntimeError("applying transform <FusionPreprocessd object at 0x7f00>") from e
+
+    engine = Engine(step)
+    QuietRefusedInput.attach(engine)
+    QuietRefusedInput.attach(engine)  # once only
+    assert sum(isinstance(f, QuietRefusedInput) for f in engine.logger.filters) == 1
+    with caplog.at_level("ERROR"), pytest.raises(RuntimeError):
+        engine.run([0])
+    terminating = [r for r in caplog.records if "terminating due to exception" in r.getMessage()]
+    assert len(terminating) == (0 if refused else 2), [r.getMessage() for r in caplog.records]

@@ -16,6 +16,7 @@ from hkafusion_monai.data.datalist import (
     DatalistError,
     datalist_from_folders,
     datalist_from_splits,
+    datalist_from_subjects,
     load_fusion_datalist,
     main,
     write_datalist,
@@ -83,6 +84,25 @@ def test_folders_unpaired_and_duplicates_are_named_and_fail(tmp_path):
     assert "duplicate name '2'" in text and "2.tif" in text
     dl = datalist_from_folders({"training": ["train"]}, base_dir=tmp_path, skip_unpaired=True)
     assert [it["mri"] for it in dl["training"]] == ["train/MRI/1.png"]  # the ambiguous '2' is left out too
+
+
+def test_subjects_pair_volumes_in_each_subject_folder_and_name_what_is_missing(tmp_path):
+    for subject, files in {
+        "a": ["mri.nii.gz", "PET.nii"],
+        "b": ["mri.nii.gz"],
+        "c": ["mri.nii", "mri.nii.gz", "pet.nii"],
+    }.items():
+        for name in files:
+            (tmp_path / subject).mkdir(exist_ok=True)
+            (tmp_path / subject / name).write_bytes(b"not read here")
+    with pytest.raises(DatalistError) as info:
+        datalist_from_subjects({"training": ["a", "b"], "test": ["c"]}, tmp_path, "PET")
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert f"unpaired: {tmp_path / 'b'} has no pet.nii.gz or pet.nii" in problems
+    assert any(p.startswith("duplicate name 'mri' in") and str(tmp_path / "c") in p for p in problems), problems
+    dl = datalist_from_subjects({"training": ["a", "b"], "test": ["c"]}, tmp_path, "PET", skip_unpaired=True)
+    assert dl["training"] == [{"mri": "a/mri.nii.gz", "other": "a/PET.nii", "modality": "PET"}] and not dl["test"]
 
 
 def test_folders_same_folder_in_two_splits_is_a_duplicate(tmp_path):
@@ -202,7 +222,7 @@ def test_harvard_splits(harvard_dir, tmp_path, task, counts):
 
 
 def test_links_out_of_the_folder_given_are_skipped_with_one_warning(tmp_path, capsys):
-    """Issue 23 #3: a folder given is a trust boundary; a link inside it to a sibling's files or folder is not
+    """A folder given is a trust boundary; a link inside it to a sibling's files or folder is not
     followed (one warning each)."""
     data = tmp_path / "data"
     study = make_task(data, "train", "PET", ["1"])

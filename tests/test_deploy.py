@@ -252,7 +252,7 @@ def test_refusals_name_the_series_and_write_nothing(phantom, tmp_path, checkpoin
         _shift(study / "PT", 2000.0)
     elif edit == "no-position":  # the SDK would drop this slice and fuse a shorter series
         _drop_position(study / "MR")
-    elif edit == "foreign-patient":  # issue 14 #1: a foreign patient's PET filed in the MR's study
+    elif edit == "foreign-patient":  # a foreign patient's PET filed in the MR's study
         _set(study / "PT", PatientID="OTHER-PATIENT", PatientName="Other^Patient")
     elif edit == "never-register":
         _set(study / "PT", FrameOfReferenceUID=pydicom.uid.generate_uid())
@@ -290,7 +290,7 @@ def test_a_foreign_patient_is_fused_only_with_the_documented_override(phantom, t
     "name, content", [("model.pt", b"not a checkpoint\n"), ("model.ts", b""), ("model.pt", "truncated")]
 )
 def test_a_bad_model_is_one_line_naming_the_file(phantom, tmp_path, checkpoint, capfd, name, content):
-    """Issue 14 #10: a text, empty or truncated ``-m`` file: one line naming it, never torch's advice to load
+    """A text, empty or truncated ``-m`` file: one line naming it, never torch's advice to load
     it unsafely, exit 1."""
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     model = tmp_path / name
@@ -306,7 +306,7 @@ def test_a_bad_model_is_one_line_naming_the_file(phantom, tmp_path, checkpoint, 
 
 
 def test_a_symbolic_link_loop_is_skipped_with_a_warning(phantom, tmp_path, checkpoint, capfd):
-    """Issue 14 #12: links back up the study folder (and a second path to a series) are read once, and said."""
+    """Links back up the study folder (and a second path to a series) are read once, and said."""
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     os.symlink("..", study / "MR" / "loop")
     os.symlink(study / "PT", study / "PT-again")
@@ -322,7 +322,7 @@ def test_a_symbolic_link_loop_is_skipped_with_a_warning(phantom, tmp_path, check
 
 
 def test_a_link_out_of_the_study_folder_is_not_followed(phantom, tmp_path, checkpoint, capfd):
-    """Issue 23 #3: a link inside the study folder to a sibling folder (here the same patient's CT, which would
+    """A link inside the study folder to a sibling folder (here the same patient's CT, which would
     be fused) is skipped with one warning; only the study's own series are read."""
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     sibling = make_study(tmp_path / "sibling", phantom / "dicom" / "sub-000", ["CT"])
@@ -337,7 +337,7 @@ def test_a_link_out_of_the_study_folder_is_not_followed(phantom, tmp_path, check
 
 
 def test_an_output_that_is_a_file_is_a_usage_error(phantom, tmp_path, checkpoint, capfd):
-    """Issue 23 #1: -o naming an existing file said "interrupted"; it is a usage error (exit 2) naming -o."""
+    """-o naming an existing file (which once said "interrupted") is a usage error (exit 2) naming -o."""
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
@@ -351,7 +351,7 @@ def test_an_output_that_is_a_file_is_a_usage_error(phantom, tmp_path, checkpoint
 
 @pytest.mark.parametrize("delay", [1.0, 3.0])
 def test_ctrl_c_in_the_first_seconds_stops_the_application(phantom, tmp_path, checkpoint, delay):
-    """Issue 23 #2: a Ctrl-C while the SDK and Holoscan load (the first seconds) was ignored and the run
+    """A Ctrl-C while the SDK and Holoscan load (the first seconds) was ignored and the run
     completed; the handlers are now installed first thing: exit 130, nothing written."""
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     out = tmp_path / "out"
@@ -394,7 +394,7 @@ def _silent_dicom_port(held: list) -> tuple[socket.socket, int]:
 
 
 def test_ctrl_c_stops_the_application(phantom, tmp_path, checkpoint):
-    """Issue 14 #11: Ctrl-C ends a run promptly, even while the graph runs (here: waiting on a DICOM
+    """Ctrl-C ends a run promptly, even while the graph runs (here: waiting on a DICOM
     destination that never answers), with exit status 130 and no temporary folder left."""
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     out = tmp_path / "out"

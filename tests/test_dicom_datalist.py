@@ -131,7 +131,7 @@ def test_cli(phantom, tmp_path, capsys):
 
 
 def test_a_link_to_a_sibling_study_is_not_followed(phantom, tmp_path, capsys):
-    """Issue 23 #3: a link inside the folder given that leads to a sibling study is skipped with one warning;
+    """A link inside the folder given that leads to a sibling study is skipped with one warning;
     the sibling's series are never read."""
     root = tmp_path / "studies"
     study = root / "sub-000"

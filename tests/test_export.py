@@ -1,4 +1,4 @@
-"""Export (issue 7, section 6): TorchScript through MONAI's ``ckpt_export``, ``verify_net_in_out``, ONNX."""
+"""Export: TorchScript through MONAI's ``ckpt_export``, ``verify_net_in_out``, ONNX."""
 
 from __future__ import annotations
 

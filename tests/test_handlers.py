@@ -203,10 +203,29 @@ def test_validation_grid_is_labelled_and_shows_pet_in_colour(tmp_path) -> None:
     handler._collect(engine)
     handler._write(engine)
     grid = np.asarray(Image.open(handler.last_path))
-    assert grid.shape == (16 + 2 * 32 + 2, 6 * 32 + 5 * 2, 3)
-    assert (grid[:16] < 128).any(), "column titles"
-    pet_column = grid[16:48, 34:66].astype(int)
+    top, left = 14 + 8, grid.shape[1] - (6 * 32 + 5 * 2)  # the titles' band, the row labels' margin
+    assert grid.shape[0] == top + 2 * 32 + 2 and left > 30
+    assert (grid[:top, left:] < 128).any(), "column titles"
+    assert (grid[top:, :left] < 128).any(), "row labels"
+    pet_column = grid[top : top + 32, left + 34 : left + 66].astype(int)
     assert (pet_column[..., 0] - pet_column[..., 2]).mean() > 20, "PET shown in its colours"
-    fused_column = grid[16:48, 5 * 34 : 5 * 34 + 32].astype(int)
+    fused_column = grid[top : top + 32, left + 5 * 34 : left + 5 * 34 + 32].astype(int)
     assert (fused_column[..., 0] != fused_column[..., 2]).any(), "fused columns carry the PET's chroma"
     assert FusionGridHandler(tmp_path, enabled="false").enabled is False
+
+
+def test_evaluating_scores_the_training_run_in_its_output_folder_else_the_shipped_weights(tmp_path) -> None:
+    from hkafusion_monai.handlers import checkpoint_label, trained_or_shipped
+    from hkafusion_monai.utils import file_sha256
+
+    shipped = tmp_path / "bundle" / "models" / "model.pt"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes(b"shipped")
+    ckpt_dir = tmp_path / "runs" / "my_pairs" / "checkpoints"
+    assert trained_or_shipped(ckpt_dir, shipped) == str(shipped)
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "model.pt").write_bytes(b"trained")
+    assert trained_or_shipped(ckpt_dir, shipped) == str(ckpt_dir / "model.pt")
+    label = checkpoint_label(ckpt_dir / "model.pt")
+    assert label == f"my_pairs/checkpoints/model.pt (sha256 {file_sha256(ckpt_dir / 'model.pt')[:12]})"
+    assert str(tmp_path) not in label  # the user's folders stay out of a report that travels

@@ -1,4 +1,4 @@
-"""The inference workflow ``bundle/configs/inference.json`` (issue 7, section 1)."""
+"""The inference workflow ``bundle/configs/inference.json``."""
 
 from __future__ import annotations
 

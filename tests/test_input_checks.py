@@ -1,4 +1,4 @@
-"""Inputs that used to give silent wrong results (issue 23, item 4; docs/failure_behaviour.md):
+"""Inputs that used to give silent wrong results (docs/failure_behaviour.md):
 
 - a DICOM slice that its rescale blanks (RescaleSlope 0) is refused, naming the file;
 - a 2-D pair the wrong way round (the pseudo-colour PET as the MRI) is refused, with the fix;
@@ -87,12 +87,26 @@ def test_a_pseudo_colour_mri_is_refused_with_the_fix(phantom: Path, ckpt: Path, 
     """The PET PNG given as --mri and the MRI as --other: one line naming the file and the fix."""
     item = json.loads((phantom / "datalists" / "png_pet.json").read_text())["test"][0]
     mri, pet = phantom / item["mri"], phantom / item["other"]
-    result = run_inference(ckpt, tmp_path / "out", pet, mri, "--task", "mri_pet")
+    # the MLflow store is named outside the output folder: this checks what the run itself creates there
+    store = f"sqlite:///{tmp_path / 'store' / 'mlruns.db'}"
+    (tmp_path / "store").mkdir()
+    result = run_inference(ckpt, tmp_path / "out", pet, mri, "--task", "mri_pet", "--tracking_uri", store)
     assert result.returncode != 0
     last = last_line(result)
     assert last.startswith(f"error: {pet}: a pseudo-colour image"), result.stderr[-2000:]
     assert "swap --mri and --other" in last and "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
+    # one error line, the last, and no ignite ERROR line before it (the refused input is said once)
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [last], result.stderr[-2000:]
+    assert not [line for line in lines if " ERROR " in line or line.startswith("ERROR")], result.stderr[-2000:]
+    # nothing was created: the output folder did not exist and still does not
+    assert not (tmp_path / "out").exists()
+    # an existing output folder is left as it was
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "earlier.txt").write_text("kept")
+    result = run_inference(ckpt, tmp_path / "out", pet, mri, "--task", "mri_pet", "--tracking_uri", store)
+    assert result.returncode != 0 and last_line(result).startswith(f"error: {pet}: a pseudo-colour image")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["earlier.txt"]
     # the notebook path refuses the same pair
     from PIL import Image
 

@@ -105,7 +105,8 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
     module, bundle = where.stdout.split()
     assert Path(module).is_relative_to(python.parents[1]) and not Path(module).is_relative_to(REPO_ROOT)
     assert bundle.endswith("hkafusion_monai/_bundle"), bundle
-    # the start-up hook of `python -m monai.bundle` (issue 23 #2) is installed, and imports nothing elsewhere
+    # the start-up hook of `python -m monai.bundle` (Ctrl-C works from the first second) is installed,
+    # and imports nothing elsewhere
     hook = run_installed(
         python,
         tmp,

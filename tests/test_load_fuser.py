@@ -1,4 +1,4 @@
-"""The notebook API ``from hkafusion_monai import load_fuser`` (issue 7, section 2)."""
+"""The notebook API ``from hkafusion_monai import load_fuser``."""
 
 from __future__ import annotations
 

@@ -228,6 +228,28 @@ def test_no_file_names_reach_mlflow(records: dict[str, Any], phantom: Path) -> N
         assert not any(str(phantom) in v or ".png" in v or "png_pet.json" in v for v in values), run_name
 
 
+def test_every_experiment_opens_on_its_runs(records: dict[str, Any]) -> None:
+    """MLflow 3's UI opens an experiment in the view its ``mlflow.experimentKind`` tag names: the runs table for
+    training, evaluation and inference alike."""
+    for uri, _ in records["uris"].values():
+        experiment = mlflow.MlflowClient(uri).get_experiment_by_name("hkafusion")
+        assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development", uri
+
+
+def test_the_closing_message_gives_the_runs_table_address(records: dict[str, Any], capsys) -> None:
+    from hkafusion_monai.handlers import report_outputs
+
+    uri, _ = records["uris"]["training"]
+    experiment = mlflow.MlflowClient(uri).get_experiment_by_name("hkafusion").experiment_id
+    report_outputs({"MLflow store": uri})
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"  MLflow UI: mlflow ui --backend-store-uri {uri}, then open "
+        f"http://127.0.0.1:5000/#/experiments/{experiment}?workflowType=machine_learning"
+    )
+    report_outputs({"MLflow store": uri}, experiment_name="not there")
+    assert capsys.readouterr().out.splitlines()[-1] == f"  MLflow UI: mlflow ui --backend-store-uri {uri}"
+
+
 def test_executed_config_is_the_command_lines(records: dict[str, Any]) -> None:
     """The logged executed config is the config files merged with the command line's overrides, as
     ``monai.bundle run`` executes them, its data paths hashed."""

@@ -1,4 +1,4 @@
-"""The quality issue's additions: the Laplacian-pyramid baseline, the two reader's checks (bone brightness and
+"""What the quality report adds: the Laplacian-pyramid baseline, the two reader's checks (bone brightness and
 hot-spot contrast kept), the painted hot spots, the min-max stretch, and string booleans from the CLI."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from hkafusion_monai.data.dicom_datalist import datalist_from_dicom
 from hkafusion_monai.data.folder_datalist import (
     datalist_from_folders,
     datalist_from_splits,
+    datalist_from_subjects,
     harvard_datalist,
     pair_folder,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "datalist_from_dicom",
     "datalist_from_folders",
     "datalist_from_splits",
+    "datalist_from_subjects",
     "dataset_datalist",
     "ensure_phantom",
     "harvard_datalist",

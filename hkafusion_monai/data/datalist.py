@@ -6,6 +6,10 @@ Command line (``python -m hkafusion_monai.data.datalist -h``)::
     python -m hkafusion_monai.data.datalist folders --base-dir DATA --training mri_pet/train \\
         --validation mri_pet/test --out pet.json
 
+    # from NIfTI volumes, one folder per subject (<subject>/mri.nii.gz pairs with <subject>/pet.nii.gz)
+    python -m hkafusion_monai.data.datalist subjects --base-dir DATA --training sub-000 sub-001 \\
+        --test sub-002 --modality PET --out pet_nifti.json
+
     # from the de-leaked split of the shared Harvard pairs
     python -m hkafusion_monai.data.datalist splits --splits ../shared/data/harvard/splits.json \\
         --task mri_pet --out pet.json
@@ -14,7 +18,7 @@ Command line (``python -m hkafusion_monai.data.datalist -h``)::
     python -m hkafusion_monai.data.datalist dicom --base-dir DATA --training studies/train \\
         --test studies/test --modality PET --out pet_dicom.json
 
-Each mode has its module: :mod:`~hkafusion_monai.data.folder_datalist` (``folders``, ``splits``) and
+Each mode has its module: :mod:`~hkafusion_monai.data.folder_datalist` (``folders``, ``subjects``, ``splits``) and
 :mod:`~hkafusion_monai.data.dicom_datalist` (``dicom``, whose pairing rule the Deploy application shares); the
 file format, writing and loading are in :mod:`~hkafusion_monai.data.datalist_file`. Their names are importable
 from here too, as the datalist tool's API.
@@ -46,6 +50,7 @@ from hkafusion_monai.data.folder_datalist import (
     MRI_FOLDER,
     datalist_from_folders,
     datalist_from_splits,
+    datalist_from_subjects,
     harvard_datalist,
     pair_folder,
 )
@@ -58,12 +63,20 @@ __all__ = [
     "datalist_from_dicom",
     "datalist_from_folders",
     "datalist_from_splits",
+    "datalist_from_subjects",
     "harvard_datalist",
     "load_fusion_datalist",
     "main",
     "pair_folder",
     "write_datalist",
 ]
+
+
+def _folder_options(mode: argparse.ArgumentParser, what: str) -> None:
+    """``--base-dir`` and one ``--<split> FOLDER ...`` per split: the options of the modes that pair folders."""
+    mode.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
+    for split in DATALIST_SPLITS:
+        mode.add_argument(f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"{what} for the {split} list")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,12 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="mode", required=True)
 
     f = sub.add_parser("folders", parents=[common], help="pair <folder>/MRI/<name> with <folder>/<CT|PET|SPECT>/<name>")
-    f.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
-    for split in DATALIST_SPLITS:
-        f.add_argument(f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"folder(s) for the {split} list")
+    _folder_options(f, "folder(s)")
     f.add_argument("--mri", default=MRI_FOLDER, help="name of the MRI folder (default MRI)")
     f.add_argument("--other", default=None, help="name of the other folder (default: the CT/PET/SPECT one present)")
     f.add_argument("--modality", choices=MODALITIES, default=None, help="modality (default: the other folder's name)")
+
+    v = sub.add_parser(
+        "subjects", parents=[common], help="pair <subject>/mri.nii.gz with <subject>/<ct|pet|spect>.nii.gz"
+    )
+    _folder_options(v, "subject folder(s)")
+    v.add_argument("--modality", choices=MODALITIES, required=True, help="the other volume's modality")
+    v.add_argument("--mri", default="mri", help="the MRI file's name without .nii(.gz) (default mri)")
+    v.add_argument("--other", default=None, help="the other file's name without .nii(.gz) (default: the modality)")
 
     s = sub.add_parser("splits", parents=[common], help="use the Harvard splits.json (de-leaked split)")
     s.add_argument("--splits", required=True, help="path to splits.json")
@@ -97,11 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "dicom", parents=[common], help="pair, per DICOM study, the MR series with its CT/PT/NM series (tags)"
     )
-    d.add_argument("--base-dir", required=True, help="directory the datalist's paths are relative to")
-    for split in DATALIST_SPLITS:
-        d.add_argument(
-            f"--{split}", nargs="+", default=[], metavar="FOLDER", help=f"DICOM folder(s) for the {split} list"
-        )
+    _folder_options(d, "DICOM folder(s)")
     d.add_argument("--modality", choices=MODALITIES, default=None, help="pair only this modality")
     d.add_argument("--mri-description", default=None, metavar="REGEX", help="the MR SeriesDescription must match")
     d.add_argument("--other-description", default=None, metavar="REGEX", help="the other SeriesDescription must match")
@@ -116,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if out.exists() and not args.overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        if args.mode in ("folders", "dicom"):
+        if args.mode in ("folders", "subjects", "dicom"):
             folders = {s: getattr(args, s) for s in DATALIST_SPLITS if getattr(args, s)}
             if not folders:
                 raise ValueError("give at least one of --training, --validation, --test")
@@ -127,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 other=args.other,
                 mri=args.mri,
                 modality=args.modality,
+                skip_unpaired=args.skip_unpaired,
+            )
+        elif args.mode == "subjects":
+            datalist = datalist_from_subjects(
+                folders,
+                args.base_dir,
+                args.modality,
+                mri=args.mri,
+                other=args.other,
                 skip_unpaired=args.skip_unpaired,
             )
         elif args.mode == "dicom":

@@ -1,5 +1,6 @@
-"""Datalists of 2-D image pairs: folders in the Harvard layout (``<folder>/MRI/<name>`` pairs with
-``<folder>/<CT|PET|SPECT>/<name>``, matched by file name), and the de-leaked split of the shared Harvard pairs
+"""Datalists of file pairs: 2-D images in folders of the Harvard layout (``<folder>/MRI/<name>`` pairs with
+``<folder>/<CT|PET|SPECT>/<name>``, matched by file name), NIfTI volumes in one folder per subject
+(``<subject>/mri.nii.gz`` pairs with ``<subject>/pet.nii.gz``), and the de-leaked split of the Harvard pairs
 (``splits.json``).
 
 A symbolic link that leads out of a folder given is never followed: it is skipped with one warning
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from hkafusion_monai.data.datalist_file import DATALIST_SPLITS, DatalistError, finish_datalist, warn, write_datalist
-from hkafusion_monai.io.formats import IMAGE_SUFFIXES
+from hkafusion_monai.io.formats import IMAGE_SUFFIXES, NIFTI_SUFFIXES, split_suffix
 from hkafusion_monai.io.study import outside_link
 from hkafusion_monai.utils.tasks import TASK_MODALITY
 
@@ -25,6 +26,7 @@ __all__ = [
     "MRI_FOLDER",
     "datalist_from_folders",
     "datalist_from_splits",
+    "datalist_from_subjects",
     "harvard_datalist",
     "pair_folder",
 ]
@@ -166,6 +168,68 @@ def datalist_from_folders(
     return finish_datalist(splits, problems, base, modalities.pop(), skip_unpaired)
 
 
+def _subject_volume(subject: Path, name: str, problems: list[str]) -> Path | None:
+    """The one NIfTI file ``<subject>/<name>.nii(.gz)`` (name case-insensitive), or None with a problem said."""
+    found = [
+        p
+        for p in _inside(sorted(subject.iterdir()), subject)
+        if p.is_file()
+        and split_suffix(p.name)[1].lower() in NIFTI_SUFFIXES
+        and split_suffix(p.name)[0].lower() == name.lower()
+    ]
+    if len(found) == 1:
+        return found[0]
+    problems.append(
+        f"unpaired: {subject} has no {name}.nii.gz or {name}.nii"
+        if not found
+        else f"duplicate name {name!r} in {subject}: {', '.join(str(p) for p in found)}"
+    )
+    return None
+
+
+def datalist_from_subjects(
+    subjects: Mapping[str, Sequence[str | Path]],
+    base_dir: str | Path,
+    modality: str,
+    mri: str = "mri",
+    other: str | None = None,
+    skip_unpaired: bool = False,
+) -> dict:
+    """Build a datalist of NIfTI volume pairs, one folder per subject (the phantom's ``nifti/sub-000/`` layout).
+
+    Args:
+        subjects: split name to subject folders, each relative to ``base_dir`` (or absolute) and holding
+            ``<mri>.nii.gz`` (or ``.nii``) and ``<other>.nii.gz``.
+        base_dir: the directory the datalist's paths are relative to.
+        modality: ``CT``, ``PET`` or ``SPECT``.
+        mri: the MRI file's name without suffix (case-insensitive).
+        other: the other file's name without suffix; default: the modality in lower case (``pet``).
+        skip_unpaired: leave out subjects missing a file (with a warning) instead of raising.
+
+    Raises:
+        DatalistError: listing every subject folder that lacks a file or holds two of one name.
+    """
+    modality = _modality_of("", modality)
+    other = other or modality.lower()
+    base = Path(base_dir)
+    problems: list[str] = []
+    splits: dict[str, list[tuple[Path, Path]]] = {}
+    for split, folders in subjects.items():
+        if split not in DATALIST_SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {DATALIST_SPLITS}")
+        splits[split] = []
+        for f in folders:
+            subject = base / f
+            if not subject.is_dir():
+                raise DatalistError([f"{subject}: folder not found"])
+            m, o = _subject_volume(subject, mri, problems), _subject_volume(subject, other, problems)
+            if m is not None and o is not None:
+                splits[split].append((m, o))
+    if not splits:
+        raise ValueError("no folders given")
+    return finish_datalist(splits, problems, base, modality, skip_unpaired)
+
+
 def datalist_from_splits(
     splits_json: str | Path,
     task: str,
@@ -217,20 +281,23 @@ def datalist_from_splits(
     return finish_datalist(splits, problems, base, modality, skip_unpaired, extra)
 
 
-def harvard_datalist(splits_json: str | Path, task: str, out_dir: str | os.PathLike) -> str:
+def harvard_datalist(
+    splits_json: str | Path, task: str, out_dir: str | os.PathLike, base_dir: str | Path | None = None
+) -> str:
     """Write ``<out_dir>/<task>.json`` from the Harvard ``splits.json`` (the de-leaked split) and return its path.
 
     For the bundle's task overlays (``configs/harvard.json`` with ``--task``, ``configs/joint.json``): the
     datalist is rebuilt at every run, so it always matches the ``splits.json`` it names, and any missing file is
     reported by
     :func:`datalist_from_splits`. ``task="joint"`` concatenates every task of ``splits.json``, split by split;
-    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``.
+    each item keeps its own ``modality``, and the top-level ``modality`` lists them joined by ``+``. ``base_dir``
+    is the Harvard folder (default: the folder of ``splits_json``).
     """
     if task != JOINT_TASK:
-        datalist = datalist_from_splits(splits_json, task)
+        datalist = datalist_from_splits(splits_json, task, base_dir)
     else:
         tasks = sorted(json.loads(Path(splits_json).read_text()).get("tasks", {}))
-        parts = [datalist_from_splits(splits_json, t) for t in tasks]
+        parts = [datalist_from_splits(splits_json, t, base_dir) for t in tasks]
         datalist = {
             "base_dir": parts[0]["base_dir"],
             "modality": "+".join(p["modality"] for p in parts),

@@ -1,8 +1,11 @@
-"""Where the shared data and the bundle lie.
+"""Where the data and the bundle lie.
 
-One setting, ``HKAFUSION_SHARED``, names the shared folder that holds the Harvard pairs (``data/harvard``) and
-the reference values (``reference/``). Every overlay, workflow, benchmark and test reads it through these
-functions; the default is ``../shared`` beside the checkout's working directory.
+The Harvard pairs are the folder that ``python -m hkafusion_monai.data.harvard prepare --from <folder>`` builds,
+``data/harvard`` in the working directory; their split is always the repository's own
+(:data:`hkafusion_monai.data.harvard.SPLITS_FILE`). One setting, ``HKAFUSION_SHARED``, names instead a shared
+folder that holds them (``data/harvard``) and the reference values (``reference/``), as this project's CI has
+it; its default is ``../shared`` beside the checkout's working directory. Every overlay, workflow, benchmark
+and test reads them through these functions.
 
 A bundle workflow finds its bundle folder with :func:`bundle_root` (``"."`` inside the bundle, as model-zoo
 bundles run, ``"bundle"`` from the repository root) and its data with :func:`dataset_datalist` (the
@@ -15,6 +18,7 @@ import os
 from pathlib import Path
 
 from hkafusion_monai.data.folder_datalist import harvard_datalist
+from hkafusion_monai.data.harvard import DEFAULT_FOLDER, SPLITS_FILE
 from hkafusion_monai.utils import DataRootError, OptionError
 from hkafusion_monai.utils.tasks import TASK_MODALITY
 
@@ -47,18 +51,23 @@ def _setting() -> str:
 
 
 def harvard_root() -> str:
-    """``<shared>/data/harvard``, checked to hold ``splits.json``.
+    """The Harvard folder: ``<shared>/data/harvard`` when ``HKAFUSION_SHARED`` is set, else ``data/harvard``
+    (built by ``prepare``) when it is there, else ``../shared/data/harvard``; checked to hold ``splits.json``.
 
     Raises:
-        DataRootError: one line naming the setting and the path tried.
+        DataRootError: one line naming the paths tried and the command that builds the folder.
     """
-    root = Path(shared_root()) / "data" / "harvard"
-    if not (root / "splits.json").is_file():
-        raise DataRootError(
-            f"no Harvard pairs at {root} (no splits.json there; {_setting()}): set {SHARED_VARIABLE} to the shared "
-            "folder that holds data/harvard, or train on the phantom with configs/demo.json"
-        )
-    return str(root)
+    shared = Path(shared_root()) / "data" / "harvard"
+    tried = [shared] if os.environ.get(SHARED_VARIABLE) else [DEFAULT_FOLDER, shared]
+    for root in tried:
+        if (root / "splits.json").is_file():
+            return str(root)
+    raise DataRootError(
+        f"no Harvard pairs at {' or '.join(str(r) for r in tried)} (no splits.json there; {_setting()}): build "
+        f"{DEFAULT_FOLDER} from a copy of the public images with python -m hkafusion_monai.data.harvard prepare "
+        "--from <folder> (where to get them: bundle/docs/data_license.txt), or train on the phantom with "
+        "configs/demo.json"
+    )
 
 
 def reference_file(name: str) -> str:
@@ -91,7 +100,8 @@ def dataset_datalist(
 ) -> str:
     """The datalist of the data set in ``dataset_dir`` for ``task`` (a workflow's ``dataset_dir``):
 
-    - the Harvard pairs (``splits.json``, the de-leaked split): ``<out_dir>/<task>.json``, written from it by
+    - the Harvard pairs (a folder holding ``splits.json``): ``<out_dir>/<task>.json``, written from the
+      repository's de-leaked split (:data:`~hkafusion_monai.data.harvard.SPLITS_FILE`) by
       :func:`hkafusion_monai.data.harvard_datalist` (``task`` ``mri_ct``, ``mri_pet``, ``mri_spect`` or
       ``joint``); 2-D pairs only (``source`` ``"png"``);
     - the synthetic phantom (``phantom.json``, ``python -m hkafusion_monai.data.phantom``): its datalist of the
@@ -107,13 +117,13 @@ def dataset_datalist(
     root = Path(dataset_dir)
     if not task:
         raise OptionError(f"--dataset_dir {root} needs --task ({', '.join(sorted(TASK_MODALITY))})")
-    if (root / "splits.json").is_file():
+    if (root / "splits.json").is_file():  # the Harvard folder; its split is the repository's own
         if source != "png":
             raise OptionError(
                 f"--dataset_dir {root}: the Harvard pairs are 2-D PNG pairs, not {source} volumes; pass the phantom's "
                 "folder as --dataset_dir, or a volume datalist as --datalist"
             )
-        return harvard_datalist(root / "splits.json", task, out_dir)
+        return harvard_datalist(SPLITS_FILE, task, out_dir, base_dir=root)
     if (root / "phantom.json").is_file():
         if task not in TASK_MODALITY:
             raise OptionError(f"--task {task}: the phantom has pairs for {', '.join(sorted(TASK_MODALITY))}")

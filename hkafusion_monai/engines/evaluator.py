@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedEvaluator
 
-from hkafusion_monai.utils.cli import debug_enabled, error_line, one_line, project_error
+from hkafusion_monai.utils.cli import QuietRefusedInput, debug_enabled, error_line, one_line, project_error
 from hkafusion_monai.utils.errors import PairsFailedError, StorageError
 
 __all__ = ["FusionEvaluator", "PairFailure"]
@@ -116,6 +116,7 @@ class FusionEvaluator(SupervisedEvaluator):
         self.total: int = getattr(items, "total", len(self.items))
         self.single: bool = getattr(items, "single", len(self.items) <= 1)
         self.failures: list[PairFailure] = []
+        QuietRefusedInput.attach(self)  # a refused input ends with its one line, not ignite's two ERROR lines too
         self.add_event_handler(Events.STARTED, lambda engine: self.failures.clear())
         self.add_event_handler(Events.EPOCH_COMPLETED, self._raise_failures)
 

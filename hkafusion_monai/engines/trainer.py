@@ -12,6 +12,7 @@ from monai.utils import CommonKeys
 
 from hkafusion_monai.losses import PER_SAMPLE_KEYS, TERM_KEYS
 from hkafusion_monai.utils import TrainingSetupError
+from hkafusion_monai.utils.cli import QuietRefusedInput
 
 __all__ = ["FusionTrainer", "check_loader", "check_loaders", "prepare_fusion_batch", "loss_terms"]
 
@@ -90,6 +91,7 @@ class FusionTrainer(SupervisedTrainer):
         kwargs.setdefault("prepare_batch", prepare_fusion_batch)
         kwargs.update(loss_function=loss_function, decollate=decollate)
         super().__init__(*args, **kwargs)
+        QuietRefusedInput.attach(self)  # a refused input ends with its one line, not ignite's ERROR lines too
         self.add_event_handler(IterationEvents.LOSS_COMPLETED, self.record_loss_terms)
 
     def record_loss_terms(self, engine: SupervisedTrainer) -> None:

@@ -18,7 +18,13 @@ What is not a handler lives in :mod:`hkafusion_monai.reports`: the HTML page and
 """
 
 from hkafusion_monai.handlers.checkpoint_loader import TrainingStateLoader, WeightsLoader
-from hkafusion_monai.handlers.checkpoint_saver import TrainingStateSaver, check_output_dir, resume_run_name
+from hkafusion_monai.handlers.checkpoint_saver import (
+    TrainingStateSaver,
+    check_output_dir,
+    checkpoint_label,
+    resume_run_name,
+    trained_or_shipped,
+)
 from hkafusion_monai.handlers.dynamic_mu import DynamicMuHandler
 from hkafusion_monai.handlers.evaluation import FusionEvaluationReport, MethodMetricsCollector
 from hkafusion_monai.handlers.fusion_checks import FusionChecksHandler
@@ -53,8 +59,10 @@ __all__ = [
     "WeightsLoader",
     "check_output_dir",
     "default_tracking_uri",
+    "checkpoint_label",
     "fusion_metric_handlers",
     "resume_run_name",
+    "trained_or_shipped",
     "FusionGridHandler",
     "FusionMetricHandler",
     "InferenceChecksHandler",

@@ -24,15 +24,17 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
 from hkafusion_monai.io.atomic import atomic_write, check_output_folder, storage_errors
-from hkafusion_monai.utils import OutputExistsError, StorageError, as_bool, path_or_flag
+from hkafusion_monai.utils import OutputExistsError, StorageError, as_bool, file_sha256, path_or_flag
 from hkafusion_monai.utils.cli import project_error
 
 __all__ = [
     "RNGState",
     "TrainingStateSaver",
     "check_output_dir",
+    "checkpoint_label",
     "latest_checkpoint",
     "resume_run_name",
+    "trained_or_shipped",
 ]
 
 _RUN_FILE = "run.json"
@@ -75,6 +77,21 @@ def resume_run_name(ckpt_dir: str | os.PathLike, resume: Any) -> str | None:
         return None
     path = Path(ckpt_dir) / _RUN_FILE
     return json.loads(path.read_text())["run_name"] if path.is_file() else None
+
+
+def trained_or_shipped(ckpt_dir: str | os.PathLike, shipped: str | os.PathLike) -> str:
+    """The weights ``evaluating`` scores: the best checkpoint (``model.pt``) of the training run whose
+    checkpoints are in ``ckpt_dir`` (the same ``--output_dir``), else the ``shipped`` weights."""
+    best = Path(ckpt_dir) / "model.pt"
+    return str(best if best.is_file() else shipped)
+
+
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """A checkpoint named for a report: its last three path parts and the start of its SHA-256, e.g.
+    ``my_run/checkpoints/model.pt (sha256 1a2b3c4d5e6f)``: enough to tell two runs' ``model.pt`` apart without
+    writing the user's folders into a report that travels."""
+    p = Path(path)
+    return f"{Path(*p.parts[-3:]).as_posix()} (sha256 {file_sha256(p)[:12]})"
 
 
 def check_output_dir(ckpt_dir: str | os.PathLike, resuming: bool, overwrite: bool | str = False) -> None:

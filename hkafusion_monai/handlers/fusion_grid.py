@@ -22,32 +22,44 @@ __all__ = ["FusionGridHandler", "fusion_grid"]
 
 
 def fusion_grid(
-    columns: Sequence[Sequence[np.ndarray]], titles: Sequence[str] | None = None, gap: int = 2
+    columns: Sequence[Sequence[np.ndarray]],
+    titles: Sequence[str] | None = None,
+    gap: int = 2,
+    row_labels: Sequence[str] | None = None,
+    font_size: int = 14,
 ) -> np.ndarray:
     """Tile rows of images into one uint8 RGB image: ``columns[c][r]`` is row r of column c, each a 2-D image
-    in [0, 1] (grey) or a uint8 ``(H, W, 3)`` picture; ``titles`` are written above the columns."""
-    from PIL import Image, ImageDraw
+    in [0, 1] (grey), a uint8 ``(H, W)`` grey or ``(H, W, 3)`` picture; ``titles`` are written above the columns and
+    ``row_labels`` in a margin left of the rows, so that the picture reads without a caption."""
+    from PIL import Image, ImageDraw, ImageFont
 
     def as_rgb(img: np.ndarray) -> np.ndarray:
         if img.ndim == 3:
             return np.asarray(img, dtype=np.uint8)
-        grey = to_uint8(np.asarray(img))
+        grey = img if img.dtype == np.uint8 else to_uint8(np.asarray(img))
         return np.repeat(grey[..., None], 3, axis=-1)
 
+    font = ImageFont.load_default(size=font_size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     n_rows = len(columns[0])
     h = max(img.shape[0] for col in columns for img in col)
     w = max(img.shape[1] for col in columns for img in col)
-    top = 16 if titles else 0
-    grid = np.full((top + n_rows * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    top = font_size + 8 if titles else 0
+    left = int(max(measure.textlength(str(s), font=font) for s in row_labels)) + 10 if row_labels else 0
+    shape = (top + n_rows * (h + gap) - gap, left + len(columns) * (w + gap) - gap, 3)
+    grid = np.full(shape, 255, dtype=np.uint8)
     for c, col in enumerate(columns):
         for r, img in enumerate(col):
-            y, x = top + r * (h + gap), c * (w + gap)
+            y, x = top + r * (h + gap), left + c * (w + gap)
             grid[y : y + img.shape[0], x : x + img.shape[1]] = as_rgb(img)
-    if titles:
+    if titles or row_labels:
         picture = Image.fromarray(grid)
         draw = ImageDraw.Draw(picture)
-        for c, title in enumerate(titles):
-            draw.text((c * (w + gap) + 3, 2), str(title), fill=(0, 0, 0))
+        for c, title in enumerate(titles or ()):  # centred over its column
+            x = left + c * (w + gap) + (w - measure.textlength(str(title), font=font)) / 2
+            draw.text((max(x, left + c * (w + gap)), 3), str(title), fill=(0, 0, 0), font=font)
+        for r, label in enumerate(row_labels or ()):  # at the middle of its row
+            draw.text((4, top + r * (h + gap) + (h - font_size) / 2), str(label), fill=(0, 0, 0), font=font)
         grid = np.asarray(picture)
     return grid
 
@@ -55,7 +67,8 @@ def fusion_grid(
 class FusionGridHandler:
     """Save a labelled PNG grid of the first validation fusions at every evaluator run, and log it to MLflow.
 
-    Rows are pairs; columns, titled, are MRI | CT/PET/SPECT | average | max | laplacian | HKAFusion. PET and
+    Rows are pairs, labelled ``pair 1``, ``pair 2``, ... (with their modality where the rows' modalities
+    differ); columns, titled, are MRI | CT/PET/SPECT | average | max | laplacian | HKAFusion. PET and
     SPECT are shown in their pseudo-colour (the source file's chroma on each fused luminance, when the batch
     keeps the file names); the rest is grey. Switch it off (``enabled=False``) for data that must not leave the
     site: nothing is then written or logged.
@@ -145,7 +158,9 @@ class FusionGridHandler:
                 columns[c].append(colourise(values[r], rgb) if rgb is not None else values[r])
         modalities = {m for _, m in self._sources}
         titles = ["MRI", "/".join(sorted(modalities)) if modalities else "other", *fused]
-        grid = Image.fromarray(fusion_grid(columns, titles))
+        # rows are pairs, named by their order (file names stay on the site) and, in a mixed grid, modality
+        rows = [f"pair {r + 1}" + (f" {m}" if len(modalities) > 1 else "") for r, (_, m) in enumerate(self._sources)]
+        grid = Image.fromarray(fusion_grid(columns, titles, row_labels=rows))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / self.filename.format(epoch=int(engine.state.epoch))
         atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"), overwrite=True)

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from monai.handlers import MLFlowHandler
 
 __all__ = [
+    "EXPERIMENT_KIND",
     "METRICS_PER_REQUEST",
     "PARAMS_PER_REQUEST",
     "RUN_END_STATUSES",
     "MLflowRun",
+    "mark_experiment_kind",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,16 @@ METRICS_PER_REQUEST = 1000
 #: how a run that does not finish ends
 RUN_END_STATUSES = ("FAILED", "KILLED")
 _FINISHED = "FINISHED"
+#: MLflow 3's UI opens an experiment in the view this tag names; without it, it may open the GenAI traces
+#: overview. These runs are model training, evaluation and inference: the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def mark_experiment_kind(client: mlflow.MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment :data:`EXPERIMENT_KIND` unless it carries a kind already (a user's choice is kept)."""
+    key, value = EXPERIMENT_KIND
+    if key not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, key, value)
 
 
 class MLflowRun:
@@ -106,8 +118,11 @@ class MLflowRun:
             engine.add_event_handler(Events.COMPLETED, self.closed)
 
     def started(self, engine: Engine | None = None) -> None:
-        """Find the handler's run (it has just found or created it)."""
+        """Find the handler's run (it has just found or created it), and mark its experiment as one of model
+        development (:data:`EXPERIMENT_KIND`)."""
         self._run_id = self.find_run()
+        if self._run_id is not None:
+            mark_experiment_kind(self.client, self.client.get_run(self._run_id).info.experiment_id)
 
     def closed(self, engine: Engine | None = None) -> None:
         """The handler closed its run: record nothing more in it."""

@@ -33,6 +33,7 @@ from hkafusion_monai.utils.errors import StorageError
 __all__ = [
     "STORE_FOLDER_VARIABLE",
     "default_tracking_uri",
+    "experiment_address",
     "run_name",
     "store_fault",
     "store_folder",
@@ -127,3 +128,20 @@ def run_name(prefix: str) -> str:
     """A run name unique in a shared store: ``<prefix>_<date>_<time>_<4 hex digits>``. MONAI's handler logs to
     the last unfinished run of its name, so two runs started in the same second must not share one."""
     return f"{prefix}{time.strftime('_%Y%m%d_%H%M%S')}_{secrets.token_hex(2)}"
+
+
+def experiment_address(tracking_uri: str, experiment_name: str, ui: str = "http://127.0.0.1:5000") -> str | None:
+    """The address at which ``mlflow ui`` shows the experiment's runs table, or None when the store (a SQLite
+    file) or the experiment is not there.
+
+    MLflow 3.17's UI opens an experiment in its GenAI traces overview whatever the experiment's kind tag says,
+    unless the address names the machine-learning view (``?workflowType=machine_learning``); the tag
+    (:func:`hkafusion_monai.handlers.mlflow_run.mark_experiment_kind`) is what the UI's kind selector shows."""
+    if not tracking_uri.startswith("sqlite:///") or not os.path.isfile(tracking_uri[len("sqlite:///") :]):
+        return None
+    import mlflow
+
+    experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    return f"{ui}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from hkafusion_monai.io.atomic import storage_fault
-from hkafusion_monai.io.mlflow_store import store_fault
+from hkafusion_monai.io.mlflow_store import experiment_address, store_fault
 
 
 class MLflowRun(Protocol):
@@ -85,10 +85,15 @@ def run_tracked(
     return results
 
 
-def report_outputs(paths: Mapping[str, str]) -> Mapping[str, str]:
-    """Print where a workflow run left its outputs (``{"what": "where"}``), and how to open a SQLite MLflow store."""
+def report_outputs(paths: Mapping[str, str], experiment_name: str = "hkafusion") -> Mapping[str, str]:
+    """Print where a workflow run left its outputs (``{"what": "where"}``), and how to open a SQLite MLflow store
+    on the runs table of ``experiment_name`` (:func:`~hkafusion_monai.io.mlflow_store.experiment_address`)."""
     lines = ["HKAFusion run finished."] + [f"  {what}: {where}" for what, where in paths.items()]
-    lines += [f"  MLflow UI: mlflow ui --backend-store-uri {v}" for v in paths.values() if str(v).startswith("sqlite:")]
+    for uri in (str(v) for v in paths.values() if str(v).startswith("sqlite:")):
+        address = experiment_address(uri, experiment_name)
+        lines.append(
+            f"  MLflow UI: mlflow ui --backend-store-uri {uri}" + (f", then open {address}" if address else "")
+        )
     print("\n".join(lines), flush=True)
     return paths
 

@@ -30,6 +30,7 @@ When it is installed:
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import signal
@@ -42,6 +43,7 @@ from types import TracebackType
 from hkafusion_monai.utils.errors import HKAFusionError
 
 __all__ = [
+    "QuietRefusedInput",
     "Terminated",
     "debug_enabled",
     "error_line",
@@ -138,6 +140,29 @@ def error_line(exc: BaseException) -> str | None:
         if isinstance(e, _PATH_ERRORS):  # raised with a message only, e.g. MONAI's "Cannot find the config file"
             return f"error: {one_line(e)}"
     return None
+
+
+class QuietRefusedInput(logging.Filter):
+    """A filter for an ignite engine's logger: it drops the engine's own ERROR lines ("... run is terminating
+    due to exception: applying transform <... object at 0x7f...>") while an error that ends the command with its
+    one clear line (:func:`error_line`) is in flight, so that line is the only one; a bug's, and every line
+    under ``HKAFUSION_DEBUG=1``, are kept.
+
+    ignite logs these inside its ``except`` block, so the exception is the one being handled
+    (``sys.exc_info()``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or debug_enabled():
+            return True
+        exc = sys.exc_info()[1]
+        return exc is None or "terminating due to exception" not in record.getMessage() or error_line(exc) is None
+
+    @classmethod
+    def attach(cls, engine: object) -> None:
+        """Add the filter to ``engine.logger`` once."""
+        log = getattr(engine, "logger", None)
+        if isinstance(log, logging.Logger) and not any(isinstance(f, cls) for f in log.filters):
+            log.addFilter(cls())
 
 
 def debug_enabled() -> bool:
