@@ -213,7 +213,7 @@ def score_validation(harvard: Path, weights: Path, network_kwargs: dict | None =
 
 
 def validation_bars(row: dict) -> dict[str, bool]:
-    """Every bar of the quality issue, checked on a :func:`score_validation` row (with its ``phantom`` entry
+    """Every bar of round 4 (the 0.5.0 release), checked on a :func:`score_validation` row (with its ``phantom`` entry
     when present): per task the eight-metric count against the pyramid (>= 6) and pixel max beaten on SF, AG,
     Qabf and Qcv; on PET/SPECT the hypointense-hot lesions (mean >= pixel max's, none inverted) and the
     painted hot spots (mean >= 75 %, none under half); CT bone >= 90 %; the phantom's PET/SPECT lesions
