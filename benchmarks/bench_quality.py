@@ -43,10 +43,10 @@ from _quality import (  # noqa: E402
 )
 from _report import git_commit, machine_summary, write_section  # noqa: E402
 
-from hkafusion_monai.inference import load_fuser  # noqa: E402
+from hkafusion_monai.inference import load_fuser, shipped_weights  # noqa: E402
 
 
-def phantom_lesion_table(weights: str, phantom: str) -> list[str]:
+def phantom_lesion_table(weights: str | None, phantom: str) -> list[str]:
     """The phantom's known lesions through the volume path (PET and SPECT NIfTI volumes), per method."""
     from hkafusion_monai.data.phantom import ensure_phantom
     from hkafusion_monai.inference import Fuser
@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     default_shared = Path(shared_root())
     parser.add_argument("--harvard", type=Path, default=default_shared / "data" / "harvard")
     parser.add_argument("--peer", type=Path, default=default_shared / "reference" / "peer_results.json")
-    parser.add_argument("--weights", default=None, help="default: the bundle's shipped model.pt")
+    parser.add_argument(
+        "--weights", default=None, help="default: the shipped weights of each task (model_<task>.pt, else model.pt)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--phantom", default=str(REPO / "demo_data"), help="phantom folder (made if absent)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
@@ -99,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.harvard}/splits.json not found (set --harvard or HKAFUSION_SHARED)", file=sys.stderr)
         return 1
     peers = json.loads(args.peer.read_text())["published_metrics_from_README"]["values"] if args.peer.is_file() else {}
-    weights = args.weights or str(REPO / "bundle" / "models" / "model.pt")
-
-    shown_weights = Path(weights).relative_to(REPO) if Path(weights).is_relative_to(REPO) else weights
+    weights = args.weights
+    shown_weights = (
+        ", ".join(f"{t}: {shipped_weights(REPO / 'bundle', t).name}" for t in TASKS) if weights is None else weights
+    )
     sections = [
         "## Quality on the Harvard test pairs",
         "",

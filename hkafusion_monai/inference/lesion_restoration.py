@@ -53,8 +53,8 @@ class RestoreLesionContrast:
 
     ``restore(fused, image, modality)`` takes the network's fused luminance ``(1, H, W)`` or ``(1, H, W, D)`` and the
     sources ``(2, H, W[, D])`` (channel 0 the MRI, channel 1 the PET/SPECT luminance), both in [0, 1], and
-    returns the fused luminance with the same shape and dtype; volumes are searched in 3-D and restored slice by
-    slice, as the network fuses them. :attr:`last` holds the hot spots restored by the last call.
+    returns the fused luminance with the same shape and dtype; volumes are searched and restored slice by slice,
+    as the network fuses them. :attr:`last` holds the hot spots restored by the last call.
 
     Args:
         target: the fraction of the PET/SPECT's core-minus-surround contrast a detected lesion is raised to.
@@ -105,6 +105,7 @@ class RestoreLesionContrast:
         self.surround = (inner, outer)
         self.modalities = tuple(str(m) for m in modalities)
         self.enabled = bool(enabled)
+        self.max_spots = 64
         self.last: list[RestoredHotSpot] = []
 
     def __call__(self, fused: torch.Tensor, image: torch.Tensor, modality: str | None) -> torch.Tensor:
@@ -119,16 +120,15 @@ class RestoreLesionContrast:
                 f"{tuple(fused.shape)} and {tuple(image.shape)}"
             )
         volume = fused.ndim == 4
-        source = image[1].detach().cpu()
-        spots = find_hot_spots(
-            source, min_contrast=self.min_contrast, radii=self.radii, max_value=1.0, min_isolation=self.min_isolation
-        )
-        if not spots:
-            return fused
         f_planes = as_planes(fused[0].detach().cpu(), 1.0)
-        s_planes, m_planes = as_planes(source, 1.0), as_planes(image[0].detach().cpu(), 1.0)
-        for spot in spots:
-            self._restore(spot, f_planes, s_planes, m_planes, volume)
+        s_planes, m_planes = as_planes(image[1].detach().cpu(), 1.0), as_planes(image[0].detach().cpu(), 1.0)
+        # each slice on its own, as the network fused it: a lesion spans several slices of a volume
+        for z in range(s_planes.shape[0]):
+            spots = find_hot_spots(
+                s_planes[z], self.min_contrast, self.radii, min_isolation=self.min_isolation, max_spots=self.max_spots
+            )
+            for spot in spots:
+                self._restore(spot._replace(plane=z), f_planes, s_planes, m_planes, volume)
         if not self.last:
             return fused
         out = (f_planes / 255.0).clamp(0.0, 1.0)
