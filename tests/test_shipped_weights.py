@@ -43,12 +43,27 @@ def test_torchscript_export_matches_the_checkpoint() -> None:
 
 @pytest.mark.parametrize("task", ["mri_ct", "mri_pet", "mri_spect"])
 def test_every_task_defaults_to_the_shipped_weights(task: str) -> None:
-    assert shipped_weights(BUNDLE, task) == MODELS / "model.pt"
+    """A task's own model (``model_<task>.pt``) where one is shipped, else the joint ``model.pt``; the inference
+    and evaluation configs choose by the same rule, and load_fuser loads those weights."""
+    own = MODELS / f"model_{task}.pt"
+    expected = own if own.is_file() else MODELS / "model.pt"
+    assert shipped_weights(BUNDLE, task) == expected
     for config in ("inference.json", "evaluate.json"):
         text = (BUNDLE / "configs" / config).read_text()
-        assert "'/models/model.pt'" in text, config
+        assert "hkafusion_monai.inference.shipped_weights(@bundle_root" in text, config
     fuser = load_fuser(BUNDLE, task=task, device="cpu")
     assert fuser.task == task
+    state = torch.load(expected, map_location="cpu", weights_only=True)
+    loaded = fuser.network.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_mri_ct_ships_its_own_model_recorded_with_its_lineage() -> None:
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["weights"]
+    for name in ("model_mri_ct.pt", "model_mri_ct.ts"):
+        assert (MODELS / name).is_file()
+        assert meta[name]["sha256"] == hashlib.sha256((MODELS / name).read_bytes()).hexdigest()
+    assert meta["model_mri_ct.pt"]["lineage"][0]["started_from"].startswith("the joint weights 0.4.0")
 
 
 def test_shipped_model_fuses_a_phantom_pair_between_its_sources(phantom: Path) -> None:
