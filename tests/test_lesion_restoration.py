@@ -114,3 +114,15 @@ def test_the_inferer_restores_by_each_items_modality():
 def test_settings_out_of_range_are_refused(bad):
     with pytest.raises(ValueError, match="RestoreLesionContrast"):
         RestoreLesionContrast(**bad)
+
+
+def test_the_bundle_declares_it_off_and_load_fuser_switches_it_on():
+    from _inference import BUNDLE
+
+    from hkafusion_monai.inference import load_fuser
+
+    declared = load_fuser(BUNDLE, task="mri_pet", device="cpu").pipeline.inferer.restoration
+    assert isinstance(declared, RestoreLesionContrast) and not declared.enabled
+    assert load_fuser(BUNDLE, task="mri_pet", device="cpu", restoration=True).pipeline.inferer.restoration.enabled
+    own = RestoreLesionContrast(target=0.8)
+    assert load_fuser(BUNDLE, task="mri_pet", device="cpu", restoration=own).pipeline.inferer.restoration is own

@@ -106,8 +106,9 @@ class Fuser:
         progress: a labelled bar over a volume's slices (``None``: only on a terminal).
         config_file: the inference config to read; default the bundle's (``load_fuser``'s ``bundle_dir``).
         restoration: the step after the network on PET/SPECT fusions, which raises hot spots over a darker MRI
-            that the network let fade (:class:`~hkafusion_monai.inference.RestoreLesionContrast`): ``True``, the
-            one the config's inferer declares; ``False``, none; or one of your own.
+            that the network let fade (:class:`~hkafusion_monai.inference.RestoreLesionContrast`): ``None``, as
+            the config says (its ``restore_lesions``, off in the bundle); ``True``, the config's restoration
+            switched on; ``False``, off; or one of your own.
     """
 
     def __init__(
@@ -120,7 +121,7 @@ class Fuser:
         stretch: bool = False,
         progress: bool | None = False,
         config_file: str | os.PathLike | None = None,
-        restoration: RestoreLesionContrast | bool = True,
+        restoration: RestoreLesionContrast | bool | None = None,
     ) -> None:
         self.modality = modality_of_task(task)
         self.network = network.to(device).eval()
@@ -295,7 +296,7 @@ def load_fuser(
     config_file: str | os.PathLike | None = None,
     stretch: bool = False,
     progress: bool | None = False,
-    restoration: RestoreLesionContrast | bool = True,
+    restoration: RestoreLesionContrast | bool | None = None,
 ) -> Fuser:
     """The notebook API: a :class:`Fuser` with the bundle's network and checkpoint.
 
@@ -315,8 +316,8 @@ def load_fuser(
         stretch: min-max stretch each fused image (per volume for volumes) to the full range, as the peers'
             test code does (docs/results.md).
         progress: a labelled bar over a volume's slices (``None``: only when writing to a terminal).
-        restoration: the lesion restoration after the network (:class:`Fuser`): ``True``, the inference config's;
-            ``False``, none; or one of your own.
+        restoration: the lesion restoration after the network (:class:`Fuser`): ``None``, as the inference
+            config says; ``True`` / ``False``, the config's switched on / off; or one of your own.
 
     Raises:
         CheckpointNotFoundError: no checkpoint at ``weights`` (a FileNotFoundError; the message says how to
