@@ -158,7 +158,10 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             "validate#handlers#1#_target_": handler,
         }
         workflow = _run(mp, "training", [str(TRAIN_JSON)], "train", **train)
-        result["tracked_params"] = flatten_params(workflow.parser.get_parsed_content("tracked_params"))
+        # the resolved tracked_params, and what the recorder takes from the network and the initial weights
+        (recorder,) = [h for h in workflow.parser.get_parsed_content("train#handlers") if hasattr(h, "run_params")]
+        tracked = workflow.parser.get_parsed_content("tracked_params")
+        result["tracked_params"] = flatten_params({**recorder.run_params, **tracked})
         result["train_overrides"] = train
         result["uris"]["training"] = (default_tracking_uri(), "train_records")
         result["train_out"] = train_out

@@ -133,15 +133,10 @@ class TrainingStateSaver:
     resume from. An atomic write goes to a temporary file that is then renamed (the file is readable by its
     owner only, which suits a training state).
 
-    Made before the training starts, it refuses a ``save_dir`` holding an earlier training's checkpoints
-    (:func:`check_output_dir`, which ``overwrite`` lets it remove), unless ``resuming``.
-
     Args:
         save_dir: the checkpoint folder.
         save_dict: the objects to save besides the trainer, e.g. network, optimiser, lr scheduler, the
             dynamic-mu handler.
-        resuming: the training continues the one in ``save_dir``.
-        overwrite: replace an earlier training's checkpoints.
         run_name: the MLflow run name, written to ``save_dir/run.json`` so that ``--resume`` continues that run.
         save_interval: save every this many epochs (``epoch_level``) or iterations; 0: never.
         n_saved: how many interval checkpoints to keep.
@@ -162,10 +157,7 @@ class TrainingStateSaver:
         save_final: bool = False,
         final_filename: str | None = None,
         file_prefix: str = "",
-        resuming: bool = False,
-        overwrite: bool | str = False,
     ) -> None:
-        check_output_dir(save_dir, resuming, overwrite)
         # the Checkpoint objects keep this same dict, so adding the trainer later reaches them
         self.save_dict = dict(save_dict, rng=RNGState())
         self.save_dir = save_dir
