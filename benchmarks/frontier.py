@@ -231,6 +231,11 @@ def choose() -> dict[str, str]:
                 lines.append(f"{head} | {lesion} | {phantom} | {blobs} |")
         lines.append("")
     lines.append("Chosen: " + "; ".join(f"{t}: {n}" for t, n in chosen.items()) + ".")
+    lines += [
+        "",
+        "![The (Qabf, lesion) plane of each task's validation pairs: circles the networks, stars with the lesion "
+        "restoration, squares pixel max and the pyramid](images/frontier.png)",
+    ]
     write_section(
         "results.md", "frontier", "## The (Qabf, lesion) frontier, per task (validation)\n\n" + "\n".join(lines)
     )
