@@ -35,6 +35,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def save_and_export(state: dict, name: str) -> None:
+    """Write ``state`` as ``bundle/models/<name>.pt`` (whole, then renamed into place) and its TorchScript export
+    ``<name>.ts`` (MONAI's ``ckpt_export``, with the bundle's metadata and inference config inside)."""
+    tmp = MODELS / f".{name}.pt.tmp"
+    torch.save(dict(state), tmp)
+    tmp.replace(MODELS / f"{name}.pt")
+    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(MODELS / f"{name}.ts")]
+    cmd += ["--ckpt_file", str(MODELS / f"{name}.pt"), "--meta_file", str(METADATA)]
+    cmd += ["--config_file", str(REPO / "bundle" / "configs" / "inference.json")]
+    subprocess.run(cmd, cwd=REPO, check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a state dict, or a training state holding it under 'model'")
@@ -66,25 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     # the run's start: the weights its overlay names (a path from the repository root), else the shipped ones
     start = REPO / recipe["pretrained_weights"] if recipe.get("pretrained_weights") else MODELS / "model.pt"
     previous = _sha256(start) if start.is_file() else None
-    tmp = MODELS / ".model.pt.tmp"
-    torch.save(dict(state), tmp)
-    tmp.replace(MODELS / "model.pt")
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "ckpt_export",
-        "network_def",
-        "--filepath",
-        str(MODELS / "model.ts"),
-        "--ckpt_file",
-        str(MODELS / "model.pt"),
-        "--meta_file",
-        str(METADATA),
-        "--config_file",
-        str(REPO / "bundle" / "configs" / "inference.json"),
-    ]
-    subprocess.run(cmd, cwd=REPO, check=True)
+    save_and_export(state, "model")
 
     meta = json.loads(METADATA.read_text())
     weights = meta.setdefault("weights", {})
@@ -127,28 +121,7 @@ def ship_task_model(args: argparse.Namespace) -> int:
 
     state = state_dict_of(read_checkpoint(args.checkpoint), args.checkpoint)
     name = f"model_{args.task}"
-    tmp = MODELS / f".{name}.pt.tmp"
-    torch.save(dict(state), tmp)
-    tmp.replace(MODELS / f"{name}.pt")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "ckpt_export",
-            "network_def",
-            "--filepath",
-            str(MODELS / f"{name}.ts"),
-            "--ckpt_file",
-            str(MODELS / f"{name}.pt"),
-            "--meta_file",
-            str(METADATA),
-            "--config_file",
-            str(REPO / "bundle" / "configs" / "inference.json"),
-        ],
-        cwd=REPO,
-        check=True,
-    )
+    save_and_export(state, name)
     meta = json.loads(METADATA.read_text())
     weights = meta.setdefault("weights", {})
     lineage = [
