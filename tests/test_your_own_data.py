@@ -84,6 +84,9 @@ def test_the_section_has_each_step() -> None:
     commands = section_commands()
     for step in ("datalist folders", "datalist subjects", "datalist dicom", "run training", "run evaluating"):
         assert any(step in c for c in commands), step
+    # the volumes of the NIfTI and the DICOM datalists are trained on too, slice by slice
+    for datalist in ("my_volumes.json", "my_studies.json"):
+        assert any("train_volumes.json" in c and datalist in c for c in commands), datalist
     assert sum("run inference" in c for c in commands) == 3
     assert any(_is_deploy(c) for c in commands) and any("ckpt_export" in c for c in commands)
 
@@ -112,6 +115,8 @@ def test_training_evaluation_and_fusion_as_written(followed: Path) -> None:
     assert len(list((followed / "runs" / "fused_volumes").glob("*_fused.nii.gz"))) == 1
     assert len(list((followed / "runs" / "fused_studies").glob("*_fused.nii.gz"))) == 1
     assert (followed / "runs" / "my_pairs" / "model.ts").is_file()
+    for run in ("my_volumes", "my_studies"):  # slice by slice on the volumes of each datalist
+        assert (followed / "runs" / run / "checkpoints" / "model.pt").is_file(), run
 
 
 @pytest.mark.slow
