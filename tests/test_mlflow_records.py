@@ -240,7 +240,7 @@ def test_every_experiment_opens_on_its_runs(records: dict[str, Any]) -> None:
 
 
 def test_the_closing_message_gives_the_runs_table_address(records: dict[str, Any], capsys) -> None:
-    from hkafusion_monai.handlers import report_outputs
+    from hkafusion_monai.reports import report_outputs
 
     uri, _ = records["uris"]["training"]
     experiment = mlflow.MlflowClient(uri).get_experiment_by_name("hkafusion").experiment_id
