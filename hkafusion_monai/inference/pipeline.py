@@ -61,7 +61,9 @@ def bundle_pipeline(config_file: str | os.PathLike | None = None, **overrides: A
         raise FileNotFoundError(f"{path}: no inference config (the bundle's configs/inference.json)")
     parser = ConfigParser()
     parser.read_config(str(path))
-    parser.update(overrides)
+    # the config's own bundle, wherever the process runs (an installed wheel, a MAP): its writer names the
+    # bundle version from there
+    parser.update({"bundle_root": str(path.parent.parent), **overrides})
     post = parser.get_parsed_content("postprocessing")
     steps = post.transforms if isinstance(post, Compose) else [post]
     return BundlePipeline(
