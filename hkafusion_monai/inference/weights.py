@@ -42,8 +42,8 @@ def load_weights(
 
 def shipped_weights(bundle_dir: str | os.PathLike | None, task: str | None) -> Path:
     """The bundle's weights for ``task``: ``models/model_<task>.pt`` when a task-specific model is shipped,
-    else (and for ``task=None``) ``models/model.pt`` (the joint model trained on all three tasks). ``bundle_dir=None``: the bundle
-    this package runs with (an installed wheel ships no weights: pass them)."""
+    else (and for ``task=None``) ``models/model.pt`` (the joint model trained on all three tasks).
+    ``bundle_dir=None``: the bundle this package runs with (an installed wheel ships no weights: pass them)."""
     models = Path(bundle_dir if bundle_dir is not None else default_bundle_dir()) / "models"
     specific = models / f"model_{task}.pt"
     return specific if task is not None and specific.is_file() else models / "model.pt"
