@@ -12,8 +12,7 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
-from monai.bundle import run
+from _inference import BUNDLE, INFERENCE_JSON, REPO, infer, random_checkpoint
 from PIL import Image
 
 from hkafusion_monai.handlers import default_tracking_uri
@@ -39,19 +38,6 @@ def _chain(error: BaseException) -> str:
         parts.append(f"{type(error).__name__}: {error}")
         error = error.__cause__
     return "\n".join(parts)
-
-
-def _run(ckpt: Path, out: Path, **overrides) -> None:
-    run(
-        "inference",
-        config_file=str(INFERENCE_JSON),
-        bundle_root=str(BUNDLE),
-        output_dir=str(out),
-        ckpt_path=str(ckpt),
-        device="$torch.device('cpu')",
-        progress=False,
-        **overrides,
-    )
 
 
 def test_command_line_png_pair_and_mlflow(tmp_path: Path, ckpt: Path, phantom: Path) -> None:
@@ -84,7 +70,7 @@ def test_command_line_png_pair_and_mlflow(tmp_path: Path, ckpt: Path, phantom: P
 def test_dicom_volume_pair_to_nifti_with_the_mri_affine(tmp_path: Path, ckpt: Path, phantom: Path) -> None:
     item = _item(phantom, "dicom_pet.json")
     out = tmp_path / "out"
-    _run(ckpt, out, mri=item["mri"], other=item["other"])
+    infer(ckpt, out, mri=item["mri"], other=item["other"])
     written = out / output_name(item["mri"], "volume")
     assert written.name == "sub-000_MR_fused.nii.gz"
     fused = nib.load(written)
@@ -100,8 +86,8 @@ def test_dicom_volume_pair_to_a_derived_dicom_series(tmp_path: Path, ckpt: Path,
     import pydicom
 
     item = _item(phantom, "dicom_pet.json")
-    _run(ckpt, tmp_path / "nifti", mri=item["mri"], other=item["other"])
-    _run(ckpt, tmp_path / "dicom", mri=item["mri"], other=item["other"], output_format="dicom")
+    infer(ckpt, tmp_path / "nifti", mri=item["mri"], other=item["other"])
+    infer(ckpt, tmp_path / "dicom", mri=item["mri"], other=item["other"], output_format="dicom")
     series = tmp_path / "dicom" / output_name(item["mri"], "dicom")
     files = sorted(series.glob("MR_*.dcm"))
     assert len(files) == len(list(Path(item["mri"]).iterdir()))
@@ -124,18 +110,18 @@ def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path, ckpt: Path, 
     out.mkdir()
     target.write_bytes(b"keep me")
     with pytest.raises(Exception) as info:
-        _run(ckpt, out, mri=item["mri"], other=item["other"])
+        infer(ckpt, out, mri=item["mri"], other=item["other"])
     assert "OutputExistsError: " in _chain(info.value)
     assert "1 output(s) exist and are kept; pass --overwrite true" in _chain(info.value)
     assert target.read_bytes() == b"keep me"
-    _run(ckpt, out, mri=item["mri"], other=item["other"], overwrite="true")  # as the command line passes it
+    infer(ckpt, out, mri=item["mri"], other=item["other"], overwrite="true")  # as the command line passes it
     assert Image.open(target).mode == "L"  # a grey CT source gives a grey result
 
 
 def test_missing_weights_are_named(tmp_path: Path, phantom: Path) -> None:
     item = _item(phantom, "png_pet.json")
     with pytest.raises(Exception) as info:
-        _run(tmp_path / "absent.pt", tmp_path / "out", mri=item["mri"], other=item["other"])
+        infer(tmp_path / "absent.pt", tmp_path / "out", mri=item["mri"], other=item["other"])
     message = _chain(info.value)
     assert "CheckpointNotFoundError: no HKAFusion checkpoint at" in message and "--ckpt_path" in message
     assert not (tmp_path / "out" / output_name(item["mri"], "2d")).exists()
