@@ -169,21 +169,19 @@ def hot_spot_guard(
     Raises:
         ValueError: shapes that differ, or that are neither ``(H, W)`` nor ``(H, W, D)``.
     """
-    f, s = _as_float(fused), _as_float(source)
-    if f.shape != s.shape or f.ndim not in (2, 3):
-        raise ValueError(
-            f"hot_spot_guard: fused {tuple(f.shape)} and source {tuple(s.shape)} must be equal (H, W[, D])."
-        )
+    shape, other = tuple(fused.shape), tuple(source.shape)
+    if shape != other or len(shape) not in (2, 3):
+        raise ValueError(f"hot_spot_guard: fused {shape} and source {other} must be equal (H, W[, D]).")
     found = find_hot_spots(
-        s, min_contrast, radii, max_value, min_isolation, isolation_quantile, background, min_inside, max_spots
+        source, min_contrast, radii, max_value, min_isolation, isolation_quantile, background, min_inside, max_spots
     )
-    f_planes, s_planes = as_planes(f, max_value), as_planes(s, max_value)
+    f_planes, s_planes = as_planes(fused, max_value), as_planes(source, max_value)
     spots = []
     for spot in found:
         core, ring = disc_masks(spot.radius)
         window = hot_spot_window(spot)
         kept = float(hot_spot_contrast_kept(f_planes[window], s_planes[window], core, ring))
-        position = (spot.row, spot.column, spot.plane) if f.ndim == 3 else (spot.row, spot.column)
+        position = (spot.row, spot.column, spot.plane) if len(shape) == 3 else (spot.row, spot.column)
         spots.append(GuardedHotSpot(position, spot.radius, spot.contrast, kept, kept < min_kept))
     return spots
 

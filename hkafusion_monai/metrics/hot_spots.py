@@ -156,14 +156,15 @@ def _best_contrast_tile(
 
 def _best_contrast(
     planes: torch.Tensor, radii: Sequence[float], background: float, min_inside: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """At each pixel of the planes smoothed by a Gaussian of one pixel, the largest core-minus-surround contrast
     over ``radii`` and the radius that gives it (``-inf`` where no window fits in the plane or less than
-    ``min_inside`` of the surround lies inside the head: the smoothed source above ``background`` of 255); and
-    the smoothed planes. Searched in tiles of :data:`_TILE` with a halo of the widest window."""
+    ``min_inside`` of the surround lies inside the head: the smoothed source above ``background`` of 255),
+    float32. Searched in tiles of :data:`_TILE` with a halo of the widest window."""
     depth, height, width = planes.shape
-    smooth = GaussianFilter(spatial_dims=2, sigma=1.0)(planes[:, None].float())[:, 0].double()
-    inside = (smooth > background * 255.0).double()
+    # whole-plane buffers in float32 and bool; each tile works in float64
+    smooth = GaussianFilter(spatial_dims=2, sigma=1.0)(planes[:, None].float())[:, 0]
+    inside = smooth > background * 255.0
     halo = max(int(np.floor(3 * float(r))) for r in radii) + 1
     best = torch.full_like(smooth, -torch.inf)
     best_radius = torch.zeros_like(smooth)
@@ -171,13 +172,14 @@ def _best_contrast(
         for left in range(0, width, _TILE):
             r0, c0 = max(top - halo, 0), max(left - halo, 0)
             r1, c1 = min(top + _TILE + halo, height), min(left + _TILE + halo, width)
+            tile = (slice(None), slice(r0, r1), slice(c0, c1))
             tile_best, tile_radius = _best_contrast_tile(
-                smooth[:, r0:r1, c0:c1], inside[:, r0:r1, c0:c1], (r0, c0), (height, width), radii, min_inside
+                smooth[tile].double(), inside[tile].double(), (r0, c0), (height, width), radii, min_inside
             )
             inner = (slice(None), slice(top - r0, top - r0 + _TILE), slice(left - c0, left - c0 + _TILE))
             out = (slice(None), slice(top, top + _TILE), slice(left, left + _TILE))
-            best[out], best_radius[out] = tile_best[inner], tile_radius[inner]
-    return best, best_radius, smooth
+            best[out], best_radius[out] = tile_best[inner].float(), tile_radius[inner].float()
+    return best, best_radius
 
 
 def _peaks(best: torch.Tensor, best_radius: torch.Tensor, volume: bool, min_contrast: float) -> list[tuple]:
@@ -232,7 +234,7 @@ def find_hot_spots(
         max_spots: the most hot spots returned (the strongest first).
     """
     planes = as_planes(source, max_value)
-    best, best_radius, _ = _best_contrast(planes, radii, background, min_inside)
+    best, best_radius = _best_contrast(planes, radii, background, min_inside)
     spots: list[FoundHotSpot] = []
     for z, y, x, r in _peaks(best, best_radius, planes.shape[0] > 1, min_contrast):
         if any(  # its core overlaps a stronger hot spot's: the same one
