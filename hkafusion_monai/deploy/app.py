@@ -31,7 +31,7 @@ from hkafusion_monai.deploy.operators import (
     StudyLoaderOperator,
 )
 from hkafusion_monai.deploy.rules import load_rules
-from hkafusion_monai.inference import bundle_version, load_fuser
+from hkafusion_monai.inference import TaskFusers, bundle_version, load_fuser
 from hkafusion_monai.io.bundle import bundle_dir_of, default_bundle_dir
 from hkafusion_monai.io.pacs import DEFAULT_CALLING_AE, DicomDestination
 from hkafusion_monai.utils.errors import FusionInputError
@@ -147,8 +147,13 @@ class HKAFusionDeployApp(Application):
         model = resolve_model(app_context.model_path)
         # a bundle folder given as the model (or its models/ file): its inference.json's transforms
         bundle_dir = bundle_dir_of(app_context.model_path)
+
         # a labelled bar over each series' slices on a terminal; none in a pipeline's log
-        fuser = load_fuser(bundle_dir=bundle_dir, task=self.task, weights=model, device=self.device, progress=None)
+        def load(weights: str | os.PathLike, task: str) -> Any:
+            return load_fuser(bundle_dir=bundle_dir, task=task, weights=weights, device=self.device, progress=None)
+
+        # each pair with its task's own model where one lies beside the default (model_mri_ct.ts), else the joint
+        fuser = TaskFusers(load(model, self.task), model, load)
         meta = bundle_dir / "configs" / "metadata.json" if bundle_dir is not None else None
         self.model_version = bundle_version(model if model.suffix == ".ts" else meta)
         logger.info("HKAFusion %s: model %s on %s", self.model_version, model, self.device)

@@ -22,7 +22,7 @@ Every path runs the transforms that ``inference.json`` declares.
 """
 
 from hkafusion_monai.inference.export import export_onnx
-from hkafusion_monai.inference.fuser import Fuser, load_fuser
+from hkafusion_monai.inference.fuser import Fuser, TaskFusers, load_fuser
 from hkafusion_monai.inference.inferer import FusionInferer
 from hkafusion_monai.inference.items import (
     ASSUMED_MODALITY,
@@ -45,6 +45,7 @@ __all__ = [
     "Fuser",
     "FusionInferer",
     "InferenceDataset",
+    "TaskFusers",
     "RestoreLesionContrast",
     "RestoredHotSpot",
     "bundle_pipeline",

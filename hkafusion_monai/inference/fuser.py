@@ -33,9 +33,9 @@ from hkafusion_monai.transforms.contract import VOLUME_AXCODES, FusionPostproces
 from hkafusion_monai.transforms.geometry import axcodes_affine
 from hkafusion_monai.transforms.intensity import CT_BRAIN_WINDOW
 from hkafusion_monai.utils import CheckpointError, CheckpointNotFoundError, as_bool
-from hkafusion_monai.utils.tasks import modality_of_task
+from hkafusion_monai.utils.tasks import modality_of_task, modality_task
 
-__all__ = ["Fuser", "load_fuser"]
+__all__ = ["Fuser", "TaskFusers", "load_fuser"]
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
@@ -382,3 +382,40 @@ def _load_checkpoint(weights: str | os.PathLike, config: Path) -> torch.nn.Modul
     parser.read_config(str(config))
     network: torch.nn.Module = parser.get_parsed_content("network_def", instantiate=True)
     return load_weights(network, weights, map_location="cpu")
+
+
+class TaskFusers:
+    """The fusers of one study with several secondaries: a pair runs the model of its own task where one lies
+    beside the default model (``model_<task>.ts`` next to ``model.ts``, ``model_<task>.pt`` next to
+    ``model.pt``, as the bundle ships them), else the default (joint) model. What the Deploy application fuses a
+    study's CT, PET and SPECT series with; each fuser is loaded once, when its first pair comes.
+
+    Args:
+        default: the :class:`Fuser` of the default model.
+        model: the default model's file, whose folder is searched for the task models.
+        load: ``load(weights, task)`` -> a :class:`Fuser` (:func:`load_fuser` with the caller's bundle, device
+            and progress settings).
+    """
+
+    def __init__(self, default: Fuser, model: str | os.PathLike, load: Any) -> None:
+        self.default = default
+        self.model = Path(model)
+        self.load = load
+        self.fusers: dict[str, Fuser] = {}
+
+    def model_for(self, modality: str) -> Path:
+        """The model a pair with this secondary ``modality`` runs: its task's own, else the default."""
+        own = self.model.with_name(f"model_{modality_task(modality)}{self.model.suffix}")
+        return own if self.model.name.startswith("model.") and own.is_file() else self.model
+
+    def fuser_for(self, modality: str) -> Fuser:
+        model = self.model_for(modality)
+        if model == self.model:
+            return self.default
+        if modality not in self.fusers:
+            self.fusers[modality] = self.load(model, modality_task(modality))
+        return self.fusers[modality]
+
+    def fuse_volumes(self, mri: MetaTensor, other: MetaTensor, modality: str, **kwargs: Any) -> Any:
+        """:meth:`Fuser.fuse_volumes` with the fuser of ``modality``'s task."""
+        return self.fuser_for(modality).fuse_volumes(mri, other, modality=modality, **kwargs)

@@ -41,7 +41,8 @@ class FusionOperator(Operator):
 
     Args:
         fragment: the application.
-        fuser: a :class:`hkafusion_monai.inference.Fuser`.
+        fuser: a :class:`hkafusion_monai.inference.Fuser`, or :class:`~hkafusion_monai.inference.TaskFusers`
+            (a model per task).
         colour_series: also render PET/SPECT in colour (``colour_rendering``) for an RGB series.
         allow_patient_mismatch: passed to :meth:`Fuser.fuse_volumes` (the selector has refused mismatches
             unless the rules allow them).
