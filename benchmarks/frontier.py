@@ -26,6 +26,7 @@ docs/results.md and the plot to ``docs/images/frontier.png``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -100,8 +101,6 @@ def _fuser(weights: Path, task: str, restoration: dict | None):
 
 def _summary(per: dict[str, np.ndarray], phantom: np.ndarray | None) -> dict:
     out = _per_pair_summary(per)
-    if "Lesion" in per:
-        out["Lesion_under_half"] = int(np.sum(per["Lesion"] < 0.5))
     if phantom is not None and phantom.size:
         out["phantom"], out["phantom_min"] = float(phantom.mean()), float(phantom.min())
     return out
@@ -148,8 +147,6 @@ def score(tasks: list[str], harvard: Path, phantom: Path) -> None:
 
 
 def _sha(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
