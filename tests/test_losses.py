@@ -194,6 +194,30 @@ def test_contrast_floor_only_where_the_secondary_is_hot():
     assert FusionLoss().forward_terms(faded[None, None], image)["l_contrast"].item() == 0.0  # off by default
 
 
+
+def test_contrast_floor_over_darker_mri_acts_on_the_lesion_case_only():
+    """With ``contrast_region="hot_over_darker_mri"`` the floor acts where I_B is hot *and* the MRI is below
+    its surround (a hypointense-hot lesion), not on a hot spot over flat MRI tissue, where ``"hot"`` acts."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    lesion = (torch.hypot(yy - 20, xx - 20) <= 4).float()
+    uptake = (torch.hypot(yy - 44, xx - 44) <= 4).float()  # normal focal uptake, the MRI flat there
+    mri = torch.full((64, 64), 0.6) - 0.4 * lesion
+    pet = 0.2 + 0.7 * (lesion + uptake)
+    flat = torch.full((1, 1, 64, 64), 0.5)  # a fusion that keeps neither hot spot
+    local = FusionLoss(lambda_contrast=1.0, contrast_region="hot_over_darker_mri")
+    anywhere = FusionLoss(lambda_contrast=1.0)
+    both = local.contrast_term(flat, pet[None, None], mri[None, None]).item()
+    no_lesion = local.contrast_term(flat, (0.2 + 0.7 * uptake)[None, None], mri[None, None]).item()
+    assert both > 1e-3
+    assert no_lesion < 0.05 * both  # the uptake over flat MRI is (nearly) outside the region
+    assert anywhere.contrast_term(flat, (0.2 + 0.7 * uptake)[None, None]).item() > 0.5 * both
+    out = local.forward_terms(flat, torch.stack([mri, pet])[None])
+    assert out["l_contrast"].item() == pytest.approx(both, rel=1e-5)
+    with pytest.raises(ValueError, match="needs src_a"):
+        local.contrast_term(flat, pet[None, None])
+    with pytest.raises(ValueError, match="contrast_region"):
+        FusionLoss(contrast_region="everywhere")
+
 @pytest.mark.parametrize(
     "pred_shape, image_shape",
     [

@@ -17,7 +17,7 @@ from monai.transforms import SobelGradients
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["FusionLoss", "GRADIENT_TARGETS", "TERM_KEYS", "PER_SAMPLE_KEYS"]
+__all__ = ["FusionLoss", "GRADIENT_TARGETS", "CONTRAST_REGIONS", "TERM_KEYS", "PER_SAMPLE_KEYS"]
 
 #: the scalar entries of :meth:`FusionLoss.forward_terms`'s result, each worth logging ("loss" is the total).
 TERM_KEYS: tuple[str, ...] = (
@@ -34,6 +34,8 @@ TERM_KEYS: tuple[str, ...] = (
 
 #: what the gradient term compares the fused image's Sobel gradient with (``FusionLoss(gradient_target=...)``)
 GRADIENT_TARGETS: tuple[str, ...] = ("magnitude", "orientation", "stronger", "max")
+#: where the local-contrast floor acts (``contrast_region``)
+CONTRAST_REGIONS: tuple[str, ...] = ("hot", "hot_over_darker_mri")
 
 #: the per-sample (B,) detached structural losses 1 - SSIM(I_f, I_A), 1 - SSIM(I_f, I_B) that the dynamic-mu
 #: handler (:class:`hkafusion_monai.handlers.DynamicMuHandler`) sums over an epoch.
@@ -79,7 +81,12 @@ class FusionLoss(_Loss):
       :math:`L_{contrast} = \| [c(I_B) > 0] \cdot \max(0, c(I_B) - c(I_f)) \|_1`: wherever the CT/PET/SPECT
       stands above its surround, the fusion must stand at least as far above its own. A hot lesion over dark
       MRI tissue is such a place, and eq. 8's max target alone keeps it only as far as the MRI's bright
-      surround allows.
+      surround allows. ``contrast_region`` says where the floor acts:
+
+      - ``"hot"`` (default): wherever :math:`c(I_B) > 0`, every warm region of the CT/PET/SPECT;
+      - ``"hot_over_darker_mri"``: only where :math:`c(I_B) > 0` and :math:`c(I_A) < 0`, the CT/PET/SPECT
+        above its surround where the MRI is below its own: the hypointense-hot lesion case. Elsewhere the
+        fusion's contrast is left to the other terms, so the floor costs no edges where there is no lesion.
 
     :math:`\|\cdot\|_1` is the mean absolute error over the pixels of a sample. SSIM is MONAI's
     (:func:`monai.metrics.regression.compute_ssim_and_cs`, as :class:`~monai.losses.SSIMLoss` uses it): by
@@ -115,6 +122,7 @@ class FusionLoss(_Loss):
             (above).
         lambda_contrast: weight of the local-contrast floor ``l_contrast`` (0: off, the paper).
         contrast_sigma: sigma in pixels of the Gaussian surround of ``l_contrast``.
+        contrast_region: where ``l_contrast`` acts, ``"hot"`` (default) or ``"hot_over_darker_mri"`` (above).
         reduction: over the batch, for every returned term: ``"mean"`` (default), ``"sum"`` or ``"none"``
             (per-sample (B,) terms).
 
@@ -148,6 +156,7 @@ class FusionLoss(_Loss):
         gradient_target: str = "magnitude",
         lambda_contrast: float = 0.0,
         contrast_sigma: float = 6.0,
+        contrast_region: str = "hot",
         reduction: LossReduction | str = LossReduction.MEAN,
     ) -> None:
         super().__init__(reduction=LossReduction(reduction).value)
@@ -175,7 +184,10 @@ class FusionLoss(_Loss):
             raise ValueError(
                 f"lambda_contrast must be >= 0 and contrast_sigma > 0, got {lambda_contrast}, {contrast_sigma}."
             )
+        if contrast_region not in CONTRAST_REGIONS:
+            raise ValueError(f"contrast_region must be one of {CONTRAST_REGIONS}, got {contrast_region!r}.")
         self.gradient_target = gradient_target
+        self.contrast_region = contrast_region
         self.lambda_contrast = lambda_contrast
         self.register_buffer(
             "contrast_kernel", gaussian_1d(torch.tensor(float(contrast_sigma)), truncated=3.0), persistent=False
@@ -260,11 +272,16 @@ class FusionLoss(_Loss):
         k = self.contrast_kernel
         return x - separable_filtering(x, [k, k], mode="reflect")
 
-    def contrast_term(self, fused: torch.Tensor, src_b: torch.Tensor) -> torch.Tensor:
-        """The per-sample (B,) local-contrast floor where I_B is hot (:attr:`lambda_contrast`)."""
-        c = self.local_contrast(torch.cat([fused, src_b], 1))
-        c_f, c_b = c[:, :1], c[:, 1:]
-        return (torch.relu(c_b - c_f) * (c_b > 0)).mean(dim=(1, 2, 3))
+    def contrast_term(self, fused: torch.Tensor, src_b: torch.Tensor, src_a: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-sample (B,) local-contrast floor where I_B is hot (:attr:`lambda_contrast`), and, with
+        ``contrast_region="hot_over_darker_mri"``, where I_A (``src_a``, then required) is below its surround."""
+        over_dark = self.contrast_region == "hot_over_darker_mri"
+        if over_dark and src_a is None:
+            raise ValueError('contrast_region="hot_over_darker_mri" needs src_a, the MRI.')
+        c = self.local_contrast(torch.cat([fused, src_b, src_a] if over_dark else [fused, src_b], 1))  # type: ignore[list-item]
+        c_f, c_b = c[:, :1], c[:, 1:2]
+        region = (c_b > 0) & (c[:, 2:] < 0) if over_dark else c_b > 0
+        return (torch.relu(c_b - c_f) * region).mean(dim=(1, 2, 3))
 
     def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """The eq. 12 total, reduced over the batch by ``reduction`` (what to back-propagate); the terms of the
@@ -317,7 +334,7 @@ class FusionLoss(_Loss):
 
         l_inten = (fused - torch.maximum(src_a, src_b)).abs().mean(dim=(1, 2, 3))
         l_grad = self.gradient_term(fused, image)
-        l_contrast = self.contrast_term(fused, src_b) if self.lambda_contrast > 0 else torch.zeros_like(l_s)
+        l_contrast = self.contrast_term(fused, src_b, src_a) if self.lambda_contrast > 0 else torch.zeros_like(l_s)
 
         if with_rec:
             l_rec_a = (src_a - pred[:, 1:2]).abs().mean(dim=(1, 2, 3)) + one_minus_ssim[2]
