@@ -272,15 +272,19 @@ class FusionLoss(_Loss):
         k = self.contrast_kernel
         return x - separable_filtering(x, [k, k], mode="reflect")
 
-    def contrast_term(self, fused: torch.Tensor, src_b: torch.Tensor, src_a: torch.Tensor | None = None) -> torch.Tensor:
+    def contrast_term(
+        self, fused: torch.Tensor, src_b: torch.Tensor, src_a: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The per-sample (B,) local-contrast floor where I_B is hot (:attr:`lambda_contrast`), and, with
         ``contrast_region="hot_over_darker_mri"``, where I_A (``src_a``, then required) is below its surround."""
-        over_dark = self.contrast_region == "hot_over_darker_mri"
-        if over_dark and src_a is None:
-            raise ValueError('contrast_region="hot_over_darker_mri" needs src_a, the MRI.')
-        c = self.local_contrast(torch.cat([fused, src_b, src_a] if over_dark else [fused, src_b], 1))  # type: ignore[list-item]
+        images = [fused, src_b]
+        if self.contrast_region == "hot_over_darker_mri":
+            if src_a is None:
+                raise ValueError('contrast_region="hot_over_darker_mri" needs src_a, the MRI.')
+            images.append(src_a)
+        c = self.local_contrast(torch.cat(images, 1))
         c_f, c_b = c[:, :1], c[:, 1:2]
-        region = (c_b > 0) & (c[:, 2:] < 0) if over_dark else c_b > 0
+        region = (c_b > 0) & (c[:, 2:] < 0) if len(images) == 3 else c_b > 0
         return (torch.relu(c_b - c_f) * region).mean(dim=(1, 2, 3))
 
     def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
