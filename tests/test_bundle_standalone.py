@@ -13,11 +13,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from _inference import BUNDLE, REPO
 from monai.bundle import ConfigParser
 
 from hkafusion_monai.data import DatalistError, bundle_root, dataset_datalist
 from hkafusion_monai.utils import DataRootError, OptionError
+from tests.helpers import BUNDLE, REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 from package_bundle import BUNDLE_NAME, package_bundle  # noqa: E402

@@ -17,7 +17,6 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import require_tool, stop_process
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
@@ -26,6 +25,7 @@ from hkafusion_monai.io.mlflow_store import experiment_address
 from hkafusion_monai.losses import TERM_KEYS
 from hkafusion_monai.metrics import compute_fusion_metrics
 from hkafusion_monai.utils import quantise
+from tests.helpers import require_tool, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"

@@ -23,12 +23,12 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
 from monai.bundle import run
 
 from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.io import output_name
 from hkafusion_monai.utils.cli import install_at_startup, runs_module
+from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
 
 TRAIN = SMOKE_TRAIN
 

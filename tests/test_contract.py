@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
-from _phantom import small_phantom
 from monai.bundle import ConfigParser, run
 from PIL import Image
 
@@ -20,6 +18,7 @@ from hkafusion_monai import load_fuser
 from hkafusion_monai.inference import bundle_pipeline
 from hkafusion_monai.transforms.volume import LoadFusionVolumed
 from hkafusion_monai.utils import quantise
+from tests.helpers import BUNDLE, INFERENCE_JSON, random_checkpoint, small_phantom
 
 CONFIGS = BUNDLE / "configs"
 #: the most ``$`` expressions each config may hold: a ``$`` computes a value, it never builds a chain

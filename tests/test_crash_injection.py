@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _inference import random_checkpoint
 
 from benchmarks.crash_injection import bundle_application, kill_and_rerun
+from tests.helpers import random_checkpoint
 
 
 @pytest.mark.parametrize("point", ["writing", pytest.param("store creation", marks=pytest.mark.slow)])

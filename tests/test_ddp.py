@@ -10,9 +10,9 @@ from pathlib import Path
 
 import mlflow
 import torch
-from test_bundle_workflows import BUNDLE, TRAIN_JSON, _free_port, _write_pairs
 
 from hkafusion_monai.handlers import default_tracking_uri
+from tests.test_bundle_workflows import BUNDLE, TRAIN_JSON, _free_port, _write_pairs
 
 MULTI_GPU_JSON = str(BUNDLE / "configs" / "multi_gpu_train.json")
 

@@ -24,20 +24,21 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _deploy import (
+
+from hkafusion_monai.inference import load_fuser
+from hkafusion_monai.transforms.volume import LoadFusionVolumed
+from tests.helpers import (
+    REPO,
     VERSION,
     check_derived_series,
     copy_series,
     digest,
     make_study,
+    random_checkpoint,
+    require_module,
     run_main,
     series_folders,
 )
-from _inference import random_checkpoint
-from conftest import REPO_ROOT, require_module
-
-from hkafusion_monai.inference import load_fuser
-from hkafusion_monai.transforms.volume import LoadFusionVolumed
 
 MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT"}
 NOISE = re.compile(r"cuda|nvimgcodec|nvimagecodec|stack size|gxf|\[info\]|\[warning\]", re.IGNORECASE)
@@ -60,7 +61,7 @@ def _load(folder: Path) -> torch.Tensor:
 def _deploy_process(env: dict[str, str], *args: str) -> subprocess.Popen:
     environ = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     cmd = [sys.executable, "-m", "hkafusion_monai.deploy", *args]
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_a_study_with_ct_pet_and_spect_gives_one_series_per_pair(phantom, tmp_path, checkpoint, capfd):
@@ -256,7 +257,7 @@ def test_refusals_name_the_series_and_write_nothing(phantom, tmp_path, checkpoin
         _set(study / "PT", PatientID="OTHER-PATIENT", PatientName="Other^Patient")
     elif edit == "never-register":
         _set(study / "PT", FrameOfReferenceUID=pydicom.uid.generate_uid())
-        rules = json.loads((REPO_ROOT / "hkafusion_monai" / "deploy" / "selection_rules.json").read_text())
+        rules = json.loads((REPO / "hkafusion_monai" / "deploy" / "selection_rules.json").read_text())
         rules["fusion"]["registration"] = "never"
         (tmp_path / "rules.json").write_text(json.dumps(rules))
         argv = ["--rules", str(tmp_path / "rules.json")]
@@ -274,7 +275,7 @@ def test_refusals_name_the_series_and_write_nothing(phantom, tmp_path, checkpoin
 def test_a_foreign_patient_is_fused_only_with_the_documented_override(phantom, tmp_path, checkpoint):
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     _set(study / "PT", PatientID="OTHER-PATIENT")
-    rules = json.loads((REPO_ROOT / "hkafusion_monai" / "deploy" / "selection_rules.json").read_text())
+    rules = json.loads((REPO / "hkafusion_monai" / "deploy" / "selection_rules.json").read_text())
     rules["fusion"]["allow_patient_mismatch"] = True
     (tmp_path / "rules.json").write_text(json.dumps(rules))
     out = tmp_path / "out"
@@ -428,9 +429,9 @@ def test_app_yaml_matches_the_bundle():
     """The MAP settings name this bundle's version, and the application folder has what the packager needs."""
     import yaml
 
-    deploy = REPO_ROOT / "hkafusion_monai" / "deploy"
+    deploy = REPO / "hkafusion_monai" / "deploy"
     settings = yaml.safe_load((deploy / "app.yaml").read_text())
-    version = json.loads((REPO_ROOT / "bundle" / "configs" / "metadata.json").read_text())["version"]
+    version = json.loads((REPO / "bundle" / "configs" / "metadata.json").read_text())["version"]
     assert str(settings["application"]["version"]) == version
     assert settings["application"]["inputFormats"] == ["file"] and settings["application"]["outputFormats"] == ["file"]
     assert {"cpu", "memory"} <= set(settings["resources"])
@@ -446,7 +447,7 @@ def test_one_more_transform_in_the_bundle_given_changes_the_fused_series(phantom
 
     copy = tmp_path / "bundle"
     (copy / "models").mkdir(parents=True)
-    shutil.copytree(REPO_ROOT / "bundle" / "configs", copy / "configs")
+    shutil.copytree(REPO / "bundle" / "configs", copy / "configs")
     shutil.copy(checkpoint, copy / "models" / "model.pt")
     config = json.loads((copy / "configs" / "inference.json").read_text())
     flip = {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": 1.0, "b_min": 1.0, "b_max": 0.0}

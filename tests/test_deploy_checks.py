@@ -12,10 +12,9 @@ from pathlib import Path
 import pydicom
 import pytest
 import torch
-from _deploy import check_derived_series, make_study, run_main, series_folders
-from conftest import require_module
 
 from hkafusion_monai.io.dicom_series import RESEARCH_USE_COMMENT
+from tests.helpers import check_derived_series, make_study, require_module, run_main, series_folders
 
 RULES = Path(__file__).resolve().parents[1] / "hkafusion_monai" / "deploy" / "selection_rules.json"
 

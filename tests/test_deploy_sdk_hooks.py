@@ -8,7 +8,7 @@ import ast
 import inspect
 from pathlib import Path
 
-from conftest import require_module
+from tests.helpers import require_module
 
 DEPLOY = Path(__file__).resolve().parents[1] / "hkafusion_monai" / "deploy"
 

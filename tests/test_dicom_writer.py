@@ -10,7 +10,6 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from conftest import require_tool
 from PIL import Image
 
 from hkafusion_monai.io.dicom import order_series, scan_dicom
@@ -21,6 +20,7 @@ from hkafusion_monai.io.dicom_series import (
     fused_to_uint16,
     write_fused_series,
 )
+from tests.helpers import require_tool
 
 
 def _sorted_datasets(folder: Path, pixels: bool = False) -> list[pydicom.Dataset]:

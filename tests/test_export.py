@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 from hkafusion_monai.inference import export_onnx, load_weights
+from tests.helpers import BUNDLE, INFERENCE_JSON, random_checkpoint
 
 META = BUNDLE / "configs" / "metadata.json"
 

@@ -18,13 +18,13 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _inference import BUNDLE, REPO, last_line, random_checkpoint, run_bundle, run_inference
 
 from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.inference import FusionInferer, load_fuser
 from hkafusion_monai.reports.run_status import run_tracked
 from hkafusion_monai.utils import CheckpointError, RefusedPairError
 from hkafusion_monai.utils.cli import project_error
+from tests.helpers import BUNDLE, REPO, last_line, random_checkpoint, run_bundle, run_inference
 
 TRAIN_JSON = str(BUNDLE / "configs" / "train.json")
 

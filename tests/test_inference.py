@@ -12,13 +12,13 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
-from _inference import BUNDLE, INFERENCE_JSON, REPO, infer, random_checkpoint
 from PIL import Image
 
 from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.inference import check_outputs, inference_items
 from hkafusion_monai.io import atomic_write, output_name
 from hkafusion_monai.transforms import LoadFusionVolumed
+from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, infer, random_checkpoint
 
 
 @pytest.fixture(scope="module")

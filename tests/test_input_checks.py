@@ -19,11 +19,11 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from _inference import BUNDLE, last_line, random_checkpoint, run_inference
 
 from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.transforms import LoadFusionVolumed
 from hkafusion_monai.utils import FusionInputError
+from tests.helpers import BUNDLE, last_line, random_checkpoint, run_inference
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,17 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from _deploy import VERSION, check_derived_series, make_study, series_folders
-from _inference import random_checkpoint
-from conftest import REPO_ROOT, require_module
 
 from hkafusion_monai.io.bundle import BUNDLE_RUNTIME_FILES
+from tests.helpers import (
+    REPO,
+    VERSION,
+    check_derived_series,
+    make_study,
+    random_checkpoint,
+    require_module,
+    series_folders,
+)
 
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "requirements-deploy.txt")
 
@@ -37,13 +43,13 @@ def build_wheel(tmp: Path) -> Path:
     src = tmp / "src"
     src.mkdir()
     for name in SOURCES:
-        shutil.copy(REPO_ROOT / name, src / name)
+        shutil.copy(REPO / name, src / name)
     shutil.copytree(
-        REPO_ROOT / "hkafusion_monai", src / "hkafusion_monai", ignore=shutil.ignore_patterns("__pycache__", "wheels")
+        REPO / "hkafusion_monai", src / "hkafusion_monai", ignore=shutil.ignore_patterns("__pycache__", "wheels")
     )
     for relative in BUNDLE_RUNTIME_FILES:
         (src / "bundle" / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO_ROOT / "bundle" / relative, src / "bundle" / relative)
+        shutil.copy(REPO / "bundle" / relative, src / "bundle" / relative)
     cmd = [
         sys.executable,
         "-m",
@@ -103,7 +109,7 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
     )
     assert where.returncode == 0, where.stderr[-2000:]
     module, bundle = where.stdout.split()
-    assert Path(module).is_relative_to(python.parents[1]) and not Path(module).is_relative_to(REPO_ROOT)
+    assert Path(module).is_relative_to(python.parents[1]) and not Path(module).is_relative_to(REPO)
     assert bundle.endswith("hkafusion_monai/_bundle"), bundle
     # the start-up hook of `python -m monai.bundle` (Ctrl-C works from the first second) is installed,
     # and imports nothing elsewhere
@@ -135,7 +141,7 @@ def _check_installed_run(python: Path, tmp: Path, phantom: Path, checkpoint: Pat
         assert headers[0].SoftwareVersions == VERSION
 
     # a TorchScript model with -m loads without any config, and reports the version it carries
-    ts = REPO_ROOT / "bundle" / "models" / "model.ts"
+    ts = REPO / "bundle" / "models" / "model.ts"
     if ts.is_file():
         shutil.copy(ts, tmp / "model.ts")
         code = (

@@ -117,9 +117,8 @@ def test_settings_out_of_range_are_refused(bad):
 
 
 def test_the_bundle_declares_it_off_and_load_fuser_switches_it_on():
-    from _inference import BUNDLE
-
     from hkafusion_monai.inference import load_fuser
+    from tests.helpers import BUNDLE
 
     declared = load_fuser(BUNDLE, task="mri_pet", device="cpu").pipeline.inferer.restoration
     assert isinstance(declared, RestoreLesionContrast) and not declared.enabled

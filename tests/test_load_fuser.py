@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _inference import BUNDLE, REPO, random_checkpoint
 
 from hkafusion_monai import load_fuser
 from hkafusion_monai.inference import Fuser
+from tests.helpers import BUNDLE, REPO, random_checkpoint
 
 
 @pytest.fixture(scope="module")

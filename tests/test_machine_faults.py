@@ -19,11 +19,11 @@ import mlflow
 import pydicom
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
 from monai.bundle import run
 
 from hkafusion_monai.handlers import default_tracking_uri, tracking_uri
 from hkafusion_monai.io import output_name
+from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def test_a_full_mlflow_store_is_one_line_naming_it(
 def test_deploy_into_a_read_only_folder_is_one_line_before_the_sdk_loads(
     phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
-    from _deploy import make_study, run_main
+    from tests.helpers import make_study, run_main
 
     study = make_study(tmp_path / "in", phantom / "dicom" / "sub-000", ["MR", "PT"])
     out = tmp_path / "out"
@@ -356,10 +356,10 @@ def test_deploy_reads_a_slice_without_the_preamble_and_refuses_a_lost_one(
 ) -> None:
     """Deploy: the MR's top slice as a bare dataset is read (a 32-instance derived series, not 31); a PET that
     lost its last slice is refused with one line naming it."""
-    from conftest import require_module
+    from tests.helpers import require_module
 
     require_module("monai.deploy.core", "requirements-deploy.txt: monai-deploy-app-sdk")
-    from _deploy import make_study, run_main, series_folders
+    from tests.helpers import make_study, run_main, series_folders
 
     model = random_checkpoint_path(tmp_path)
     torch.save(__import__("hkafusion_monai.networks", fromlist=["HKAFusion"]).HKAFusion().state_dict(), model)

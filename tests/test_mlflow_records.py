@@ -22,12 +22,12 @@ from typing import Any
 
 import mlflow
 import pytest
-from _inference import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.handlers import MLFlowHandler
 
 from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.handlers.run_record import flatten_params, scrub_paths
+from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 
 TRAIN_JSON = BUNDLE / "configs" / "train.json"
 EVALUATE_JSON = BUNDLE / "configs" / "evaluate.json"

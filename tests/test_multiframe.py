@@ -16,7 +16,6 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from monai.transforms import Orientationd
 
 from hkafusion_monai.inference import load_fuser
@@ -27,6 +26,7 @@ from hkafusion_monai.io.dicom import (
 )
 from hkafusion_monai.transforms.volume import LoadFusionVolumed
 from hkafusion_monai.utils import FusionInputError
+from tests.helpers import BUNDLE, INFERENCE_JSON, random_checkpoint
 
 
 @pytest.fixture(scope="module")

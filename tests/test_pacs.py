@@ -16,12 +16,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from _deploy import make_study, run_main, series_folders
-from _inference import random_checkpoint
-from conftest import require_module, require_tool, stop_process
 
 from hkafusion_monai.io.pacs import DicomDestination
 from hkafusion_monai.utils import HKAFusionError
+from tests.helpers import (
+    make_study,
+    random_checkpoint,
+    require_module,
+    require_tool,
+    run_main,
+    series_folders,
+    stop_process,
+)
 
 ORTHANC_AET = "HKATESTPACS"
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from _deploy import copy_series, make_study
-from conftest import require_module
 
 from hkafusion_monai.data.datalist import datalist_from_dicom
 from hkafusion_monai.deploy.planning import plan_study
 from hkafusion_monai.deploy.rules import load_rules
 from hkafusion_monai.io.dicom import scan_dicom
+from tests.helpers import copy_series, make_study, require_module
 
 MODALITIES = {"CT": "CT", "PT": "PET", "NM": "SPECT"}
 

@@ -144,7 +144,7 @@ def test_spect_is_one_multiframe_nm_reconstruction(phantom):
 
 
 def test_spect_passes_dciodvfy(phantom):
-    from conftest import require_tool
+    from tests.helpers import require_tool
 
     tool = require_tool("dciodvfy", "dicom3tools")
     (path,) = (phantom / "dicom" / "sub-000" / "NM").iterdir()

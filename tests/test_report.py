@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _inference import BUNDLE, random_checkpoint
-from conftest import SHARED, require_tool
 from monai.bundle import ConfigWorkflow
 from PIL import Image
+
+from tests.helpers import BUNDLE, SHARED, random_checkpoint, require_tool
 
 TRAIN_JSON = str(BUNDLE / "configs" / "train.json")
 EVALUATE_JSON = str(BUNDLE / "configs" / "evaluate.json")

@@ -14,9 +14,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from test_bundle_workflows import BUNDLE, TRAIN_JSON, _write_pairs
 
 from hkafusion_monai.handlers import default_tracking_uri
+from tests.test_bundle_workflows import BUNDLE, TRAIN_JSON, _write_pairs
 
 EPOCHS, PAIRS, BATCH = 6, 4, 2
 ITERATIONS = EPOCHS * PAIRS // BATCH

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from _inference import REPO, ending_line, infer, random_checkpoint
+
+from tests.helpers import REPO, ending_line, infer, random_checkpoint
 
 
 @pytest.fixture(scope="module")

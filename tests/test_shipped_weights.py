@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _inference import BUNDLE
 from PIL import Image
 
 from hkafusion_monai.inference import load_fuser, shipped_weights
 from hkafusion_monai.networks import HKAFusion
+from tests.helpers import BUNDLE
 
 MODELS = BUNDLE / "models"
 METADATA = json.loads((BUNDLE / "configs" / "metadata.json").read_text())

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from _inference import BUNDLE, INFERENCE_JSON, random_checkpoint
 from monai.handlers import CheckpointLoader
 
 from hkafusion_monai.handlers import WeightsLoader
 from hkafusion_monai.inference import load_weights
 from hkafusion_monai.networks import HKAFusion
 from hkafusion_monai.utils import CheckpointError, CheckpointNotFoundError
+from tests.helpers import BUNDLE, INFERENCE_JSON, random_checkpoint
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hkafusion_monai"
 

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_module
 
 from hkafusion_monai.data.phantom import write_phantom
 from hkafusion_monai.utils import file_sha256
+from tests.helpers import require_module
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "Your own data"
