@@ -25,9 +25,8 @@ from hkafusion_monai.io.mlflow_store import experiment_address
 from hkafusion_monai.losses import TERM_KEYS
 from hkafusion_monai.metrics import compute_fusion_metrics
 from hkafusion_monai.utils import quantise
-from tests.helpers import require_tool, stop_process
+from tests.helpers import REPO, require_tool, stop_process
 
-REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"
 TRAIN_JSON = str(BUNDLE / "configs" / "train.json")
 EVALUATE_JSON = str(BUNDLE / "configs" / "evaluate.json")

@@ -21,9 +21,8 @@ import pytest
 
 from hkafusion_monai.data.phantom import write_phantom
 from hkafusion_monai.utils import file_sha256
-from tests.helpers import require_module
+from tests.helpers import REPO, require_module
 
-REPO = Path(__file__).resolve().parents[1]
 SECTION = "Your own data"
 TIMEOUT_S = 600
 

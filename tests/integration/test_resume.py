@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from hkafusion_monai.handlers import default_tracking_uri
-from tests.test_bundle_workflows import BUNDLE, TRAIN_JSON, _write_pairs
+from tests.integration.test_bundle_workflows import BUNDLE, TRAIN_JSON, _write_pairs
 
 EPOCHS, PAIRS, BATCH = 6, 4, 2
 ITERATIONS = EPOCHS * PAIRS // BATCH

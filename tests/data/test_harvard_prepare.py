@@ -13,8 +13,6 @@ import pytest
 from hkafusion_monai.data import dataset_datalist, harvard
 from hkafusion_monai.data.harvard import SPLITS_FILE, main
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -3,7 +3,7 @@
 Geometry is checked against SimpleITK (GDCM) and against the phantom's NIfTI of the same volume; intensity
 against the NIfTI (the real-world value mapping applied). The MRI-SPECT phantom runs from DICOM through
 ``load_fuser(...).fuse_volumes`` and the bundle's ``inference.json``, with the NIfTI path's geometry; the
-Deploy application's run is in ``test_deploy.py``.
+Deploy application's run is in ``tests/integration/test_deploy.py``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,7 @@ from PIL import Image
 from hkafusion_monai.data.datalist import DATALIST_SPLITS, load_fusion_datalist
 from hkafusion_monai.data.phantom import PROFILES, main, split_of
 from hkafusion_monai.transforms import LoadFusionImaged, LoadFusionVolumed, ScaleByBitDepthd, SplitYCbCrd, StackPaird
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _digest(folder: Path) -> dict[str, str]:

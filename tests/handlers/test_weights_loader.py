@@ -17,9 +17,9 @@ from hkafusion_monai.handlers import WeightsLoader
 from hkafusion_monai.inference import load_weights
 from hkafusion_monai.networks import HKAFusion
 from hkafusion_monai.utils import CheckpointError, CheckpointNotFoundError
-from tests.helpers import BUNDLE, INFERENCE_JSON, random_checkpoint
+from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 
-PACKAGE = Path(__file__).resolve().parents[1] / "hkafusion_monai"
+PACKAGE = REPO / "hkafusion_monai"
 
 
 def test_load_weights_runs_monais_checkpoint_loader(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 CONFIGS = REPO / "bundle" / "configs"
 TRAIN_JSON, EVALUATE_JSON = CONFIGS / "train.json", CONFIGS / "evaluate.json"
 

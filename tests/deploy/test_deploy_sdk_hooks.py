@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import ast
 import inspect
-from pathlib import Path
 
-from tests.helpers import require_module
+from tests.helpers import REPO, require_module
 
-DEPLOY = Path(__file__).resolve().parents[1] / "hkafusion_monai" / "deploy"
+DEPLOY = REPO / "hkafusion_monai" / "deploy"
 
 #: private SDK members the operators use: {(SDK class, member): why no public extension point does it}
 PRIVATE_HOOKS = {

@@ -21,8 +21,7 @@ from hkafusion_monai.data.datalist import (
     main,
     write_datalist,
 )
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _png(path: Path, seed: int = 0) -> None:

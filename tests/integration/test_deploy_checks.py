@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from hkafusion_monai.io.dicom_series import RESEARCH_USE_COMMENT
-from tests.helpers import check_derived_series, make_study, require_module, run_main, series_folders
+from tests.helpers import REPO, check_derived_series, make_study, require_module, run_main, series_folders
 
-RULES = Path(__file__).resolve().parents[1] / "hkafusion_monai" / "deploy" / "selection_rules.json"
+RULES = REPO / "hkafusion_monai" / "deploy" / "selection_rules.json"
 
 
 @pytest.fixture(scope="module", autouse=True)

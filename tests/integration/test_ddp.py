@@ -12,7 +12,7 @@ import mlflow
 import torch
 
 from hkafusion_monai.handlers import default_tracking_uri
-from tests.test_bundle_workflows import BUNDLE, TRAIN_JSON, _free_port, _write_pairs
+from tests.integration.test_bundle_workflows import BUNDLE, TRAIN_JSON, _free_port, _write_pairs
 
 MULTI_GPU_JSON = str(BUNDLE / "configs" / "multi_gpu_train.json")
 

@@ -4,10 +4,10 @@ into MONAI's ``MLFlowHandler``.
 Each workflow runs once in this process (``monai.bundle.ConfigWorkflow``, with ``sys.argv`` set to the
 ``python -m monai.bundle run ...`` command that does the same) on the small phantom, and its MLflow run is read
 back as a record: the status, every param and tag (hashes, the git commit and the user masked), every metric
-with its steps, every artifact path. The records are compared with ``tests/data/mlflow_records.json``; the
+with its steps, every artifact path. The records are compared with ``tests/testing_data/mlflow_records.json``; the
 params a training run takes from the config's ``tracked_params`` are compared with the resolved config itself,
 so that a new tunable does not need a new record. After a deliberate change of what a run records, rewrite
-the file with ``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/test_mlflow_records.py`` and review its diff.
+the file with ``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/integration/test_mlflow_records.py`` and review its diff.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, random_checkpoint
 
 TRAIN_JSON = BUNDLE / "configs" / "train.json"
 EVALUATE_JSON = BUNDLE / "configs" / "evaluate.json"
-RECORDS = Path(__file__).parent / "data" / "mlflow_records.json"
+RECORDS = REPO / "tests" / "testing_data" / "mlflow_records.json"
 UPDATE = os.environ.get("HKAFUSION_UPDATE_RECORDS", "") == "1"
 MONAI_MAIN = str(Path(sys.modules["monai"].__file__).parent / "bundle" / "__main__.py")
 

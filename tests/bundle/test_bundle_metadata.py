@@ -24,9 +24,8 @@ from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metad
 from monai.utils import BundleProperty, BundlePropertyConfig
 
 from hkafusion_monai.utils.errors import OptionError
+from tests.helpers import BUNDLE, REPO
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
-REPO = BUNDLE.parent
 README = BUNDLE / "docs" / "README.md"
 #: the model zoo's size limit per file (CONTRIBUTING, "Model storage")
 MAX_FILE_BYTES = 25 * 1024 * 1024

@@ -11,7 +11,8 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 CONFIGS = REPO / "bundle" / "configs"
 TRAIN = [str(CONFIGS / "train.json"), str(CONFIGS / "train_volumes.json")]
 
