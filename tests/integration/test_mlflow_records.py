@@ -7,7 +7,8 @@ back as a record: the status, every param and tag (hashes, the git commit and th
 with its steps, every artifact path. The records are compared with ``tests/testing_data/mlflow_records.json``; the
 params a training run takes from the config's ``tracked_params`` are compared with the resolved config itself,
 so that a new tunable does not need a new record. After a deliberate change of what a run records, rewrite
-the file with ``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/integration/test_mlflow_records.py`` and review its diff.
+the file with ``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/integration/test_mlflow_records.py`` and
+review its diff.
 """
 
 from __future__ import annotations
