@@ -1,6 +1,6 @@
 """Shared by the quality benchmark and the ablations: the Harvard test pairs, the reference scoring, the tables.
 
-Scoring follows the reference implementation (tests/test_metric_reference.py): 8-bit images read as grey
+Scoring follows the reference implementation (tests/metrics/test_metric_reference.py): 8-bit images read as grey
 (RGB PET/SPECT through the BT.601 luma, rounded), fused outputs quantised with ``round(255 * clip(x))``, the
 eight metrics of :func:`hkafusion_monai.metrics.compute_fusion_metrics` on the 0-255 scale.
 """

@@ -19,7 +19,7 @@ The phase a kill landed in is read from what the run had left at that moment (a 
 temporary output, published outputs, the log). A timed point that finds the run already ended (this run was
 faster than the undisturbed one: the machine's load varies) is tried again at the same part of that run's
 life. A full run prints a table and writes it to docs/failure_behaviour.md (section ``crash-injection``, or
-``crash-injection-<application>`` for one); ``tests/test_crash_injection.py`` runs a few points.
+``crash-injection-<application>`` for one); ``tests/integration/test_crash_injection.py`` runs a few points.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ per-pair metric distributions. Images are embedded as PNG data URIs, so the one 
 
 A small script in the page writes each image's ``naturalWidth`` into its ``data-natural-width`` attribute and
 counts the decoded images in ``#decode-status``; a headless browser's ``--dump-dom`` shows whether every image
-decoded (tests/test_report.py).
+decoded (tests/reports/test_report.py).
 """
 
 from __future__ import annotations

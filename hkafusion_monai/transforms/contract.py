@@ -6,7 +6,7 @@ theirs: ``inference.json``'s ``preprocessing`` (the 2-D and the volume chain, bo
 evaluation). The inference workflow, :func:`hkafusion_monai.load_fuser` and the Deploy application all parse
 ``inference.json``'s items (:func:`hkafusion_monai.inference.pipeline.bundle_pipeline`), so one edit there
 changes all three, and a pair gives the same ``image`` and the same output pixels on every path (tested in
-``tests/test_contract.py``).
+``tests/bundle/test_contract.py``).
 
 Preprocessing ends in the network's contract: ``image``, a float32 ``(2, H, W)`` (2-D pair) or
 ``(2, H, W, D)`` (volume pair, axial slices on the last axis) ``MetaTensor`` in [0, 1], channel 0 MRI,
