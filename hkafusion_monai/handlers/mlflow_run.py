@@ -45,8 +45,9 @@ METRICS_PER_REQUEST = 1000
 #: how a run that does not finish ends
 RUN_END_STATUSES = ("FAILED", "KILLED")
 _FINISHED = "FINISHED"
-#: MLflow 3's UI opens an experiment in the view this tag names; without it, it may open the GenAI traces
-#: overview. These runs are model training, evaluation and inference: the runs table.
+#: MLflow's tag for what an experiment holds: these runs are model training, evaluation and inference, not GenAI
+#: traces. MLflow 3.17's UI does not pick its view from it (the browser does: ``experiment_address`` in
+#: :mod:`hkafusion_monai.io.mlflow_store`); the tag keeps the kind with the experiment for other MLflow clients.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 

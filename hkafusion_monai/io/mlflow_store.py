@@ -134,9 +134,15 @@ def experiment_address(tracking_uri: str, experiment_name: str, ui: str = "http:
     """The address at which ``mlflow ui`` shows the experiment's runs table, or None when the store (a SQLite
     file) or the experiment is not there.
 
-    MLflow 3.17's UI opens an experiment in its GenAI traces overview whatever the experiment's kind tag says,
-    unless the address names the machine-learning view (``?workflowType=machine_learning``); the tag
-    (:func:`hkafusion_monai.handlers.mlflow_run.mark_experiment_kind`) is what the UI's kind selector shows."""
+    The address names the view, ``?workflowType=machine_learning``, because nothing in the store or the server
+    decides which view MLflow 3.17's UI opens a bare ``#/experiments/<id>`` in: the browser does. The page's
+    ``useNavigateToExperimentPageTab`` goes to the runs tab unless the experiment kind is GenAI; that kind comes
+    from ``useExperimentKind`` (``ExperimentKindUtils.ts``), which reads the experiment's ``mlflow.experimentKind``
+    tag only when ``shouldEnableWorkflowBasedNavigation()`` is false, and the built UI has it return true; the
+    kind is then the ``workflowType`` of ``WorkflowTypeProvider``: the address's ``workflowType`` parameter, else
+    the sidebar switch's last choice stored in the browser (``localStorage`` key ``mlflow.workflowType_v1``), else
+    ``genai``, whose experiment page is a traces overview. The address's parameter is not stored: the bare
+    address opens on the runs table only in a browser whose user picked "Model training" in the sidebar."""
     if not tracking_uri.startswith("sqlite:///") or not os.path.isfile(tracking_uri[len("sqlite:///") :]):
         return None
     import mlflow

@@ -232,9 +232,9 @@ def test_no_file_names_reach_mlflow(records: dict[str, Any], phantom: Path) -> N
         assert not any(str(phantom) in v or ".png" in v or "png_pet.json" in v for v in values), run_name
 
 
-def test_every_experiment_opens_on_its_runs(records: dict[str, Any]) -> None:
-    """MLflow 3's UI opens an experiment in the view its ``mlflow.experimentKind`` tag names: the runs table for
-    training, evaluation and inference alike."""
+def test_every_experiment_is_of_model_development(records: dict[str, Any]) -> None:
+    """Training, evaluation and inference alike tag their experiment with MLflow's kind for model development
+    (``mlflow.experimentKind``), not GenAI."""
     for uri, _ in records["uris"].values():
         experiment = mlflow.MlflowClient(uri).get_experiment_by_name("hkafusion")
         assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development", uri
