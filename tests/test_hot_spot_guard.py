@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hkafusion_monai.metrics import HOT_SPOT_MIN_KEPT, hot_spot_guard
+from hkafusion_monai.metrics import HOT_SPOT_MIN_KEPT, HOT_SPOT_MRI_DARKER, hot_spot_guard
 from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 
 
@@ -50,6 +50,30 @@ def test_the_guard_fires_on_a_dropped_painted_hot_spot_and_not_on_pixel_max() ->
     # the fraction is a setting: nothing is lost when nothing need be kept
     assert not any(s.lost for s in hot_spot_guard(mri, painted, min_kept=-1.0))
     assert HOT_SPOT_MIN_KEPT == 0.5
+
+
+def test_with_the_mri_only_a_hot_spot_over_darker_mri_is_lost() -> None:
+    """The same hot spot, fused so that it keeps under half its contrast: lost where the MRI is dark under it (a
+    lesion's pattern), not where the MRI is as bright there as around it (normal focal uptake)."""
+    mri, pet = _head()
+    painted, centre = _painted(mri, pet, seed=0)
+    spot = hot_spot_guard(mri, painted)
+    (found,) = _near(spot, centre)
+    core = np.hypot(*(np.mgrid[:128, :128] - centre[:, None, None])) <= found.radius
+    dark = np.where(core, 0.2 * mri, mri)  # hypointense under the hot spot
+    fused = 0.75 * dark + 0.25 * painted  # under half the contrast kept
+    (lesion,) = _near(hot_spot_guard(fused, painted, mri=dark), centre)
+    assert lesion.kept < HOT_SPOT_MIN_KEPT and lesion.mri_ratio < 1 - HOT_SPOT_MRI_DARKER
+    assert lesion.lost
+    fused = 0.75 * mri + 0.25 * painted  # the same loss over the MRI's own texture
+    (uptake,) = _near(hot_spot_guard(fused, painted, mri=mri), centre)
+    assert uptake.kept < HOT_SPOT_MIN_KEPT and uptake.mri_ratio > 1 - HOT_SPOT_MRI_DARKER and not uptake.lost
+    assert _near(hot_spot_guard(fused, painted), centre)[0].lost  # without the MRI: every hot spot is guarded
+    assert _near(hot_spot_guard(fused, painted, mri=mri, mri_darker=-1.0), centre)[0].lost
+    # over a black MRI surround nothing is darker
+    assert not _near(hot_spot_guard(fused, painted, mri=np.zeros_like(mri)), centre)[0].lost
+    with pytest.raises(ValueError, match="mri"):
+        hot_spot_guard(fused, painted, mri=mri[:64])
 
 
 def test_no_hot_spot_no_alarm_and_bad_shapes_are_refused() -> None:
