@@ -72,10 +72,17 @@ def score(pairs: list, fusers: dict[str, Any], min_kept: float) -> dict[str, dic
     return rows
 
 
-def score_phantom(root: Path, fusers: dict[str, Any], modality: str, min_kept: float, limit: int | None) -> list:
-    """One row per phantom subject: ``(subject, method, row, lesions found, lesions lost by each rule)``."""
+def score_phantom(
+    root: Path, fusers: dict[str, Any], modality: str, min_kept: float, limit: int | None, darkness: dict[str, list]
+) -> list:
+    """One row per phantom subject: ``(subject, method, row, lesions found, lesions lost by each rule)``; adds
+    to ``darkness`` how much darker the MRI is under each hot spot than around it (``1 - mri_ratio``), by the
+    tissue under its core: ``lesion`` (at least half the core), else the tissue at its peak."""
     from hkafusion_monai.data import phantom as ph
+    from hkafusion_monai.metrics.hot_spots import FoundHotSpot, disc_masks, hot_spot_patch
     from hkafusion_monai.transforms import LoadFusionVolumed
+
+    names = {ph.GM: "cortex (grey matter)", ph.DEEP_GM: "deep grey matter"}
 
     loader = LoadFusionVolumed(["mri", "other"])
     out = []
@@ -97,6 +104,13 @@ def score_phantom(root: Path, fusers: dict[str, Any], modality: str, min_kept: f
                 if method == "pixel max" and label != next(iter(fusers)):
                     continue
                 spots = hot_spot_guard(image, other[0].numpy(), min_kept=min_kept, max_value=1.0, mri=mri[0].numpy())
+                if method == next(iter(fusers)):  # the hot spots are the source's: count them once
+                    for s in spots:
+                        found = FoundHotSpot(s.position[2], s.position[0], s.position[1], s.radius, s.contrast)
+                        on_lesion = hot_spot_patch(labels == ph.LESION, found, 255.0)[disc_masks(s.radius)[0]]
+                        tissue = "lesion" if float(on_lesion.mean()) >= 0.5 else names.get(int(labels[s.position]))
+                        if tissue is not None:
+                            darkness.setdefault(tissue, []).append(1.0 - float(s.mri_ratio))
                 row = _new_row()
                 _add(row, spots, min_kept)
                 lesion = [labels[s.position] == ph.LESION for s in spots]
@@ -178,19 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     weights = dict(_labelled(w) for w in args.weights) or {f"HKAFusion {bundle_version(None)}": None}
     phantom_root = Path(ensure_phantom(str(args.phantom)))
-    results, phantom = {}, {}
+    results, phantom, darkness = {}, {}, {}
     for task, modality in TASKS.items():
         fusers = {
             label: load_fuser(bundle_dir=REPO / "bundle", task=task, weights=path, device="cpu")
             for label, path in weights.items()
         }
-        phantom[modality] = score_phantom(phantom_root, fusers, modality, args.min_kept, args.limit)
+        phantom[modality] = score_phantom(phantom_root, fusers, modality, args.min_kept, args.limit, darkness)
         for split in SPLITS:
             pairs = test_pairs(Path(harvard_root()), task, split)[: args.limit]
             results[(task, split)] = score(pairs, fusers, args.min_kept)
     seconds = time.perf_counter() - start
     text, ptext = table(results, args.min_kept), phantom_table(phantom, args.min_kept)
+    dark = "; ".join(
+        f"{tissue} ({len(v)}): {np.min(v):.0%} to {np.max(v):.0%}, 2nd-98th percentile {np.percentile(v, 2):.0%} to "
+        f"{np.percentile(v, 98):.0%}"
+        for tissue, v in sorted(darkness.items())
+    )
     print(ptext)
+    print(dark)
     print(text)
     print(f"({seconds:.0f} s)")
     if args.limit is not None:
@@ -206,15 +226,18 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"The hot-spot guard (docs/failure_behaviour.md) on the fusions of {names} and of pixel max: the "
             f"PET/SPECT's own hot spots (none painted), counted by two rules. *Before*: a hot spot keeping less "
-            f"than {args.min_kept:.0%} of its contrast is lost. *Now* (the guard's rule): only where the MRI is "
-            f"also darker under it than around it by at least {HOT_SPOT_MRI_DARKER:.0%} of the hot spot's contrast, "
-            "the pattern of a lesion (dark on T1, hot on PET/SPECT). A series or pair fires when at least one hot "
+            f"than {args.min_kept:.0%} of its contrast is lost. *Now* (the guard's rule): only where the MRI's mean "
+            f"over its core is also at least {HOT_SPOT_MRI_DARKER:.0%} below the MRI's mean over its surround, the "
+            "pattern of a lesion (dark on T1, hot on PET/SPECT). A series or pair fires when at least one hot "
             f"spot is lost. Command: `{command}`.",
             "",
             "**The phantom** (`demo_data`, the Deploy path `fuse_volumes`), one row per PET/SPECT series; a hot spot "
             "is on a lesion when the phantom's tissue at its peak is `LESION`:",
             "",
             ptext,
+            "",
+            "How much darker the MRI is under the phantom's hot spots than around them (`1 - mri_ratio`), by the "
+            "tissue under the core (a lesion: at least half the core), where the fraction was chosen: " + dark + ".",
             "",
             "**Harvard**: the `validation` pairs of `splits.json` (where the rule and its fraction were chosen) and "
             "the `test` pairs (test_cddfuse, reported only):",

@@ -196,3 +196,31 @@ def test_bundle_inference_guards_the_networks_own_output(phantom, tmp_path, one_
         assert [(tuple(s["position"]), s["kept"]) for s in record["hot_spots"]] == [
             (s.position, pytest.approx(s.kept)) for s in expected
         ]
+
+
+def test_the_tiled_search_finds_what_one_tile_finds(monkeypatch) -> None:
+    """Planes are searched tile by tile, each smoothed and reduced to its peaks on its own with a halo: hot spots
+    on and near the tiles' edges (here tiles of 64) are found exactly as in one tile the size of the image."""
+    from hkafusion_monai.metrics import hot_spots
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:150, :200]
+    mri = 90 + 30 * np.sin(xx / 4.0) + rng.normal(0, 5, yy.shape)
+    source = 60 + 30 * np.exp(-(((yy - 75) ** 2 + (xx - 100) ** 2) / 80.0**2))
+    for (cy, cx), r in zip([(63, 64), (64, 128), (20, 63), (128, 190), (100, 126)], [2, 3, 5, 3, 12], strict=True):
+        source = np.where(np.hypot(yy - cy, xx - cx) <= r, 200.0, source)
+    source = source + rng.normal(0, 3, yy.shape)
+    fused = 0.5 * (mri + source)
+    volume = np.stack([source, 0.8 * source, source], axis=-1)
+    args = (255.0, hot_spots.HOT_SPOT_RADII, 0.05, 0.9, 20.0)  # every candidate, before the overlap rule
+    whole = hot_spot_guard(fused, source, mri=mri), hot_spots.find_hot_spots(volume)
+    candidates = hot_spots._candidates(source, *args), hot_spots._candidates(volume, *args)
+    assert len(whole[0]) >= 5 and len(whole[1]) >= 5
+    monkeypatch.setattr(hot_spots, "_TILE", 64)
+    assert hot_spot_guard(fused, source, mri=mri) == whole[0]
+    assert hot_spots.find_hot_spots(volume) == whole[1]
+    tiled_candidates = hot_spots._candidates(source, *args), hot_spots._candidates(volume, *args)
+    for tiled, one in zip(tiled_candidates, candidates, strict=True):
+        # the same peaks; their contrasts within float32 rounding of FFTs of other sizes
+        assert [c[1:] for c in tiled] == [c[1:] for c in one]
+        assert [c[0] for c in tiled] == pytest.approx([c[0] for c in one], abs=1e-3)

@@ -194,7 +194,6 @@ def test_contrast_floor_only_where_the_secondary_is_hot():
     assert FusionLoss().forward_terms(faded[None, None], image)["l_contrast"].item() == 0.0  # off by default
 
 
-
 def test_contrast_floor_over_darker_mri_acts_on_the_lesion_case_only():
     """With ``contrast_region="hot_over_darker_mri"`` the floor acts where I_B is hot *and* the MRI is below
     its surround (a hypointense-hot lesion), not on a hot spot over flat MRI tissue, where ``"hot"`` acts."""
@@ -217,6 +216,7 @@ def test_contrast_floor_over_darker_mri_acts_on_the_lesion_case_only():
         local.contrast_term(flat, pet[None, None])
     with pytest.raises(ValueError, match="contrast_region"):
         FusionLoss(contrast_region="everywhere")
+
 
 @pytest.mark.parametrize(
     "pred_shape, image_shape",

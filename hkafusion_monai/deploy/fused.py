@@ -79,7 +79,8 @@ def hot_spot_notes(result: FusedPair) -> dict[str, Any]:
     slices = sorted({s.position[2] for s in lost})
     note = (
         f"HOT-SPOT GUARD: {len(lost)} of {len(result.hot_spots)} hot spot(s) of the {modality} series "
-        f"{result.pair.other.uid} keep less than {result.min_kept:.0%} of their contrast in this fusion where the MRI is darker (instances "
+        f"{result.pair.other.uid} keep less than {result.min_kept:.0%} of their contrast in this fusion where the MRI "
+        f"is darker (instances "
         f"{', '.join(str(k + 1) for k in slices)}); read the {modality} series there, not this fusion alone."
     )
     here: dict[int, list[str]] = {}

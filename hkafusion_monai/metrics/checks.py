@@ -35,11 +35,10 @@ from hkafusion_monai.metrics.functional import check_fusion_inputs
 from hkafusion_monai.metrics.hot_spots import (
     HOT_SPOT_MIN_CONTRAST,
     HOT_SPOT_RADII,
-    FoundHotSpot,
     disc_masks,
     find_hot_spots,
     hot_spot_contrast,
-    hot_spot_window,
+    hot_spot_patch,
 )
 from hkafusion_monai.utils.quantisation import quantise
 
@@ -205,25 +204,17 @@ def hot_spot_guard(
     spots = []
     for spot in found:
         core, ring = disc_masks(spot.radius)
-        kept = float(hot_spot_contrast_kept(_window(fused, spot, max_value), _window(source, spot, max_value), core, ring))
+        f, s = hot_spot_patch(fused, spot, max_value), hot_spot_patch(source, spot, max_value)
+        kept = float(hot_spot_contrast_kept(f, s, core, ring))
         lost, mri_ratio = kept < min_kept, None
         if mri is not None:
-            m = _window(mri, spot, max_value)
+            m = hot_spot_patch(mri, spot, max_value)
             inner, outer = float(m[core].mean()), float(m[ring].mean())
             mri_ratio = inner / outer if outer > 0 else float("inf")
             lost = lost and mri_ratio < 1.0 - mri_darker
         position = (spot.row, spot.column, spot.plane) if len(shape) == 3 else (spot.row, spot.column)
         spots.append(GuardedHotSpot(position, spot.radius, spot.contrast, kept, lost, mri_ratio))
     return spots
-
-
-def _window(x: torch.Tensor | np.ndarray, spot: FoundHotSpot, max_value: float) -> torch.Tensor:
-    """The ``(K, K)`` window of :func:`~hkafusion_monai.metrics.hot_spots.hot_spot_window` around ``spot`` in an
-    image ``(H, W)`` or volume ``(H, W, D)``, float64 on the 0-255 scale: only the window is copied."""
-    plane, rows, columns = hot_spot_window(spot)
-    window = x[rows, columns, plane] if x.ndim == 3 else x[rows, columns]
-    t = window if isinstance(window, torch.Tensor) else torch.from_numpy(np.array(window))
-    return t.to(torch.float64) * (255.0 / float(max_value))
 
 
 class BoneBrightnessMetric(RegressionMetric):
