@@ -224,3 +224,25 @@ def test_the_tiled_search_finds_what_one_tile_finds(monkeypatch) -> None:
         # the same peaks; their contrasts within float32 rounding of FFTs of other sizes
         assert [c[1:] for c in tiled] == [c[1:] for c in one]
         assert [c[0] for c in tiled] == pytest.approx([c[0] for c in one], abs=1e-3)
+
+
+def test_fuse_volumes_returns_the_mri_as_the_network_saw_it(phantom, one_thread) -> None:
+    """Deploy guards against the MRI as the network saw it: ``fuse_volumes(return_mri=True)`` returns it on the
+    fused volume's grid and axes (an "MRI alone" network gives it back exactly), after the other volume."""
+    from hkafusion_monai.inference import load_fuser
+    from hkafusion_monai.transforms import LoadFusionVolumed
+
+    class MRIAlone(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return image[:, :1]
+
+    load = LoadFusionVolumed(["v"])
+    mr, pt = (load({"v": str(phantom / "dicom" / "sub-000" / s)})["v"] for s in ("MR", "PT"))
+    fuser = load_fuser(task="mri_pet", device="cpu")
+    fuser.network = MRIAlone()
+    fused, other, mri = fuser.fuse_volumes(mr, pt, return_other=True, return_mri=True)
+    assert fused.shape == other.shape == mri.shape == mr.shape
+    assert torch.equal(fused.as_tensor(), mri.as_tensor()) and not torch.equal(mri.as_tensor(), other.as_tensor())
+    assert float(mri.min()) >= 0.0 and float(mri.max()) <= 1.0
+    only_mri = fuser.fuse_volumes(mr, pt, return_mri=True)
+    assert len(only_mri) == 2 and torch.equal(only_mri[1].as_tensor(), mri.as_tensor())

@@ -289,8 +289,8 @@ class Fuser:
         post = self.postprocess(data, colour=False, uint8=False)
         if extras:
             post = FusionPostprocessd(extras, colour=False, uint8=False)(post)
-            return (post["pred"], *(post[key] for key in extras))
-        return post["pred"]
+        fused: MetaTensor = post["pred"]
+        return (fused, *(post[key] for key in extras)) if extras else fused
 
 
 def load_fuser(
