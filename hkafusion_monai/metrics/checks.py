@@ -64,8 +64,8 @@ CHECK_NAMES: tuple[str, ...] = ("Lesion", "Bone")
 #: the hot-spot guard's default: a hot spot keeping less than this fraction of its contrast is lost
 HOT_SPOT_MIN_KEPT = 0.5
 #: the hot-spot guard's default: a hot spot is guarded where the MRI's mean over its core is at least this fraction
-#: below the MRI's mean over its surround (the hypointense-hot pattern of a lesion). On the phantom the hot spots
-#: centred on a lesion measure 21 % to 57 % darker, 98 % of those of the cortex less than 17 % (docs/results.md)
+#: below the MRI's mean over its surround (the hypointense-hot pattern of a lesion). On the phantom the MRI is 27 %
+#: to 57 % darker under the hot spots centred on a lesion, at most 17 % under 98 % of the cortex's (docs/results.md)
 HOT_SPOT_MRI_DARKER = 0.2
 
 
