@@ -50,8 +50,8 @@ def log_hot_spots(result: FusedPair) -> None:
         logger.info("hot-spot guard, %s: no hot spot", what)
         return
     figures = (
-        f"{len(spots)} hot spot(s), {len(lost)} keeping less than {result.min_kept:.0%} of their contrast "
-        f"(the least {min(s.kept for s in spots):.0%})"
+        f"{len(spots)} hot spot(s), {len(lost)} keeping less than {result.min_kept:.0%} of their contrast where "
+        f"the MRI is darker (a lesion's pattern; the least kept of all {min(s.kept for s in spots):.0%})"
     )
     if not lost:
         logger.info("hot-spot guard, %s: %s", what, figures)
@@ -79,7 +79,8 @@ def hot_spot_notes(result: FusedPair) -> dict[str, Any]:
     slices = sorted({s.position[2] for s in lost})
     note = (
         f"HOT-SPOT GUARD: {len(lost)} of {len(result.hot_spots)} hot spot(s) of the {modality} series "
-        f"{result.pair.other.uid} keep less than {result.min_kept:.0%} of their contrast in this fusion (instances "
+        f"{result.pair.other.uid} keep less than {result.min_kept:.0%} of their contrast in this fusion where the MRI "
+        f"is darker (instances "
         f"{', '.join(str(k + 1) for k in slices)}); read the {modality} series there, not this fusion alone."
     )
     here: dict[int, list[str]] = {}

@@ -2,8 +2,9 @@
 
 - **the hot-spot guard** (PET and SPECT): :func:`hkafusion_monai.metrics.hot_spot_guard` finds the secondary's
   hot spots and the contrast each one keeps in the fused image; one keeping less than ``min_kept`` (default
-  :data:`~hkafusion_monai.metrics.HOT_SPOT_MIN_KEPT`, 50 %) is warned about with its position, so that a reader
-  looks at the PET/SPECT there (docs/failure_behaviour.md);
+  :data:`~hkafusion_monai.metrics.HOT_SPOT_MIN_KEPT`, 50 %) where the MRI (channel 0 of the image) is darker
+  than its surround (a lesion's pattern) is warned about with its position, so that a reader looks at the
+  PET/SPECT there (docs/failure_behaviour.md);
 - **the registration**: the rigid transform :class:`~hkafusion_monai.transforms.RigidRegisterd` found for a pair
   in two frames of reference (it logs it itself).
 
@@ -132,18 +133,20 @@ class InferenceChecksHandler:
             record: dict[str, Any] = {"pair": len(self.records) + 1}
             modality = str(item.get(self.modality_key) or meta.get("modality") or "")
             if modality in GUARDED_MODALITIES:
+                sources = torch.as_tensor(image).detach().cpu()
                 fused = torch.as_tensor(pred).detach().cpu()[0]
-                source = torch.as_tensor(image).detach().cpu()[1]
                 record["modality"] = modality
-                record["hot_spots"] = self._guard(fused, source, meta, modality)
+                record["hot_spots"] = self._guard(fused, sources[1], sources[0], meta, modality)
             registration = item.get(REGISTRATION_KEY)
             if isinstance(registration, Mapping):
                 record["registration"] = {k: np.asarray(v).tolist() for k, v in registration.items()}
             self.records.append(record)
             self._log_metrics(record)
 
-    def _guard(self, fused: torch.Tensor, source: torch.Tensor, meta: Mapping, modality: str) -> list[dict]:
-        spots = hot_spot_guard(fused, source, min_kept=self.min_kept, max_value=1.0)
+    def _guard(
+        self, fused: torch.Tensor, source: torch.Tensor, mri: torch.Tensor, meta: Mapping, modality: str
+    ) -> list[dict]:
+        spots = hot_spot_guard(fused, source, min_kept=self.min_kept, max_value=1.0, mri=mri)
         lost = [s for s in spots if s.lost]
         name = str(meta.get("other_filename") or meta.get("filename_or_obj") or "the secondary")
         locate = _locator(meta) if fused.ndim == 3 else None
@@ -157,7 +160,7 @@ class InferenceChecksHandler:
 
             logger.warning(
                 "hot-spot guard, %s: the fusion keeps less than %.0f%% of the contrast of %d of %d hot spot(s) of "
-                "the %s, at %s; look at the %s there",
+                "the %s where the MRI is darker (a lesion's pattern), at %s; look at the %s there",
                 name,
                 100 * self.min_kept,
                 len(lost),
@@ -168,8 +171,8 @@ class InferenceChecksHandler:
             )
         elif spots:
             logger.info(
-                "hot-spot guard, %s: %d hot spot(s) of the %s, each keeping at least %.0f%% of its contrast (the "
-                "least %.0f%%)",
+                "hot-spot guard, %s: %d hot spot(s) of the %s, none keeping less than %.0f%% of its contrast where "
+                "the MRI is darker (the least kept of all %.0f%%)",
                 name,
                 len(spots),
                 modality,

@@ -234,7 +234,8 @@ class Fuser:
         register: bool | str = "auto",
         return_other: bool = False,
         allow_patient_mismatch: bool = False,
-    ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
+        return_mri: bool = False,
+    ) -> MetaTensor | tuple[MetaTensor, ...]:
         """Fuse two volumes on their own grids: the result lies on the MRI's grid and axes.
 
         ``inference.json``'s volume chain (orientation, per-modality scaling, optional rigid registration, the
@@ -251,10 +252,12 @@ class Fuser:
             return_other: also return the scaled ``other`` as resampled onto the MRI grid (for a colour
                 rendering).
             allow_patient_mismatch: fuse volumes whose PatientIDs differ (refused by default).
+            return_mri: also return the scaled MRI as the network saw it, on the same grid (for the hot-spot
+                guard), after the other volume when both are asked for.
 
         Returns:
             float32 ``(1, X, Y, Z)`` in [0, 1] with the MRI's affine (and, with ``return_other``, the other
-            volume on the same grid).
+            volume on the same grid, and with ``return_mri`` the MRI's).
 
         Raises:
             ValueError: not ``(1, X, Y, Z)`` MetaTensors, NaN/inf; ``RefusedPairError`` (a ValueError): two
@@ -280,12 +283,14 @@ class Fuser:
         data = self.pipeline.preprocessing(item)
         pred = self._infer(data["image"], str(item["modality"]))
         data["pred"] = pred
-        if return_other:
-            data["other_on_mri"] = data["image"].as_tensor()[1:2]
+        extras = [key for key, wanted in (("other_on_mri", return_other), ("mri_scaled", return_mri)) if wanted]
+        for key in extras:
+            data[key] = data["image"].as_tensor()[0:1] if key == "mri_scaled" else data["image"].as_tensor()[1:2]
         post = self.postprocess(data, colour=False, uint8=False)
-        if return_other:
-            post = FusionPostprocessd("other_on_mri", colour=False, uint8=False)(post)
-        return (post["pred"], post["other_on_mri"]) if return_other else post["pred"]
+        if extras:
+            post = FusionPostprocessd(extras, colour=False, uint8=False)(post)
+        fused: MetaTensor = post["pred"]
+        return (fused, *(post[key] for key in extras)) if extras else fused
 
 
 def load_fuser(

@@ -9,9 +9,11 @@ core-minus-ring contrast, nor reject ridges (the cortex of an FDG PET) or the ed
 air, which are what a reader's "hot spot" needs; and the project keeps no scikit-image.
 
 The core of a hot spot of radius ``r`` is the disc ``d <= r`` and its surround the ring ``2 r <= d <= 3 r``, as
-:func:`~hkafusion_monai.transforms.paint_hot_spot` paints them. Planes are searched in tiles with a halo of the
-widest ring, so memory stays bounded whatever the image size (a 4096 x 4096 plane searched whole needed some
-3 GB of FFT buffers).
+:func:`~hkafusion_monai.transforms.paint_hot_spot` paints them. Planes are searched in tiles, each read from the
+source with a halo (the Gaussian's tail, the widest ring, the peaks' neighbours) and smoothed, searched and
+reduced to its peaks on its own, and hot spots are measured on their own windows, so memory stays bounded by
+the tile whatever the image size (a 4096 x 4096 plane searched whole needed some 3 GB of FFT buffers; with
+whole-plane smoothed and float64 copies, 1.4 GB).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import GaussianFilter
+from monai.networks.layers.convutils import gaussian_1d
 
 __all__ = [
     "HOT_SPOT_MIN_CONTRAST",
@@ -32,6 +35,7 @@ __all__ = [
     "disc_masks",
     "find_hot_spots",
     "hot_spot_contrast",
+    "hot_spot_patch",
     "hot_spot_window",
 ]
 
@@ -132,8 +136,10 @@ def _best_contrast_tile(
     radii: Sequence[float],
     min_inside: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_best_contrast` over one tile (with its halo) whose top-left pixel is ``origin`` in a plane of size
-    ``full``: the window must fit in the whole plane, not the tile."""
+    """At each pixel of one tile (with its halo) of the smoothed planes, whose top-left pixel is ``origin`` in a
+    plane of size ``full``: the largest core-minus-surround contrast over ``radii`` and the radius that gives it
+    (``-inf`` where no window fits in the whole plane, not the tile, or less than ``min_inside`` of the surround
+    lies inside the head), float64."""
     depth, height, width = smooth.shape
     best = torch.full_like(smooth, -torch.inf)
     best_radius = torch.zeros_like(smooth)
@@ -154,45 +160,67 @@ def _best_contrast_tile(
     return best, best_radius
 
 
-def _best_contrast(
-    planes: torch.Tensor, radii: Sequence[float], background: float, min_inside: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """At each pixel of the planes smoothed by a Gaussian of one pixel, the largest core-minus-surround contrast
-    over ``radii`` and the radius that gives it (``-inf`` where no window fits in the plane or less than
-    ``min_inside`` of the surround lies inside the head: the smoothed source above ``background`` of 255),
-    float32. Searched in tiles of :data:`_TILE` with a halo of the widest window."""
-    depth, height, width = planes.shape
-    # whole-plane buffers in float32 and bool; each tile works in float64
-    smooth = GaussianFilter(spatial_dims=2, sigma=1.0)(planes[:, None].float())[:, 0]
-    inside = smooth > background * 255.0
-    halo = max(int(np.floor(3 * float(r))) for r in radii) + 1
-    best = torch.full_like(smooth, -torch.inf)
-    best_radius = torch.zeros_like(smooth)
+def _candidates(
+    source: torch.Tensor | np.ndarray,
+    max_value: float,
+    radii: Sequence[float],
+    background: float,
+    min_inside: float,
+    min_contrast: float,
+) -> list[tuple[float, int, int, int, float]]:
+    """The candidates ``(contrast, plane, row, column, radius)``, strongest first: local maxima, over 3 x 3 (x 3
+    planes in a volume) neighbours, of the best core-minus-surround contrast over ``radii`` (float32) of the
+    source smoothed by a Gaussian of one pixel, at least ``min_contrast``.
+
+    The planes are searched in tiles of :data:`_TILE`, each read from the source with a halo wide enough for
+    the Gaussian, the widest window and the neighbours of its edge pixels, so that a tile's figures are the
+    whole plane's and memory is bounded by the tile, whatever the image size: no whole-plane copy is made."""
+    shape = tuple(source.shape)
+    volume = len(shape) == 3
+    height, width = shape[:2]
+    gaussian = GaussianFilter(spatial_dims=2, sigma=1.0)
+    smooth_halo = gaussian_1d(torch.tensor(1.0), truncated=gaussian.truncated).numel() // 2  # its tail: 4 pixels
+    window_halo = max(int(np.floor(3 * float(r))) for r in radii)
+    found: list[tuple[float, int, int, int, float]] = []
     for top in range(0, height, _TILE):
         for left in range(0, width, _TILE):
-            r0, c0 = max(top - halo, 0), max(left - halo, 0)
-            r1, c1 = min(top + _TILE + halo, height), min(left + _TILE + halo, width)
-            tile = (slice(None), slice(r0, r1), slice(c0, c1))
-            tile_best, tile_radius = _best_contrast_tile(
-                smooth[tile].double(), inside[tile].double(), (r0, c0), (height, width), radii, min_inside
+            bottom, right = min(top + _TILE, height), min(left + _TILE, width)
+            # the contrast is needed on the tile and its neighbours (1), from the smoothed source around them
+            # (the widest window), from the source around that (the Gaussian's tail)
+            b0, b1 = max(top - 1, 0), min(bottom + 1, height)
+            c0, c1 = max(left - 1, 0), min(right + 1, width)
+            s0, s1 = max(b0 - window_halo, 0), min(b1 + window_halo, height)
+            t0, t1 = max(s0 - smooth_halo, 0), min(s1 + smooth_halo, height)
+            u0, u1 = max(c0 - window_halo, 0), min(c1 + window_halo, width)
+            v0, v1 = max(u0 - smooth_halo, 0), min(u1 + smooth_halo, width)
+            planes = as_planes(source[t0:t1, v0:v1], max_value)  # (D, h, w) float64, this tile only
+            smooth = gaussian(planes[:, None].float())[:, 0][:, s0 - t0 : s1 - t0, u0 - v0 : u1 - v0]
+            inside = smooth > background * 255.0
+            best, best_radius = _best_contrast_tile(
+                smooth.double(), inside.double(), (s0, u0), (height, width), radii, min_inside
             )
-            inner = (slice(None), slice(top - r0, top - r0 + _TILE), slice(left - c0, left - c0 + _TILE))
-            out = (slice(None), slice(top, top + _TILE), slice(left, left + _TILE))
-            best[out], best_radius[out] = tile_best[inner].float(), tile_radius[inner].float()
-    return best, best_radius
+            best = best[:, b0 - s0 : b1 - s0, c0 - u0 : c1 - u0].float()
+            best_radius = best_radius[:, b0 - s0 : b1 - s0, c0 - u0 : c1 - u0].float()
+            pool = (
+                F.max_pool3d(best[None, None], 3, stride=1, padding=1)[0, 0]
+                if volume
+                else F.max_pool2d(best[:, None], 3, stride=1, padding=1)[:, 0]
+            )
+            inner = (slice(None), slice(top - b0, bottom - b0), slice(left - c0, right - c0))
+            best, pool, best_radius = best[inner], pool[inner], best_radius[inner]
+            for z, y, x in torch.nonzero((best >= min_contrast) & (best >= pool)).tolist():
+                found.append((float(best[z, y, x]), z, y + top, x + left, float(best_radius[z, y, x])))
+    found.sort(key=lambda c: -c[0])
+    return found
 
 
-def _peaks(best: torch.Tensor, best_radius: torch.Tensor, volume: bool, min_contrast: float) -> list[tuple]:
-    """The candidates ``(plane, row, column, radius)``: local maxima of the best contrast over 3 x 3 (x 3
-    planes in a volume) neighbours, at least ``min_contrast``, strongest first."""
-    pool = (
-        F.max_pool3d(best[None, None], 3, stride=1, padding=1)[0, 0]
-        if volume
-        else (F.max_pool2d(best[:, None], 3, stride=1, padding=1)[:, 0])
-    )
-    found = torch.nonzero((best >= min_contrast) & (best >= pool))
-    found = found[torch.argsort(best[tuple(found.T)], descending=True)]
-    return [(z, y, x, r) for (z, y, x), r in zip(found.tolist(), best_radius[tuple(found.T)].tolist(), strict=True)]
+def hot_spot_patch(x: torch.Tensor | np.ndarray, spot: FoundHotSpot, max_value: float) -> torch.Tensor:
+    """The ``(K, K)`` window of :func:`hot_spot_window` around ``spot`` in an image ``(H, W)`` or a volume
+    ``(H, W, D)``, float64 on the 0-255 scale (``max_value``: the input's scale): only the window is copied."""
+    plane, rows, columns = hot_spot_window(spot)
+    window = x[rows, columns, plane] if x.ndim == 3 else x[rows, columns]
+    t = window if isinstance(window, torch.Tensor) else torch.from_numpy(np.array(window))
+    return t.to(torch.float64) * (255.0 / float(max_value))
 
 
 def find_hot_spots(
@@ -233,10 +261,10 @@ def find_hot_spots(
         min_inside: the fraction of a surround that must lie inside the head.
         max_spots: the most hot spots returned (the strongest first).
     """
-    planes = as_planes(source, max_value)
-    best, best_radius = _best_contrast(planes, radii, background, min_inside)
+    if source.ndim not in (2, 3):
+        raise ValueError(f"expected an image (H, W) or a volume (H, W, D), got {tuple(source.shape)}")
     spots: list[FoundHotSpot] = []
-    for z, y, x, r in _peaks(best, best_radius, planes.shape[0] > 1, min_contrast):
+    for _, z, y, x, r in _candidates(source, max_value, radii, background, min_inside, min_contrast):
         if any(  # its core overlaps a stronger hot spot's: the same one
             (y - s.row) ** 2 + (x - s.column) ** 2 <= (r + s.radius) ** 2 and abs(z - s.plane) <= max(s.radius, 1.0)
             for s in spots
@@ -244,7 +272,7 @@ def find_hot_spots(
             continue
         candidate = FoundHotSpot(z, y, x, r, 0.0)
         core, ring = disc_masks(r)
-        src = planes[hot_spot_window(candidate)]
+        src = hot_spot_patch(source, candidate, max_value)
         contrast = float(hot_spot_contrast(src, core, ring))
         if contrast <= 0 or float(src[core].mean() - torch.quantile(src[ring], isolation_quantile)) < min_isolation:
             continue

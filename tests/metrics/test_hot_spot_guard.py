@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hkafusion_monai.metrics import HOT_SPOT_MIN_KEPT, hot_spot_guard
+from hkafusion_monai.metrics import HOT_SPOT_MIN_KEPT, HOT_SPOT_MRI_DARKER, hot_spot_guard
 from hkafusion_monai.transforms.hot_spots import paint_hot_spot
 
 
@@ -50,6 +50,30 @@ def test_the_guard_fires_on_a_dropped_painted_hot_spot_and_not_on_pixel_max() ->
     # the fraction is a setting: nothing is lost when nothing need be kept
     assert not any(s.lost for s in hot_spot_guard(mri, painted, min_kept=-1.0))
     assert HOT_SPOT_MIN_KEPT == 0.5
+
+
+def test_with_the_mri_only_a_hot_spot_over_darker_mri_is_lost() -> None:
+    """The same hot spot, fused so that it keeps under half its contrast: lost where the MRI is dark under it (a
+    lesion's pattern), not where the MRI is as bright there as around it (normal focal uptake)."""
+    mri, pet = _head()
+    painted, centre = _painted(mri, pet, seed=0)
+    spot = hot_spot_guard(mri, painted)
+    (found,) = _near(spot, centre)
+    core = np.hypot(*(np.mgrid[:128, :128] - centre[:, None, None])) <= found.radius
+    dark = np.where(core, 0.2 * mri, mri)  # hypointense under the hot spot
+    fused = 0.75 * dark + 0.25 * painted  # under half the contrast kept
+    (lesion,) = _near(hot_spot_guard(fused, painted, mri=dark), centre)
+    assert lesion.kept < HOT_SPOT_MIN_KEPT and lesion.mri_ratio < 1 - HOT_SPOT_MRI_DARKER
+    assert lesion.lost
+    fused = 0.75 * mri + 0.25 * painted  # the same loss over the MRI's own texture
+    (uptake,) = _near(hot_spot_guard(fused, painted, mri=mri), centre)
+    assert uptake.kept < HOT_SPOT_MIN_KEPT and uptake.mri_ratio > 1 - HOT_SPOT_MRI_DARKER and not uptake.lost
+    assert _near(hot_spot_guard(fused, painted), centre)[0].lost  # without the MRI: every hot spot is guarded
+    assert _near(hot_spot_guard(fused, painted, mri=mri, mri_darker=-1.0), centre)[0].lost
+    # over a black MRI surround nothing is darker
+    assert not _near(hot_spot_guard(fused, painted, mri=np.zeros_like(mri)), centre)[0].lost
+    with pytest.raises(ValueError, match="mri"):
+        hot_spot_guard(fused, painted, mri=mri[:64])
 
 
 def test_no_hot_spot_no_alarm_and_bad_shapes_are_refused() -> None:
@@ -172,3 +196,53 @@ def test_bundle_inference_guards_the_networks_own_output(phantom, tmp_path, one_
         assert [(tuple(s["position"]), s["kept"]) for s in record["hot_spots"]] == [
             (s.position, pytest.approx(s.kept)) for s in expected
         ]
+
+
+def test_the_tiled_search_finds_what_one_tile_finds(monkeypatch) -> None:
+    """Planes are searched tile by tile, each smoothed and reduced to its peaks on its own with a halo: hot spots
+    on and near the tiles' edges (here tiles of 64) are found exactly as in one tile the size of the image."""
+    from hkafusion_monai.metrics import hot_spots
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:150, :200]
+    mri = 90 + 30 * np.sin(xx / 4.0) + rng.normal(0, 5, yy.shape)
+    source = 60 + 30 * np.exp(-(((yy - 75) ** 2 + (xx - 100) ** 2) / 80.0**2))
+    for (cy, cx), r in zip([(63, 64), (64, 128), (20, 63), (128, 190), (100, 126)], [2, 3, 5, 3, 12], strict=True):
+        source = np.where(np.hypot(yy - cy, xx - cx) <= r, 200.0, source)
+    source = source + rng.normal(0, 3, yy.shape)
+    fused = 0.5 * (mri + source)
+    volume = np.stack([source, 0.8 * source, source], axis=-1)
+    args = (255.0, hot_spots.HOT_SPOT_RADII, 0.05, 0.9, 20.0)  # every candidate, before the overlap rule
+    whole = hot_spot_guard(fused, source, mri=mri), hot_spots.find_hot_spots(volume)
+    candidates = hot_spots._candidates(source, *args), hot_spots._candidates(volume, *args)
+    assert len(whole[0]) >= 5 and len(whole[1]) >= 5
+    monkeypatch.setattr(hot_spots, "_TILE", 64)
+    assert hot_spot_guard(fused, source, mri=mri) == whole[0]
+    assert hot_spots.find_hot_spots(volume) == whole[1]
+    tiled_candidates = hot_spots._candidates(source, *args), hot_spots._candidates(volume, *args)
+    for tiled, one in zip(tiled_candidates, candidates, strict=True):
+        # the same peaks; their contrasts within float32 rounding of FFTs of other sizes
+        assert [c[1:] for c in tiled] == [c[1:] for c in one]
+        assert [c[0] for c in tiled] == pytest.approx([c[0] for c in one], abs=1e-3)
+
+
+def test_fuse_volumes_returns_the_mri_as_the_network_saw_it(phantom, one_thread) -> None:
+    """Deploy guards against the MRI as the network saw it: ``fuse_volumes(return_mri=True)`` returns it on the
+    fused volume's grid and axes (an "MRI alone" network gives it back exactly), after the other volume."""
+    from hkafusion_monai.inference import load_fuser
+    from hkafusion_monai.transforms import LoadFusionVolumed
+
+    class MRIAlone(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return image[:, :1]
+
+    load = LoadFusionVolumed(["v"])
+    mr, pt = (load({"v": str(phantom / "dicom" / "sub-000" / s)})["v"] for s in ("MR", "PT"))
+    fuser = load_fuser(task="mri_pet", device="cpu")
+    fuser.network = MRIAlone()
+    fused, other, mri = fuser.fuse_volumes(mr, pt, return_other=True, return_mri=True)
+    assert fused.shape == other.shape == mri.shape == mr.shape
+    assert torch.equal(fused.as_tensor(), mri.as_tensor()) and not torch.equal(mri.as_tensor(), other.as_tensor())
+    assert float(mri.min()) >= 0.0 and float(mri.max()) <= 1.0
+    only_mri = fuser.fuse_volumes(mr, pt, return_mri=True)
+    assert len(only_mri) == 2 and torch.equal(only_mri[1].as_tensor(), mri.as_tensor())

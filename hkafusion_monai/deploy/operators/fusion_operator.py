@@ -95,8 +95,8 @@ class FusionOperator(Operator):
         names = f"MR series {p.mri.describe()} and {p.other.header.modality} series {p.other.describe()}"
         kwargs = {"allow_patient_mismatch": True} if self.allow_patient_mismatch else {}
         try:
-            fused, other_on_mri = self.fuser.fuse_volumes(
-                mri, other, modality=p.modality, register=p.register, return_other=True, **kwargs
+            fused, other_on_mri, mri_scaled = self.fuser.fuse_volumes(
+                mri, other, modality=p.modality, register=p.register, return_other=True, return_mri=True, **kwargs
             )
         except HKAFusionError as e:  # refused pair, overlap: name both series
             raise type(e)(f"{names}: {e}") from e
@@ -127,6 +127,7 @@ class FusionOperator(Operator):
                 other_array.transpose(1, 2, 0),
                 min_kept=self.hot_spot_min_kept,
                 max_value=1.0,
+                mri=mri_scaled.as_tensor()[0].numpy().transpose(1, 0, 2),
             )
             log_hot_spots(result)
         return result
