@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
+    import torch
     from _report import git_commit, machine_summary, write_section
 
+    torch.set_num_threads(args.threads)  # the machine line names the threads the parts run with
     machine = machine_summary()
     command = " ".join(["python benchmarks/bench_inference.py", *(sys.argv[1:] if argv is None else argv)])
     head = f"`{command}`; commit {git_commit()}; {machine}; CPU only (no GPU figures)."
