@@ -29,9 +29,10 @@ def machine_summary() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    threads = torch.get_num_threads()
     return (
         f"{cpu}, {os.cpu_count()} logical cores, 1-min load {load:.2f} at start, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, {threads} thread{'' if threads == 1 else 's'}"
     )
 
 
