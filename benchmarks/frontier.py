@@ -248,14 +248,19 @@ def plot(path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = [t for t in TASKS if (OUT / "scores" / t).is_dir()]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 7.0), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         pmax, pyramid, rows = _load(task)
         y_key = "Bone" if task == "mri_ct" else HYPO_LESION
-        for name, row in [("pixel max", pmax), ("Laplacian pyramid", pyramid), *rows.items()]:
+        # points are numbered and named in a key under the panel: names next to close points overlap
+        for number, (name, row) in enumerate(
+            [("pixel max", pmax), ("Laplacian pyramid", pyramid), *rows.items()], start=1
+        ):
             marker = "s" if name in ("pixel max", "Laplacian pyramid") else ("*" if "restored" in name else "o")
-            ax.scatter(row["Qabf"], row[y_key], marker=marker, s=70)
-            ax.annotate(name, (row["Qabf"], row[y_key]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            label = f"{number}  {name.removeprefix(f'{task} run: ')}"
+            ax.scatter(row["Qabf"], row[y_key], marker=marker, s=70, label=label)
+            ax.annotate(str(number), (row["Qabf"], row[y_key]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, frameon=False)
         ax.axhline(0.9 if task == "mri_ct" else pmax[y_key], color="grey", lw=0.8, ls="--")
         ax.axvline(max(pmax["Qabf"], pyramid["Qabf"]), color="grey", lw=0.8, ls=":")
         ax.set_xlabel("Qabf (edge transfer), validation mean")
