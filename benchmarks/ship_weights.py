@@ -13,6 +13,11 @@ With ``--task mri_ct|mri_pet|mri_spect`` the weights are shipped as that task's 
 ``model.pt`` stays the fallback), recorded under ``weights["model_<task>.pt"]`` with a lineage of their own
 that starts from the joint version they were continued from. ``--no-run`` ships a checkpoint unchanged (a joint
 version chosen for one task on its validation pairs).
+
+A new bundle version changes what each TorchScript file reports (``ckpt_export`` puts the metadata inside), so
+a release with unchanged weights exports them again and records the new files:
+
+    python benchmarks/ship_weights.py --reexport
 """
 
 from __future__ import annotations
@@ -41,13 +46,35 @@ def save_and_export(state: dict, name: str) -> None:
     tmp = MODELS / f".{name}.pt.tmp"
     torch.save(dict(state), tmp)
     tmp.replace(MODELS / f"{name}.pt")
+    export(name)
+
+
+def export(name: str) -> None:
+    """Export ``bundle/models/<name>.pt`` as ``<name>.ts`` with MONAI's ``ckpt_export``."""
     cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(MODELS / f"{name}.ts")]
     cmd += ["--ckpt_file", str(MODELS / f"{name}.pt"), "--meta_file", str(METADATA)]
     cmd += ["--config_file", str(REPO / "bundle" / "configs" / "inference.json")]
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
+def reexport() -> int:
+    """Export every shipped ``<name>.pt`` again as ``<name>.ts`` with the bundle's current metadata inside, and
+    record the new files' sha256 and size in metadata.json; the ``.pt`` files and the lineage are unchanged."""
+    meta = json.loads(METADATA.read_text())
+    weights = meta["weights"]
+    for key in [k for k in weights if k.endswith(".pt")]:
+        name = key.removesuffix(".pt")
+        export(name)
+        path = MODELS / f"{name}.ts"
+        weights[f"{name}.ts"].update(sha256=_sha256(path), bytes=path.stat().st_size)
+        print(f"exported {path} for version {meta['version']}")
+    METADATA.write_text(json.dumps(meta, indent=4, ensure_ascii=False) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--reexport"]:
+        return reexport()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a state dict, or a training state holding it under 'model'")
     parser.add_argument("--run-dir", type=Path, default=None, help="the run's output folder (its overlay.json)")
