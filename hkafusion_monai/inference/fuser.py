@@ -283,9 +283,13 @@ class Fuser:
         data = self.pipeline.preprocessing(item)
         pred = self._infer(data["image"], str(item["modality"]))
         data["pred"] = pred
-        extras = [key for key, wanted in (("other_on_mri", return_other), ("mri_scaled", return_mri)) if wanted]
-        for key in extras:
-            data[key] = data["image"].as_tensor()[0:1] if key == "mri_scaled" else data["image"].as_tensor()[1:2]
+        # the network's input channels asked for, each put through the same postprocessing as the fusion
+        channels = {
+            key: c for key, c, wanted in (("other_on_mri", 1, return_other), ("mri_scaled", 0, return_mri)) if wanted
+        }
+        extras = list(channels)
+        for key, c in channels.items():
+            data[key] = data["image"].as_tensor()[c : c + 1]
         post = self.postprocess(data, colour=False, uint8=False)
         if extras:
             post = FusionPostprocessd(extras, colour=False, uint8=False)(post)
