@@ -129,18 +129,22 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_bundle(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run ...`` in a subprocess (CPU, one thread, no tracking server)."""
+def bundle_env() -> dict[str, str]:
+    """The environment of a bundle subprocess: CPU, one thread, no tracking server, no debug tracebacks."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("HKAFUSION_DEBUG", None)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
 
 
-def run_inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) -> subprocess.CompletedProcess:
-    """The bundle's ``inference`` workflow on one pair, through :func:`run_bundle`."""
-    return run_bundle(
+def bundle_command(*args: str) -> list[str]:
+    """``python -m monai.bundle run *args`` with this interpreter."""
+    return [sys.executable, "-m", "monai.bundle", "run", *args]
+
+
+def inference_args(ckpt: Path, out: Path, mri: Path | str, other: Path | str) -> list[str]:
+    """The arguments of the bundle's ``inference`` workflow on one pair, without a progress bar."""
+    return [
         "inference",
         "--config_file",
         str(INFERENCE_JSON),
@@ -156,8 +160,19 @@ def run_inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) ->
         str(out),
         "--progress",
         "false",
-        *extra,
+    ]
+
+
+def run_bundle(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run ...`` in a subprocess (:func:`bundle_env`)."""
+    return subprocess.run(
+        bundle_command(*args), cwd=REPO, env=bundle_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_inference(ckpt: Path, out: Path, mri: Path, other: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The bundle's ``inference`` workflow on one pair, through :func:`run_bundle`."""
+    return run_bundle(*inference_args(ckpt, out, mri, other), *extra)
 
 
 def infer(ckpt: Path, out: Path, **options: object) -> None:

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -28,7 +27,18 @@ from monai.bundle import run
 from hkafusion_monai.handlers import default_tracking_uri
 from hkafusion_monai.io import output_name
 from hkafusion_monai.utils.cli import install_at_startup, runs_module
-from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
+from tests.helpers import (
+    BUNDLE,
+    REPO,
+    SMOKE_TRAIN,
+    bundle_command,
+    bundle_env,
+    ending_line,
+    infer,
+    inference_args,
+    random_checkpoint,
+    train,
+)
 
 TRAIN = SMOKE_TRAIN
 
@@ -220,17 +230,6 @@ def test_resume_reads_through_the_safe_reader(phantom: Path, tmp_path: Path, one
 # ----------------------------------------------------------------------------------- the real command
 
 
-def _env() -> dict[str, str]:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    for name in ("MLFLOW_TRACKING_URI", "HKAFUSION_DEBUG"):
-        env.pop(name, None)
-    return env
-
-
-def _bundle(*args: str) -> list[str]:
-    return [sys.executable, "-m", "monai.bundle", "run", *args]
-
-
 def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> None:
     """--resume with a hostile checkpoint ends in one line naming the file (it once ended in 83 lines naming no
     file)."""
@@ -241,7 +240,7 @@ def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> No
             return (os.system, (f"touch {tmp_path / 'ran'}",))
 
     torch.save({"model": Evil()}, evil)
-    cmd = _bundle(
+    cmd = bundle_command(
         "training",
         "--config_file",
         json.dumps(TRAIN),
@@ -262,7 +261,7 @@ def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> No
         "--device",
         "$torch.device('cpu')",
     )
-    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=REPO, env=bundle_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(f"error: {evil}: holds objects other than weights, refused for safety"), lines[-5:]
@@ -317,27 +316,11 @@ def test_a_signal_in_the_first_seconds_stops_the_run(
     interpreter starts (``import monai`` takes seconds): the run stops, non-zero, with nothing written."""
     mri, other = _pair(phantom)
     out = tmp_path / "out"
-    cmd = _bundle(
-        "inference",
-        "--config_file",
-        str(INFERENCE_JSON),
-        "--bundle_root",
-        str(BUNDLE),
-        "--ckpt_path",
-        str(ckpt),
-        "--mri",
-        mri,
-        "--other",
-        other,
-        "--output_dir",
-        str(out),
-        "--progress",
-        "false",
-    )
+    cmd = bundle_command(*inference_args(ckpt, out, mri, other))
     proc = subprocess.Popen(
         cmd,
         cwd=REPO,
-        env=_env(),
+        env=bundle_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,7 +24,16 @@ from hkafusion_monai.inference import FusionInferer, load_fuser
 from hkafusion_monai.reports.run_status import run_tracked
 from hkafusion_monai.utils import CheckpointError, RefusedPairError
 from hkafusion_monai.utils.cli import project_error
-from tests.helpers import BUNDLE, REPO, last_line, random_checkpoint, run_bundle, run_inference
+from tests.helpers import (
+    BUNDLE,
+    REPO,
+    bundle_command,
+    bundle_env,
+    last_line,
+    random_checkpoint,
+    run_bundle,
+    run_inference,
+)
 
 TRAIN_JSON = str(BUNDLE / "configs" / "train.json")
 
@@ -328,13 +337,7 @@ def test_a_pickle_with_code_is_refused_without_running_it(tmp_path: Path) -> Non
 
 def test_ctrl_c_stops_a_training(phantom: Path, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) works with the Deploy SDK installed (Holoscan takes SIGINT over when monai is imported)."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
+    cmd = bundle_command(
         "training",
         "--config_file",
         json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
@@ -356,8 +359,10 @@ def test_ctrl_c_stops_a_training(phantom: Path, tmp_path: Path) -> None:
         "false",
         "--device",
         "$torch.device('cpu')",
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=bundle_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.time() + 240
         for line in proc.stdout:  # wait until the training iterates

@@ -23,7 +23,18 @@ from monai.bundle import run
 
 from hkafusion_monai.handlers import default_tracking_uri, tracking_uri
 from hkafusion_monai.io import output_name
-from tests.helpers import BUNDLE, INFERENCE_JSON, REPO, SMOKE_TRAIN, ending_line, infer, random_checkpoint, train
+from tests.helpers import (
+    BUNDLE,
+    REPO,
+    SMOKE_TRAIN,
+    bundle_command,
+    bundle_env,
+    ending_line,
+    infer,
+    inference_args,
+    random_checkpoint,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +43,10 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _inference(ckpt: Path, out: Path, mri: Path, other: Path) -> subprocess.Popen:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", str(INFERENCE_JSON)]
-    cmd += ["--bundle_root", str(BUNDLE), "--ckpt_path", str(ckpt), "--mri", str(mri), "--other", str(other)]
-    cmd += ["--output_dir", str(out), "--progress", "false"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = bundle_command(*inference_args(ckpt, out, mri, other))
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=bundle_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 # ------------------------------------------------------------------------------------------ the MLflow store
