@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -25,30 +26,14 @@ from hkafusion_monai.utils.provenance import git_commit
 
 __all__ = [
     "MLflowRunRecorder",
-    "bundle_run_args",
-    "config_files_from_argv",
     "datalist_summary",
-    "executed_config_from_argv",
     "flatten_params",
+    "running_bundle_config",
     "scrub_paths",
     "source_tags",
 ]
 
 _MAX_PARAM_CHARS = 500
-#: the arguments of ``monai.bundle`` ``run``/``create_workflow``/``ConfigWorkflow`` that are not config overrides
-_RUN_OPTIONS = (
-    "workflow_name",
-    "config_file",
-    "meta_file",
-    "logging_file",
-    "tracking",
-    "args_file",
-    "run_id",
-    "init_id",
-    "final_id",
-    "workflow_type",
-    "properties_path",
-)
 
 
 def datalist_summary(datalist: str | os.PathLike, log_names: bool = False) -> dict[str, Any]:
@@ -86,58 +71,6 @@ def scrub_paths(config: Any, keep_under: Sequence[str | os.PathLike] = ()) -> An
     return config
 
 
-def bundle_run_args(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    """The arguments of a ``python -m monai.bundle run ...`` command line as MONAI takes them: parsed by
-    python-fire against the signature of ``monai.bundle.scripts.run`` (as ``monai.bundle``'s ``__main__`` does),
-    then merged into the ``--args_file`` defaults with ``monai.bundle.update_kwargs`` (as ``create_workflow``
-    does; ``None`` values dropped). ``None`` for any other command line (a workflow built in Python)."""
-    import fire
-    from monai.bundle import update_kwargs
-
-    argv = list(sys.argv if argv is None else argv)
-    entry = Path(argv[0]) if argv else Path()
-    if len(argv) < 2 or argv[1] != "run" or (entry.name, entry.parent.name) != ("__main__.py", "bundle"):
-        return None
-    parsed: dict[str, Any] = {}
-
-    def run(
-        run_id: str | None = None,
-        init_id: str | None = None,
-        final_id: str | None = None,
-        meta_file: str | Sequence[str] | None = None,
-        config_file: str | Sequence[str] | None = None,
-        logging_file: str | None = None,
-        tracking: str | dict | None = None,
-        args_file: str | None = None,
-        **override: Any,
-    ) -> None:
-        parsed.update(
-            run_id=run_id,
-            init_id=init_id,
-            final_id=final_id,
-            meta_file=meta_file,
-            config_file=config_file,
-            logging_file=logging_file,
-            tracking=tracking,
-            args_file=args_file,
-            **override,
-        )
-
-    try:
-        fire.Fire({"run": run}, command=argv[1:], name="monai.bundle")
-    except (SystemExit, fire.core.FireExit):  # not a command line monai.bundle would have run
-        return None
-    args_file = parsed.pop("args_file", None)
-    return update_kwargs(args=args_file, **parsed)
-
-
-def config_files_from_argv(argv: Sequence[str] | None = None) -> list[str]:
-    """The config files of a ``python -m monai.bundle run ...`` command line (empty if none)."""
-    args = bundle_run_args(argv) or {}
-    files = args.get("config_file") or []
-    return [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
-
-
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Resolved params as MLflow strings, nested keys joined with ``.``: numbers as numbers (``"0.0002"``),
     sequences as JSON (``"[128, 128]"``), ``None`` as ``"none"``; each cut to 500 characters."""
@@ -159,8 +92,12 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
-def source_tags(commit: str) -> dict[str, str]:
-    """MLflow's system tags for where a run came from: the entry point, the user and the git commit."""
+def source_tags(commit: str, run_id: str | None = None) -> dict[str, str]:
+    """MLflow's system tags for where a run came from: the entry point, the user and the git commit.
+
+    The entry point is the script, as MLflow names it (``sys.argv[0]``); ``python -m monai.bundle run <run_id>``
+    when it is ``monai.bundle``, with the run id of the workflow (:func:`running_bundle_config`).
+    """
     import getpass
 
     try:
@@ -168,8 +105,8 @@ def source_tags(commit: str) -> dict[str, str]:
     except (KeyError, OSError):
         user = "unknown"
     entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    if entry.name == "__main__.py" and entry.parent.name == "bundle":  # python -m monai.bundle run <id>
-        source = "python -m monai.bundle " + " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+    if entry.name == "__main__.py" and entry.parent.name == "bundle":
+        source = " ".join(["python -m monai.bundle run", *([run_id] if run_id else [])])
     else:
         source = entry.name
     tags = {"mlflow.user": user, "mlflow.source.name": source, "mlflow.source.type": "LOCAL", "git_commit": commit}
@@ -178,30 +115,32 @@ def source_tags(commit: str) -> dict[str, str]:
     return tags
 
 
-def executed_config_from_argv(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    """The executed config of a ``python -m monai.bundle run ...`` command line, as ``ConfigWorkflow`` builds it
-    and as MONAI saves it under ``--tracking`` (``save_execute_config``): the config files merged by
-    ``ConfigParser.read_config``, the bundle's ``metadata.json`` (``--meta_file``, default beside the first
-    config) as ``_meta_``, and the overrides applied with ``ConfigParser.update``; the command line is read by
-    :func:`bundle_run_args`. ``None`` without a config file (a workflow built in Python).
+def running_bundle_config() -> tuple[dict[str, Any], str | None] | None:
+    """The config of the bundle workflow that is running the caller, as its ``ConfigParser`` holds it, and the
+    workflow's run id (``"training"`` for ``monai.bundle run training``; ``None`` for a parser used alone).
 
-    MONAI writes this file itself only when ``--tracking`` adds its own MLflow handlers, which the bundle's
-    configs declare already; the recorder rebuilds it from the same arguments instead.
+    This is the executed config that MONAI exports under ``--tracking`` (``ConfigWorkflow.patch_bundle_tracking``,
+    ``save_execute_config``): the config files merged, the bundle's ``metadata.json`` as ``_meta_``, the overrides
+    of the command line or of ``--args_file`` applied; read once the workflow has parsed it, its macros and
+    relative ids are resolved and its references written with MONAI's ``::``, as it is executed. MONAI hands a handler no reference to the
+    workflow that builds it, so the nearest ``ConfigWorkflow`` (or ``ConfigParser``) method on the call stack
+    gives it: the parser that is instantiating or running the caller, whatever built the workflow (``python -m
+    monai.bundle``, ``ConfigWorkflow`` in Python, ``torchrun``). ``None`` when no bundle workflow runs the caller.
     """
-    from monai.bundle import ConfigParser
+    from monai.bundle import ConfigParser, ConfigWorkflow
 
-    args = bundle_run_args(argv)
-    files = config_files_from_argv(argv)
-    if args is None or not files or not all(Path(f).is_file() for f in files):
-        return None
-    parser = ConfigParser()
-    parser.read_config(files)
-    meta = args.get("meta_file") or str(Path(files[0]).parent / "metadata.json")
-    if isinstance(meta, (list, tuple)) or Path(meta).is_file():
-        parser.read_meta(meta)
-    parser.update({k: v for k, v in args.items() if k not in _RUN_OPTIONS})
-    config: dict[str, Any] = parser.get()
-    return config
+    parser: ConfigParser | None = None
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_argcount and code.co_varnames[0] == "self":  # a method: read its ``self`` only
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, ConfigWorkflow) and (parser is None or owner.parser is parser):
+                return owner.parser.get(), owner.run_id
+            if parser is None and isinstance(owner, ConfigParser):
+                parser = owner
+        frame = frame.f_back
+    return None if parser is None else (parser.get(), None)
 
 
 class MLflowRunRecorder:
@@ -211,10 +150,11 @@ class MLflowRunRecorder:
       ``tracked_params``: numbers as numbers, lists as JSON, no unresolved ``$`` expressions), the datalist's
       :func:`datalist_summary` (counts and hash, never the item paths), the git commit and ``extra_params``;
     - tags: the git commit, the user, and the entry point (MLflow's ``mlflow.source.*`` and ``mlflow.user``);
-    - artifacts: the executed config as ``executed_config.json`` (also written to ``output_dir``) and the
-      config files named on the command line. Unless ``log_names``, every string of the executed config that
-      names an existing file or folder outside the bundle is replaced by a hash (:func:`scrub_paths`):
-      nothing that names a patient's file reaches a tracking server unless asked.
+    - artifacts: the executed config as ``configs/executed_config.json`` (also written to ``output_dir``): the
+      config files merged with the overrides, as the workflow runs them (:func:`running_bundle_config`, what
+      MONAI saves under ``--tracking``). Unless ``log_names``, every string of it that names an existing file or
+      folder outside the bundle is replaced by a hash (:func:`scrub_paths`): nothing that names a patient's
+      file reaches a tracking server unless asked.
 
     Args:
         mlflow_run: the :class:`~hkafusion_monai.handlers.mlflow_run.MLflowRun` of the engine's ``MLFlowHandler``
@@ -222,9 +162,8 @@ class MLflowRunRecorder:
         output_dir: where ``executed_config.json`` is written; ``None`` to skip the file.
         datalist: path of the run's datalist JSON.
         params: the resolved settings to log (the config's ``tracked_params``).
-        config: the executed config to record; default: :func:`executed_config_from_argv` (the config files,
-            metadata and overrides of the ``python -m monai.bundle run`` command line), or, for a workflow built
-            in Python, the resolved ``params``.
+        config: the executed config to record; default: that of the bundle workflow that builds this recorder
+            (:func:`running_bundle_config`), or, for a recorder built outside one, the resolved ``params``.
         meta: the bundle's metadata (``"@_meta_"`` in a config), for the ``bundle_version`` param; default: the
             executed config's ``_meta_``.
         extra_params: more params to log, e.g. ``{"task": "mri_pet"}``.
@@ -262,13 +201,15 @@ class MLflowRunRecorder:
         self.datalist = datalist
         self.log_names = as_bool(log_names, "log_names")
         self.params = dict(params or {})
-        if config is None:
-            config = executed_config_from_argv()
+        running = running_bundle_config()
+        self.run_id = None if running is None else running[1]
+        if config is None and running is not None:
+            config = running[0]
         if config is None:
             config = {"tracked_params": self.params}
         # a deep copy as plain JSON: later parsing must not change what is recorded
-        config = json.loads(json.dumps(config, default=str))
-        self.config = config if self.log_names else scrub_paths(config, keep_under)
+        self.config: dict[str, Any] = json.loads(json.dumps(config, default=str))
+        self.keep_under = list(keep_under)
         self.meta = dict(meta) if meta is not None else dict(self.config.get("_meta_", {}))
         self.extra_params = dict(extra_params or {})
 
@@ -276,8 +217,11 @@ class MLflowRunRecorder:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
+        if self.output_dir is not None:
+            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
         config = {k: v for k, v in self.config.items() if k != "_meta_"}
-        files = [f for f in config_files_from_argv() if Path(f).is_file()]
+        # hashed now that the run's folders exist, so that an output path is hashed as well
+        config = config if self.log_names else scrub_paths(config, self.keep_under)
         params = flatten_params({**self.run_params, **self.params})
         if "version" in self.meta:
             params["bundle_version"] = str(self.meta["version"])
@@ -285,13 +229,10 @@ class MLflowRunRecorder:
             params.update({k: str(v) for k, v in datalist_summary(self.datalist, self.log_names).items()})
         commit = git_commit(Path(__file__).parent)
         params["git_commit"] = commit
-        if files:
-            params["config_files"] = ", ".join(Path(f).name for f in files)[:_MAX_PARAM_CHARS]
         params.update(flatten_params(self.extra_params))
 
         written = None
         if self.output_dir is not None and config:
-            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
             written = Path(self.output_dir) / "executed_config.json"
             text = json.dumps(config, indent=2)
             atomic_write(written, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)
@@ -300,8 +241,6 @@ class MLflowRunRecorder:
         if run is None or not run.active:
             return
         run.log_params(params)
-        run.set_tags(source_tags(commit))
-        for f in files:
-            run.log_artifact(f, artifact_path="configs")
+        run.set_tags(source_tags(commit, self.run_id))
         if written is not None:
             run.log_artifact(written, artifact_path="configs")

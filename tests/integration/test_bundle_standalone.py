@@ -110,7 +110,10 @@ def test_training_runs_from_the_bundle_folder(phantom: Path, tmp_path: Path) -> 
     proc = subprocess.run(cmd, cwd=BUNDLE, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert (out / "checkpoints" / "model.pt").is_file()
-    assert json.loads((out / "executed_config.json").read_text())["dataset_dir"].startswith("<path sha256:")
+    executed = json.loads((out / "executed_config.json").read_text())
+    assert executed["dataset_dir"].startswith("<path sha256:")
+    # the command line's overrides, as the workflow got them through python-fire
+    assert (executed["task"], executed["epochs"], executed["epoch_length"]) == ("mri_pet", 1, 2)
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,14 @@
 """The MLflow records of a training, an evaluation and an inference run: unchanged, and written without reaching
 into MONAI's ``MLFlowHandler``.
 
-Each workflow runs once in this process (``monai.bundle.ConfigWorkflow``, with ``sys.argv`` set to the
-``python -m monai.bundle run ...`` command that does the same) on the small phantom, and its MLflow run is read
-back as a record: the status, every param and tag (hashes, the git commit and the user masked), every metric
-with its steps, every artifact path. The records are compared with ``tests/testing_data/mlflow_records.json``; the
-params a training run takes from the config's ``tracked_params`` are compared with the resolved config itself,
-so that a new tunable does not need a new record. After a deliberate change of what a run records, rewrite
-the file with ``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/integration/test_mlflow_records.py`` and
-review its diff.
+Each workflow runs once in this process (``monai.bundle.ConfigWorkflow``, its settings given in Python while
+``sys.argv`` names only ``python -m monai.bundle run <id>``, so that nothing can be read from the command line)
+on the small phantom, and its MLflow run is read back as a record: the status, every param and tag (hashes, the
+git commit and the user masked), every metric with its steps, every artifact path. The records are compared with
+``tests/testing_data/mlflow_records.json``; the params a training run takes from the config's ``tracked_params``
+are compared with the resolved config itself, so that a new tunable does not need a new record. After a
+deliberate change of what a run records, rewrite the file with
+``HKAFUSION_UPDATE_RECORDS=1 python -m pytest tests/integration/test_mlflow_records.py`` and review its diff.
 """
 
 from __future__ import annotations
@@ -103,19 +103,22 @@ def _record(tracking_uri: str, run_name: str, skip_params: Mapping[str, str] = {
     }
 
 
-def _argv(run_id: str, config_file: list[str], overrides: Mapping[str, Any]) -> list[str]:
-    """The ``python -m monai.bundle run`` command line of ``overrides``, as a shell would hand it over."""
-    files = config_file[0] if len(config_file) == 1 else json.dumps(config_file)
-    argv = [MONAI_MAIN, "run", run_id, "--config_file", files]
-    for key, value in overrides.items():
-        argv += [f"--{key}", json.dumps(value) if isinstance(value, (list, bool)) else str(value)]
-    return argv
-
-
-def _run(monkeypatch: pytest.MonkeyPatch, run_id: str, config_file: list[str], workflow_type: str, **overrides: Any):
-    monkeypatch.setattr(sys, "argv", _argv(run_id, config_file, overrides))
+def _run(
+    monkeypatch: pytest.MonkeyPatch,
+    run_id: str,
+    config_file: list[str],
+    workflow_type: str,
+    tracking: dict | None = None,
+    **overrides: Any,
+):
+    monkeypatch.setattr(sys, "argv", [MONAI_MAIN, "run", run_id])
     workflow = ConfigWorkflow(
-        config_file=config_file, workflow_type=workflow_type, logging_file=False, run_id=run_id, **overrides
+        config_file=config_file,
+        workflow_type=workflow_type,
+        logging_file=False,
+        run_id=run_id,
+        tracking=tracking,
+        **overrides,
     )
     workflow.initialize()
     workflow.run()
@@ -158,25 +161,30 @@ def records(phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             "train#handlers#7#_target_": handler,  # the MLFlowHandlers of train.json
             "validate#handlers#1#_target_": handler,
         }
-        workflow = _run(mp, "training", [str(TRAIN_JSON)], "train", **train)
+        # MONAI's own record of the executed config (``--tracking`` with no handler of its own), to compare with
+        monai_record = train_out / "monai_execute_config.json"
+        tracking = {"handlers_id": {}, "configs": {}}
+        train_run = {**train, "save_execute_config": str(monai_record)}
+        workflow = _run(mp, "training", [str(TRAIN_JSON)], "train", tracking, **train_run)
         # the resolved tracked_params, and what the recorder takes from the network and the initial weights
         (recorder,) = [h for h in workflow.parser.get_parsed_content("train#handlers") if hasattr(h, "run_params")]
         tracked = workflow.parser.get_parsed_content("tracked_params")
         result["tracked_params"] = flatten_params({**recorder.run_params, **tracked})
-        result["train_overrides"] = train
+        result["monai_execute_config"] = monai_record
         result["uris"]["training"] = (default_tracking_uri(), "train_records")
         result["train_out"] = train_out
 
-        eval_out = out / "evaluate"
         evaluate = {
             **common,
-            "output_dir": str(eval_out),
+            "output_dir": str(out / "evaluate"),
             "run_name": "evaluate_records",
             "ckpt_path": str(ckpt),
             "validate#handlers#3#_target_": handler,  # evaluate.json's
         }
         _run(mp, "evaluating", [str(TRAIN_JSON), str(EVALUATE_JSON)], "eval", **evaluate)
         result["uris"]["evaluation"] = (default_tracking_uri(), "evaluate_records")
+        result["evaluate_overrides"] = evaluate
+        result["eval_dir"] = out / "evaluate" / "evaluation" / "evaluate_records"
 
         infer_out = out / "inference"
         infer = {
@@ -254,22 +262,42 @@ def test_the_closing_message_gives_the_runs_table_address(records: dict[str, Any
     assert capsys.readouterr().out.splitlines()[-1] == f"  MLflow UI: mlflow ui --backend-store-uri {uri}"
 
 
-def test_executed_config_is_the_command_lines(records: dict[str, Any]) -> None:
-    """The logged executed config is the config files merged with the command line's overrides, as
-    ``monai.bundle run`` executes them, its data paths hashed."""
-    uri, run_name = records["uris"]["training"]
+def _logged_config(uri: str, run_name: str) -> dict[str, Any]:
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("hkafusion")
     (run,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == run_name]
-    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "configs/executed_config.json")).read_text())
-    parser = ConfigParser()
-    parser.read_config(str(TRAIN_JSON))
-    parser.update(records["train_overrides"])
-    config = {k: v for k, v in json.loads(json.dumps(parser.get())).items() if k != "_meta_"}
-    expected = scrub_paths(config, [str(BUNDLE)])
+    return json.loads(Path(client.download_artifacts(run.info.run_id, "configs/executed_config.json")).read_text())
+
+
+def _as_executed(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as a workflow executes it (macros and relative ids resolved, as ``ConfigParser.parse`` does),
+    without its metadata and with its data paths hashed, as a run records it."""
+    parser = ConfigParser(json.loads(json.dumps(config)))
+    parser.resolve_macro_and_relative_ids()
+    return scrub_paths({k: v for k, v in parser.get().items() if k != "_meta_"}, [str(BUNDLE)])
+
+
+def test_executed_config_is_monais(records: dict[str, Any]) -> None:
+    """The logged executed config of a training run is the one MONAI itself saves under ``--tracking``
+    (``save_execute_config``), as the workflow executes it, its data paths hashed: taken from the running
+    workflow, not the command line."""
+    logged = _logged_config(*records["uris"]["training"])
+    expected = _as_executed(json.loads(records["monai_execute_config"].read_text()))
     assert logged == expected
+    assert logged["epochs"] == 2 and logged["image_size"] == [64, 64]  # the overrides, given in Python only
     assert json.loads((records["train_out"] / "executed_config.json").read_text()) == expected
     assert str(REPO.parent) not in json.dumps(logged).replace(str(BUNDLE), "<bundle>")
+
+
+def test_executed_config_without_tracking(records: dict[str, Any]) -> None:
+    """Without ``--tracking`` (the evaluation run), the executed config is still the config files merged with
+    the overrides, as the workflow runs them."""
+    logged = _logged_config(*records["uris"]["evaluation"])
+    parser = ConfigParser()
+    parser.read_config([str(TRAIN_JSON), str(EVALUATE_JSON)])
+    parser.update(records["evaluate_overrides"])
+    assert logged == _as_executed(parser.get())
+    assert json.loads((records["eval_dir"] / "executed_config.json").read_text()) == logged
 
 
 def test_only_the_handlers_options_are_read(records: dict[str, Any]) -> None:
