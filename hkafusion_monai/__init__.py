@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from hkafusion_monai.utils.lazy import lazy_exports
 
-__version__ = "0.6.1"
+__version__ = "0.6.2"
 
 #: the subpackages, each imported on first attribute access
 SUBPACKAGES = (
