@@ -121,11 +121,13 @@ def running_bundle_config() -> tuple[dict[str, Any], str | None] | None:
 
     This is the executed config that MONAI exports under ``--tracking`` (``ConfigWorkflow.patch_bundle_tracking``,
     ``save_execute_config``): the config files merged, the bundle's ``metadata.json`` as ``_meta_``, the overrides
-    of the command line or of ``--args_file`` applied; read once the workflow has parsed it, its macros and
-    relative ids are resolved and its references written with MONAI's ``::``, as it is executed. MONAI hands a handler no reference to the
-    workflow that builds it, so the nearest ``ConfigWorkflow`` (or ``ConfigParser``) method on the call stack
-    gives it: the parser that is instantiating or running the caller, whatever built the workflow (``python -m
-    monai.bundle``, ``ConfigWorkflow`` in Python, ``torchrun``). ``None`` when no bundle workflow runs the caller.
+    of the command line or of ``--args_file`` applied. Read once the workflow has parsed it, its macros and
+    relative ids are resolved and its references written with MONAI's ``::``, as it is executed.
+
+    MONAI hands a handler no reference to the workflow that builds it, so the nearest ``ConfigWorkflow`` (or
+    ``ConfigParser``) method on the call stack gives it: the parser that is instantiating or running the caller,
+    whatever built the workflow (``python -m monai.bundle``, ``ConfigWorkflow`` in Python, ``torchrun``). ``None``
+    when no bundle workflow runs the caller.
     """
     from monai.bundle import ConfigParser, ConfigWorkflow
 
