@@ -195,6 +195,31 @@ def infer(ckpt: Path, out: Path, **options: object) -> None:
 SMOKE_TRAIN = [str(BUNDLE / "configs" / "train.json"), str(REPO / "configs" / "smoke.json")]
 
 
+def training_args(out: Path, datalist: Path) -> list[str]:
+    """The arguments of the bundle's ``training`` workflow with :func:`train`'s settings, for a subprocess."""
+    return [
+        "training",
+        "--config_file",
+        json.dumps(SMOKE_TRAIN),
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(out),
+        "--datalist",
+        str(datalist),
+        "--task",
+        "mri_pet",
+        "--log_figures",
+        "false",
+        "--batch_size",
+        "2",
+        "--roi_size",
+        "[64, 64]",
+        "--device",
+        "$torch.device('cpu')",
+    ]
+
+
 def train(out: Path, datalist: Path, **options: object) -> None:
     """The bundle's ``training`` workflow in this process: the smoke overlay, 64x64 crops, CPU, no figures."""
     from monai.bundle import run

@@ -38,6 +38,7 @@ from tests.helpers import (
     inference_args,
     random_checkpoint,
     train,
+    training_args,
 )
 
 TRAIN = SMOKE_TRAIN
@@ -241,25 +242,7 @@ def test_the_command_ends_with_the_one_line(phantom: Path, tmp_path: Path) -> No
 
     torch.save({"model": Evil()}, evil)
     cmd = bundle_command(
-        "training",
-        "--config_file",
-        json.dumps(TRAIN),
-        "--bundle_root",
-        str(BUNDLE),
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--datalist",
-        str(phantom / "datalists" / "png_pet.json"),
-        "--resume",
-        str(evil),
-        "--batch_size",
-        "2",
-        "--roi_size",
-        "[64, 64]",
-        "--log_figures",
-        "false",
-        "--device",
-        "$torch.device('cpu')",
+        *training_args(tmp_path / "run", phantom / "datalists" / "png_pet.json"), "--resume", str(evil)
     )
     result = subprocess.run(cmd, cwd=REPO, env=bundle_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0

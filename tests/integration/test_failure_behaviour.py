@@ -33,6 +33,7 @@ from tests.helpers import (
     random_checkpoint,
     run_bundle,
     run_inference,
+    training_args,
 )
 
 TRAIN_JSON = str(BUNDLE / "configs" / "train.json")
@@ -144,28 +145,7 @@ def test_a_secondary_covering_one_mri_slice_is_refused(ckpt: Path, phantom: Path
 
 
 def _train(out: Path, datalist: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_bundle(
-        "training",
-        "--config_file",
-        json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
-        "--bundle_root",
-        str(BUNDLE),
-        "--output_dir",
-        str(out),
-        "--datalist",
-        str(datalist),
-        "--task",
-        "mri_pet",
-        "--log_figures",
-        "false",
-        "--batch_size",
-        "2",
-        "--roi_size",
-        "[64, 64]",
-        "--device",
-        "$torch.device('cpu')",
-        *extra,
-    )
+    return run_bundle(*training_args(out, datalist), *extra)
 
 
 def test_training_never_replaces_an_earlier_run(phantom: Path, tmp_path: Path) -> None:
@@ -337,29 +317,8 @@ def test_a_pickle_with_code_is_refused_without_running_it(tmp_path: Path) -> Non
 
 def test_ctrl_c_stops_a_training(phantom: Path, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) works with the Deploy SDK installed (Holoscan takes SIGINT over when monai is imported)."""
-    cmd = bundle_command(
-        "training",
-        "--config_file",
-        json.dumps([TRAIN_JSON, str(REPO / "configs" / "smoke.json")]),
-        "--bundle_root",
-        str(BUNDLE),
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--datalist",
-        str(phantom / "datalists" / "png_pet.json"),
-        "--epochs",
-        "1000",
-        "--epoch_length",
-        "1000",
-        "--batch_size",
-        "2",
-        "--roi_size",
-        "[64, 64]",
-        "--log_figures",
-        "false",
-        "--device",
-        "$torch.device('cpu')",
-    )
+    datalist = phantom / "datalists" / "png_pet.json"
+    cmd = bundle_command(*training_args(tmp_path / "run", datalist), "--epochs", "1000", "--epoch_length", "1000")
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=bundle_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
